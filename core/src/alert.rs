@@ -1,0 +1,147 @@
+//! What detection and response produce: [`Alert`]s for SOC queues and [`Action`]s
+//! (revocation requests and their results).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
+
+use crate::event::{AttributionMethod, CredentialRef};
+use crate::ids::{AgentId, CredentialId, HumanId};
+
+/// Alert severity, ordered from least to most urgent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth a look.
+    Low,
+    /// Investigate soon.
+    Medium,
+    /// Investigate now.
+    High,
+    /// Act now.
+    Critical,
+}
+
+impl Severity {
+    /// OCSF `severity_id` (1 informational … 5 critical).
+    pub fn ocsf_id(self) -> u8 {
+        match self {
+            Severity::Low => 2,
+            Severity::Medium => 3,
+            Severity::High => 4,
+            Severity::Critical => 5,
+        }
+    }
+}
+
+/// One hop in the lineage path shown with an alert.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LineageStep {
+    /// `credential`, `agent` or `human`.
+    pub node: SmolStr,
+    /// Its identifier.
+    pub id: SmolStr,
+    /// How this hop was established.
+    pub via: AttributionMethod,
+}
+
+/// A finding for the SOC.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Unique alert id (stable for a dedup key: the key's fingerprint).
+    pub id: SmolStr,
+    /// Detector that raised it.
+    pub detector: SmolStr,
+    /// Severity.
+    pub severity: Severity,
+    /// One-line title.
+    pub title: String,
+    /// Why this is wrong, in a sentence an analyst can act on.
+    pub summary: String,
+    /// Event time of the first evidence event.
+    pub first_seen: DateTime<Utc>,
+    /// Event time of the latest evidence event.
+    pub last_seen: DateTime<Utc>,
+    /// Number of events folded into this alert by deduplication.
+    pub count: u64,
+    /// Dedup key: the same finding for the same credential is one alert.
+    pub dedup_key: String,
+    /// The credential used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialRef>,
+    /// The root of its lineage chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_credential: Option<CredentialId>,
+    /// The agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentId>,
+    /// The accountable human.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<HumanId>,
+    /// Lineage path: used credential → … → root → agent → human.
+    #[serde(default)]
+    pub lineage_path: Vec<LineageStep>,
+    /// MITRE ATT&CK technique ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mitre: Vec<SmolStr>,
+    /// Detector-specific evidence (the violated scope, the action, the resources…).
+    #[serde(default)]
+    pub evidence: serde_json::Value,
+    /// Event ids of the evidence events (the first ones, capped; `count` has the total).
+    #[serde(default)]
+    pub event_ids: Vec<SmolStr>,
+}
+
+/// What a response action does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionKind {
+    /// Set an AWS access key to `Inactive`.
+    DeactivateAwsAccessKey,
+    /// Revoke AWS role sessions issued before now.
+    RevokeAwsRoleSessions,
+    /// Revoke a Vault token by accessor.
+    RevokeVaultAccessor,
+    /// Revoke a GitHub token.
+    RevokeGithubToken,
+    /// Remove an Entra service-principal credential.
+    RemoveEntraCredential,
+}
+
+/// Where an action is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionStatus {
+    /// Requested, not yet decided.
+    Requested,
+    /// Would have run, but dry-run is on.
+    DryRun,
+    /// Waiting for a person to approve.
+    PendingApproval,
+    /// Refused by policy (denylist, not allowlisted, rate limit).
+    Refused,
+    /// Executed successfully.
+    Done,
+    /// Executed and failed.
+    Failed,
+}
+
+/// A revocation request and, once executed, its result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    /// Idempotency key: executor + credential + reason. A repeated key is a no-op.
+    pub idempotency_key: String,
+    /// What to do.
+    pub kind: ActionKind,
+    /// On which credential.
+    pub credential: CredentialRef,
+    /// Why (the alert id or the operator's reason).
+    pub reason: String,
+    /// When it was requested.
+    pub requested_at: DateTime<Utc>,
+    /// Current status.
+    pub status: ActionStatus,
+    /// Result or error text once executed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+}

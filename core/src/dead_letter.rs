@@ -1,0 +1,88 @@
+//! Dead letters: input that could not be normalized, kept with its reason and its
+//! original bytes so nothing read is ever silently lost.
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Provenance, Source};
+
+/// One record that could not be normalized.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The source whose parser rejected it.
+    pub source: Source,
+    /// Why it was rejected, in words a person can act on.
+    pub reason: String,
+    /// Where it was read.
+    pub provenance: Provenance,
+    /// The original bytes as UTF-8 text when they are valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<String>,
+    /// The original bytes, base64, when they are not valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_base64: Option<String>,
+    /// Length of the original bytes.
+    pub original_len: usize,
+}
+
+impl DeadLetter {
+    /// Builds a dead letter, keeping the original bytes as text or base64.
+    ///
+    /// Secret-looking values are not scrubbed from dead letters: the bytes are what
+    /// could not be parsed, so they cannot be understood well enough to scrub. The
+    /// dead-letter output is therefore as sensitive as the raw logs themselves, and
+    /// the sinks write it with the same care.
+    pub fn new(
+        source: Source,
+        reason: impl Into<String>,
+        provenance: Provenance,
+        bytes: &[u8],
+    ) -> Self {
+        let (original, original_base64) = match std::str::from_utf8(bytes) {
+            Ok(s) => (Some(s.to_owned()), None),
+            Err(_) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            ),
+        };
+        Self {
+            source,
+            reason: reason.into(),
+            provenance,
+            original,
+            original_base64,
+            original_len: bytes.len(),
+        }
+    }
+
+    /// The original bytes, decoded back from text or base64.
+    pub fn original_bytes(&self) -> Vec<u8> {
+        match (&self.original, &self.original_base64) {
+            (Some(s), _) => s.as_bytes().to_vec(),
+            (None, Some(b)) => base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .unwrap_or_default(),
+            (None, None) => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_utf8_bytes_round_trip_through_base64() {
+        let bytes = [0xff, 0x00, 0x7b];
+        let dl = DeadLetter::new(
+            Source::CloudTrail,
+            "not JSON",
+            Provenance::file("x.json", 1),
+            &bytes,
+        );
+        assert!(dl.original.is_none());
+        let json = serde_json::to_string(&dl).unwrap();
+        let back: DeadLetter = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.original_bytes(), bytes);
+    }
+}

@@ -1,0 +1,76 @@
+//! The counts a run reports: what was read, normalized, dead-lettered, attributed
+//! and alerted on. Replay writes it as `summary.json`; the CLI prints it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Record counts for one source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceCounts {
+    /// Records read (`normalized + dead_lettered`).
+    pub read: u64,
+    /// Records normalized.
+    pub normalized: u64,
+    /// Records dead-lettered.
+    pub dead_lettered: u64,
+}
+
+/// A credential (or principal) that could not be attributed, with why and how often.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unattributed {
+    /// The root credential, or the principal when no credential was named.
+    pub subject: String,
+    /// Why attribution failed.
+    pub reason: String,
+    /// Number of uses.
+    pub uses: u64,
+}
+
+/// The outcome of a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Input files read.
+    pub files: u64,
+    /// Records read, all sources.
+    pub read: u64,
+    /// Records normalized.
+    pub normalized: u64,
+    /// Records dead-lettered.
+    pub dead_lettered: u64,
+    /// Per-source counts.
+    pub by_source: BTreeMap<String, SourceCounts>,
+    /// Lineage facts applied to the graph.
+    pub lineage_facts: u64,
+    /// Uses performed by the cloud provider's own services (no credential, excluded from the attribution rate).
+    pub service_events: u64,
+    /// Uses attributed to an agent or a human.
+    pub attributed: u64,
+    /// Uses not attributed.
+    pub unattributed: u64,
+    /// `attributed / (normalized - service_events)`, in percent.
+    pub attributed_pct: f64,
+    /// Uses by attribution method.
+    pub by_method: BTreeMap<String, u64>,
+    /// The most frequent unattributed subjects (at most 20).
+    pub top_unattributed: Vec<Unattributed>,
+    /// Alerts by detector.
+    pub alerts_by_detector: BTreeMap<String, u64>,
+    /// Alerts in total.
+    pub alerts: u64,
+    /// Wall-clock seconds.
+    pub elapsed_secs: f64,
+    /// Records read per second.
+    pub records_per_sec: f64,
+}
+
+impl RunSummary {
+    /// True when every record read was normalized or dead-lettered.
+    pub fn counts_add_up(&self) -> bool {
+        self.read == self.normalized + self.dead_lettered
+            && self
+                .by_source
+                .values()
+                .all(|c| c.read == c.normalized + c.dead_lettered)
+    }
+}

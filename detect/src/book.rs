@@ -1,0 +1,84 @@
+//! Folding findings into alerts by dedup key.
+
+use std::collections::HashMap;
+
+use lineage_core::{Alert, AttributedEvent};
+use sha2::{Digest, Sha256};
+use smol_str::SmolStr;
+
+use crate::Finding;
+
+/// Evidence event ids kept per alert; `count` keeps the total.
+const MAX_EVIDENCE_IDS: usize = 50;
+
+/// The alerts of a run, one per dedup key, in order of first sighting.
+#[derive(Debug, Default)]
+pub struct AlertBook {
+    alerts: Vec<Alert>,
+    by_key: HashMap<String, usize>,
+}
+
+/// Whether a finding opened a new alert or was folded into an existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// A new alert (index into [`AlertBook::alerts`]).
+    New(usize),
+    /// Folded into an existing alert.
+    Repeat(usize),
+}
+
+impl AlertBook {
+    /// Records a finding about `event`.
+    pub fn record(&mut self, finding: Finding, event: &AttributedEvent) -> Recorded {
+        let time = event.use_.time;
+        if let Some(&i) = self.by_key.get(&finding.dedup_key) {
+            let alert = &mut self.alerts[i];
+            alert.count += 1;
+            alert.last_seen = alert.last_seen.max(time);
+            alert.first_seen = alert.first_seen.min(time);
+            if alert.event_ids.len() < MAX_EVIDENCE_IDS {
+                alert.event_ids.push(event.use_.event_id.clone());
+            }
+            return Recorded::Repeat(i);
+        }
+        let digest = Sha256::digest(finding.dedup_key.as_bytes());
+        let a = &event.attribution;
+        let alert = Alert {
+            id: SmolStr::new(hex::encode(&digest[..8])),
+            detector: SmolStr::new_static(finding.detector),
+            severity: finding.severity,
+            title: finding.title,
+            summary: finding.summary,
+            first_seen: time,
+            last_seen: time,
+            count: 1,
+            dedup_key: finding.dedup_key.clone(),
+            credential: event.use_.credential.clone(),
+            root_credential: a.root_credential.clone(),
+            agent: a.agent.clone(),
+            owner: a.owner.clone(),
+            lineage_path: lineage_graph::lineage_path(a),
+            mitre: finding
+                .mitre
+                .iter()
+                .map(|m| SmolStr::new_static(m))
+                .collect(),
+            evidence: finding.evidence,
+            event_ids: vec![event.use_.event_id.clone()],
+        };
+        self.alerts.push(alert);
+        let i = self.alerts.len() - 1;
+        self.by_key.insert(finding.dedup_key, i);
+        Recorded::New(i)
+    }
+
+    /// The alerts, in order of first sighting.
+    pub fn alerts(&self) -> &[Alert] {
+        &self.alerts
+    }
+
+    /// Takes the alerts out.
+    pub fn into_alerts(self) -> Vec<Alert> {
+        self.alerts
+    }
+}

@@ -1,0 +1,343 @@
+//! The graph structure and how facts, inventory and observed uses change it.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use lineage_core::event::{
+    CredentialKind, CredentialRef, CredentialUse, FactKind, IssuanceMethod, LineageFact,
+    PrincipalKind,
+};
+use lineage_core::inventory::{HumanStatus, Inventory};
+use lineage_core::{AgentId, CredentialId, HumanId};
+use petgraph::stable_graph::{NodeIndex, StableGraph};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use smol_str::SmolStr;
+
+/// A vertex of the lineage graph.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Node {
+    /// A credential.
+    Credential(CredentialId),
+    /// A non-human identity.
+    Agent(AgentId),
+    /// A human.
+    Human(HumanId),
+}
+
+/// An edge of the lineage graph.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Edge {
+    /// Child credential → the credential whose call issued it.
+    IssuedFrom {
+        /// How.
+        method: IssuanceMethod,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Credential → agent it is bound to in the inventory.
+    BoundTo,
+    /// Agent → its accountable human.
+    OwnedBy,
+}
+
+/// What the graph knows about one credential.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CredentialMeta {
+    /// Graph vertex.
+    pub node: NodeIndex,
+    /// Kind, from the id's shape or the issuing call.
+    pub kind: CredentialKind,
+    /// The principal it belongs to: IAM user name for access keys, role ARN for sessions.
+    pub principal: Option<SmolStr>,
+    /// Role session name (STS sessions).
+    pub session_name: Option<SmolStr>,
+    /// `sourceIdentity` (STS sessions).
+    pub source_identity: Option<SmolStr>,
+    /// When it was issued, when the logs showed it.
+    pub issued_at: Option<DateTime<Utc>>,
+    /// Last status change (`Inactive`, `Deleted`…), with its time.
+    pub status: Option<(SmolStr, DateTime<Utc>)>,
+    /// First and last time a use was observed.
+    pub first_used: Option<DateTime<Utc>>,
+    /// Last time a use was observed.
+    pub last_used: Option<DateTime<Utc>>,
+}
+
+/// The identity-lineage graph with its lookup indexes.
+#[derive(Debug, Default)]
+pub struct LineageGraph {
+    pub(crate) graph: StableGraph<Node, Edge>,
+    pub(crate) credentials: HashMap<CredentialId, CredentialMeta>,
+    pub(crate) agents: HashMap<AgentId, NodeIndex>,
+    pub(crate) humans: HashMap<HumanId, NodeIndex>,
+    pub(crate) agent_owner: HashMap<AgentId, HumanId>,
+    pub(crate) iam_user_agent: HashMap<SmolStr, AgentId>,
+    pub(crate) role_agent: HashMap<SmolStr, AgentId>,
+    /// Lower-cased alias → humans that claim it (more than one = ambiguous).
+    pub(crate) alias_humans: HashMap<String, Vec<HumanId>>,
+    pub(crate) departures: HashMap<HumanId, DateTime<Utc>>,
+    pub(crate) inventory: Inventory,
+    facts_applied: u64,
+}
+
+impl LineageGraph {
+    /// A graph seeded from the inventory: humans, agents, declared bindings and aliases.
+    pub fn from_inventory(inventory: &Inventory) -> Self {
+        let mut g = Self {
+            inventory: inventory.clone(),
+            ..Self::default()
+        };
+        for h in inventory.humans() {
+            let n = g.graph.add_node(Node::Human(h.id.clone()));
+            g.humans.insert(h.id.clone(), n);
+            if h.status == HumanStatus::Departed {
+                if let Some(at) = h.departed_at {
+                    g.departures.insert(h.id.clone(), at);
+                }
+            }
+            let a = &h.aliases;
+            let own_id = h.id.0.to_string();
+            let names = a
+                .aws_iam_user
+                .iter()
+                .chain(&a.sso_session)
+                .chain(&a.github)
+                .chain(&a.entra_upn)
+                .chain(&a.vault)
+                .chain(h.email.iter())
+                .chain(std::iter::once(&own_id));
+            for name in names {
+                let entry = g.alias_humans.entry(name.to_ascii_lowercase()).or_default();
+                if !entry.contains(&h.id) {
+                    entry.push(h.id.clone());
+                }
+            }
+        }
+        for a in inventory.agents() {
+            let n = g.graph.add_node(Node::Agent(a.id.clone()));
+            g.agents.insert(a.id.clone(), n);
+            if let Some(&owner) = g.humans.get(&a.owner) {
+                g.graph.add_edge(n, owner, Edge::OwnedBy);
+            }
+            g.agent_owner.insert(a.id.clone(), a.owner.clone());
+            for c in &a.credentials {
+                let kind = CredentialKind::from_aws_key_id(c.as_str());
+                let cn = g.credential_node(c, kind);
+                g.graph.add_edge(cn, n, Edge::BoundTo);
+            }
+            for u in &a.aws_iam_users {
+                g.iam_user_agent.insert(SmolStr::new(u), a.id.clone());
+            }
+            for r in &a.aws_roles {
+                g.role_agent.insert(SmolStr::new(r), a.id.clone());
+                if let Some(name) = r.rsplit('/').next() {
+                    g.role_agent
+                        .entry(SmolStr::new(name))
+                        .or_insert_with(|| a.id.clone());
+                }
+            }
+        }
+        g
+    }
+
+    /// The vertex of a credential, created on first sight.
+    pub(crate) fn credential_node(&mut self, id: &CredentialId, kind: CredentialKind) -> NodeIndex {
+        if let Some(meta) = self.credentials.get_mut(id) {
+            if meta.kind == CredentialKind::Unknown {
+                meta.kind = kind;
+            }
+            return meta.node;
+        }
+        let node = self.graph.add_node(Node::Credential(id.clone()));
+        self.credentials.insert(
+            id.clone(),
+            CredentialMeta {
+                node,
+                kind,
+                principal: None,
+                session_name: None,
+                source_identity: None,
+                issued_at: None,
+                status: None,
+                first_used: None,
+                last_used: None,
+            },
+        );
+        node
+    }
+
+    fn touch(&mut self, c: &CredentialRef) -> &mut CredentialMeta {
+        self.credential_node(&c.id, c.kind);
+        self.credentials.get_mut(&c.id).expect("just inserted")
+    }
+
+    /// Applies one lineage fact. Facts must arrive in event-time order.
+    pub fn apply(&mut self, fact: &LineageFact) {
+        self.facts_applied += 1;
+        match &fact.kind {
+            FactKind::CredentialIssued {
+                parent,
+                child,
+                issued_to,
+                method,
+                session_name,
+                source_identity,
+                ..
+            } => {
+                let child_meta = self.touch(child);
+                child_meta.issued_at = Some(fact.time);
+                if issued_to.is_some() {
+                    child_meta.principal = issued_to.clone();
+                }
+                if session_name.is_some() {
+                    child_meta.session_name = session_name.clone();
+                }
+                if source_identity.is_some() {
+                    child_meta.source_identity = source_identity.clone();
+                }
+                let child_node = child_meta.node;
+                if let Some(parent) = parent {
+                    if parent.id == child.id {
+                        return;
+                    }
+                    let parent_node = self.touch(parent).node;
+                    // A credential has one issuer: a repeated fact replaces the edge.
+                    let old: Vec<_> = self
+                        .graph
+                        .edges_directed(child_node, Direction::Outgoing)
+                        .filter(|e| matches!(e.weight(), Edge::IssuedFrom { .. }))
+                        .map(|e| e.id())
+                        .collect();
+                    for e in old {
+                        self.graph.remove_edge(e);
+                    }
+                    self.graph.add_edge(
+                        child_node,
+                        parent_node,
+                        Edge::IssuedFrom {
+                            method: *method,
+                            at: fact.time,
+                        },
+                    );
+                }
+            }
+            FactKind::CredentialStatusChanged {
+                credential, status, ..
+            } => {
+                self.touch(credential).status = Some((status.clone(), fact.time));
+            }
+            FactKind::OwnerAssigned { subject, owner } => {
+                let agent = AgentId::new(subject);
+                if let (Some(&a), Some(&h)) = (self.agents.get(&agent), self.humans.get(owner)) {
+                    self.graph.add_edge(a, h, Edge::OwnedBy);
+                    self.agent_owner.insert(agent, owner.clone());
+                }
+            }
+            FactKind::OwnerDeparted { human } => {
+                if let Ok(Some(h)) = self.human_by_alias(human) {
+                    self.departures.entry(h).or_insert(fact.time);
+                }
+            }
+        }
+    }
+
+    /// Records what a use shows about its credential (its principal, its session,
+    /// when it was used). Call before [`LineageGraph::attribute`].
+    pub fn observe(&mut self, use_: &CredentialUse) {
+        let Some(c) = &use_.credential else { return };
+        let time = use_.time;
+        let principal_kind = use_.principal.kind;
+        let principal_name = use_.principal.name.clone();
+        let issuer = use_.session.issuer_arn.clone();
+        let session_name = use_.session.role_session_name.clone();
+        let source_identity = use_.session.source_identity.clone();
+        let meta = self.touch(c);
+        if meta.first_used.is_none() {
+            meta.first_used = Some(time);
+        }
+        meta.last_used = Some(time);
+        if meta.principal.is_none() {
+            meta.principal = match principal_kind {
+                PrincipalKind::IamUser => principal_name,
+                PrincipalKind::AssumedRole => issuer,
+                _ => None,
+            };
+        }
+        if meta.session_name.is_none() {
+            meta.session_name = session_name;
+        }
+        if meta.source_identity.is_none() {
+            meta.source_identity = source_identity;
+        }
+    }
+
+    /// The credential this one was issued from, with the edge.
+    pub fn parent_of(&self, id: &CredentialId) -> Option<(&CredentialId, &Edge)> {
+        let meta = self.credentials.get(id)?;
+        self.graph
+            .edges_directed(meta.node, Direction::Outgoing)
+            .find(|e| matches!(e.weight(), Edge::IssuedFrom { .. }))
+            .and_then(|e| match &self.graph[e.target()] {
+                Node::Credential(p) => Some((p, e.weight())),
+                _ => None,
+            })
+    }
+
+    /// The agent a credential is bound to in the inventory.
+    pub fn declared_agent(&self, id: &CredentialId) -> Option<&AgentId> {
+        let meta = self.credentials.get(id)?;
+        self.graph
+            .edges_directed(meta.node, Direction::Outgoing)
+            .find(|e| matches!(e.weight(), Edge::BoundTo))
+            .and_then(|e| match &self.graph[e.target()] {
+                Node::Agent(a) => Some(a),
+                _ => None,
+            })
+    }
+
+    /// What the graph knows of a credential.
+    pub fn credential(&self, id: &CredentialId) -> Option<&CredentialMeta> {
+        self.credentials.get(id)
+    }
+
+    /// The accountable human of an agent.
+    pub fn owner_of(&self, agent: &AgentId) -> Option<&HumanId> {
+        self.agent_owner.get(agent)
+    }
+
+    /// When a human departed, if they have.
+    pub fn departed_at(&self, human: &HumanId) -> Option<DateTime<Utc>> {
+        self.departures.get(human).copied()
+    }
+
+    /// The human an alias names: `Ok(None)` when nobody claims it, `Err(humans)` when
+    /// several do (ambiguous matches are reported, never guessed).
+    pub fn human_by_alias(&self, alias: &str) -> Result<Option<HumanId>, Vec<HumanId>> {
+        match self.alias_humans.get(&alias.to_ascii_lowercase()) {
+            None => Ok(None),
+            Some(hs) if hs.len() == 1 => Ok(Some(hs[0].clone())),
+            Some(hs) => Err(hs.clone()),
+        }
+    }
+
+    /// The inventory the graph was seeded from.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// Number of credentials known.
+    pub fn credential_count(&self) -> usize {
+        self.credentials.len()
+    }
+
+    /// Number of facts applied so far.
+    pub fn facts_applied(&self) -> u64 {
+        self.facts_applied
+    }
+
+    /// Number of vertices and edges.
+    pub fn size(&self) -> (usize, usize) {
+        (self.graph.node_count(), self.graph.edge_count())
+    }
+}

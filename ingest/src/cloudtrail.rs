@@ -1,0 +1,607 @@
+//! AWS CloudTrail: records from S3 delivery files (`{"Records":[…]}`), JSON lines,
+//! EventBridge-free single events, all with the same record shape.
+//!
+//! Every record becomes a [`CredentialUse`]; issuance and key-status calls also
+//! yield [`LineageFact`]s. Secret values (`secretAccessKey`, `sessionToken`) are
+//! never deserialized: the typed structs below simply have no field for them, so
+//! they cannot reach any output.
+
+use chrono::{DateTime, Utc};
+use lineage_core::{
+    ClientHints, CredentialId, CredentialKind, CredentialRef, CredentialUse, FactKind,
+    IssuanceMethod, LineageFact, Operation, Outcome, Principal, PrincipalKind, Provenance,
+    SessionContext, Source,
+};
+use serde::Deserialize;
+use smol_str::SmolStr;
+
+use crate::lenient::{LenientBool, LenientObject, LenientStr};
+use crate::{Normalized, ParseError, SourceParser};
+
+/// The CloudTrail parser.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CloudTrailParser;
+
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(rename = "eventID", borrow, default)]
+    event_id: LenientStr<'a>,
+    #[serde(rename = "eventTime", borrow, default)]
+    event_time: LenientStr<'a>,
+    #[serde(rename = "eventSource", borrow, default)]
+    event_source: LenientStr<'a>,
+    #[serde(rename = "eventName", borrow, default)]
+    event_name: LenientStr<'a>,
+    #[serde(rename = "awsRegion", borrow, default)]
+    aws_region: LenientStr<'a>,
+    #[serde(rename = "sourceIPAddress", borrow, default)]
+    source_ip: LenientStr<'a>,
+    #[serde(rename = "userAgent", borrow, default)]
+    user_agent: LenientStr<'a>,
+    #[serde(rename = "errorCode", borrow, default)]
+    error_code: LenientStr<'a>,
+    #[serde(rename = "readOnly", default)]
+    read_only: LenientBool,
+    #[serde(rename = "recipientAccountId", borrow, default)]
+    recipient_account: LenientStr<'a>,
+    #[serde(rename = "userIdentity", borrow, default)]
+    user_identity: Option<LenientObject<RawUserIdentity<'a>>>,
+    #[serde(rename = "requestParameters", borrow, default)]
+    request: LenientObject<RawRequest<'a>>,
+    #[serde(rename = "responseElements", borrow, default)]
+    response: LenientObject<RawResponse<'a>>,
+    #[serde(borrow, default)]
+    resources: LenientObjectList<RawResource<'a>>,
+}
+
+/// A list that tolerates non-list values and non-object entries.
+struct LenientObjectList<T>(Vec<T>);
+
+impl<T> Default for LenientObjectList<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for LenientObjectList<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Option::<Vec<LenientObject<T>>>::deserialize(d) {
+            Ok(v) => Ok(Self(
+                v.unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|o| o.0)
+                    .collect(),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct RawUserIdentity<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: LenientStr<'a>,
+    #[serde(rename = "principalId", borrow, default)]
+    principal_id: LenientStr<'a>,
+    #[serde(borrow, default)]
+    arn: LenientStr<'a>,
+    #[serde(rename = "accountId", borrow, default)]
+    account_id: LenientStr<'a>,
+    #[serde(rename = "accessKeyId", borrow, default)]
+    access_key_id: LenientStr<'a>,
+    #[serde(rename = "userName", borrow, default)]
+    user_name: LenientStr<'a>,
+    #[serde(rename = "invokedBy", borrow, default)]
+    invoked_by: LenientStr<'a>,
+    #[serde(rename = "sessionContext", borrow, default)]
+    session_context: LenientObject<RawSessionContext<'a>>,
+    #[serde(rename = "onBehalfOf", borrow, default)]
+    on_behalf_of: LenientObject<RawOnBehalfOf<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawOnBehalfOf<'a> {
+    #[serde(rename = "userId", borrow, default)]
+    user_id: LenientStr<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawSessionContext<'a> {
+    #[serde(rename = "sessionIssuer", borrow, default)]
+    session_issuer: LenientObject<RawSessionIssuer<'a>>,
+    #[serde(borrow, default)]
+    attributes: LenientObject<RawSessionAttributes<'a>>,
+    #[serde(rename = "sourceIdentity", borrow, default)]
+    source_identity: LenientStr<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawSessionIssuer<'a> {
+    #[serde(borrow, default)]
+    arn: LenientStr<'a>,
+    #[serde(rename = "userName", borrow, default)]
+    user_name: LenientStr<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawSessionAttributes<'a> {
+    #[serde(rename = "creationDate", borrow, default)]
+    creation_date: LenientStr<'a>,
+    #[serde(rename = "mfaAuthenticated", default)]
+    mfa_authenticated: LenientBool,
+}
+
+#[derive(Deserialize, Default)]
+struct RawRequest<'a> {
+    #[serde(rename = "roleArn", borrow, default)]
+    role_arn: LenientStr<'a>,
+    #[serde(rename = "roleSessionName", borrow, default)]
+    role_session_name: LenientStr<'a>,
+    #[serde(rename = "sourceIdentity", borrow, default)]
+    source_identity: LenientStr<'a>,
+    #[serde(rename = "userName", borrow, default)]
+    user_name: LenientStr<'a>,
+    #[serde(rename = "roleName", borrow, default)]
+    role_name: LenientStr<'a>,
+    #[serde(rename = "accessKeyId", borrow, default)]
+    access_key_id: LenientStr<'a>,
+    #[serde(borrow, default)]
+    status: LenientStr<'a>,
+    #[serde(rename = "bucketName", borrow, default)]
+    bucket_name: LenientStr<'a>,
+    #[serde(borrow, default)]
+    key: LenientStr<'a>,
+    #[serde(rename = "secretId", borrow, default)]
+    secret_id: LenientStr<'a>,
+    #[serde(borrow, default)]
+    name: LenientStr<'a>,
+    #[serde(rename = "functionName", borrow, default)]
+    function_name: LenientStr<'a>,
+    #[serde(rename = "instanceId", borrow, default)]
+    instance_id: LenientStr<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawResponse<'a> {
+    #[serde(borrow, default)]
+    credentials: LenientObject<RawIssuedCredentials<'a>>,
+    #[serde(rename = "accessKey", borrow, default)]
+    access_key: LenientObject<RawAccessKey<'a>>,
+    #[serde(rename = "assumedRoleUser", borrow, default)]
+    assumed_role_user: LenientObject<RawArnHolder<'a>>,
+    #[serde(rename = "federatedUser", borrow, default)]
+    federated_user: LenientObject<RawArnHolder<'a>>,
+    #[serde(rename = "sourceIdentity", borrow, default)]
+    source_identity: LenientStr<'a>,
+}
+
+/// Only the key id: `secretAccessKey` and `sessionToken` have no field here on purpose.
+#[derive(Deserialize, Default)]
+struct RawIssuedCredentials<'a> {
+    #[serde(rename = "accessKeyId", borrow, default)]
+    access_key_id: LenientStr<'a>,
+}
+
+/// Only the key id and owner: `secretAccessKey` has no field here on purpose.
+#[derive(Deserialize, Default)]
+struct RawAccessKey<'a> {
+    #[serde(rename = "accessKeyId", borrow, default)]
+    access_key_id: LenientStr<'a>,
+    #[serde(rename = "userName", borrow, default)]
+    user_name: LenientStr<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawArnHolder<'a> {
+    #[serde(borrow, default)]
+    arn: LenientStr<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawResource<'a> {
+    #[serde(rename = "ARN", borrow, default)]
+    arn: LenientStr<'a>,
+}
+
+fn s(v: &LenientStr<'_>) -> Option<SmolStr> {
+    v.get().map(SmolStr::new)
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl SourceParser for CloudTrailParser {
+    fn source(&self) -> Source {
+        Source::CloudTrail
+    }
+
+    fn envelope_keys(&self) -> &'static [&'static str] {
+        &["Records"]
+    }
+
+    fn parse_record(&self, bytes: &[u8], provenance: Provenance) -> Result<Normalized, ParseError> {
+        let raw: RawEvent<'_> = serde_json::from_slice(bytes).map_err(|e| {
+            if e.classify() == serde_json::error::Category::Data {
+                ParseError::NotARecord(format!("CloudTrail record is not a JSON object: {e}"))
+            } else {
+                ParseError::InvalidJson(e.to_string())
+            }
+        })?;
+        normalize(raw, provenance)
+    }
+}
+
+fn normalize(raw: RawEvent<'_>, provenance: Provenance) -> Result<Normalized, ParseError> {
+    let event_id = raw
+        .event_id
+        .get()
+        .ok_or(ParseError::MissingField("eventID"))?;
+    let time_text = raw
+        .event_time
+        .get()
+        .ok_or(ParseError::MissingField("eventTime"))?;
+    let time = parse_time(time_text).ok_or_else(|| {
+        ParseError::InvalidField(
+            "eventTime",
+            format!("`{time_text}` is not an RFC 3339 time"),
+        )
+    })?;
+    let event_source = raw
+        .event_source
+        .get()
+        .ok_or(ParseError::MissingField("eventSource"))?;
+    let event_name = raw
+        .event_name
+        .get()
+        .ok_or(ParseError::MissingField("eventName"))?;
+    let identity = match raw.user_identity {
+        Some(LenientObject(Some(ui))) => ui,
+        Some(LenientObject(None)) => {
+            return Err(ParseError::InvalidField(
+                "userIdentity",
+                "is not an object".into(),
+            ))
+        }
+        None => return Err(ParseError::MissingField("userIdentity")),
+    };
+    let request = raw.request.0.unwrap_or_default();
+    let response = raw.response.0.unwrap_or_default();
+    let region = raw.aws_region.get();
+    let account = identity
+        .account_id
+        .get()
+        .or(raw.recipient_account.get())
+        .map(SmolStr::new);
+
+    let principal = principal_of(&identity);
+    let credential = identity.access_key_id.get().map(|key| CredentialRef {
+        kind: CredentialKind::from_aws_key_id(key),
+        id: CredentialId::new(key),
+        issuer: account.clone(),
+    });
+    let session = session_of(&identity);
+    let service = event_source
+        .strip_suffix(".amazonaws.com")
+        .unwrap_or(event_source);
+    let operation = Operation {
+        service: SmolStr::new(service),
+        name: SmolStr::new(event_name),
+        read_only: raw.read_only.0,
+    };
+    let outcome = match raw.error_code.get() {
+        Some(code) => Outcome {
+            success: false,
+            error_code: Some(SmolStr::new(code)),
+        },
+        None => Outcome::ok(),
+    };
+    let resources = resources_of(
+        &raw.resources.0,
+        &request,
+        service,
+        region,
+        account.as_deref(),
+    );
+    let client = ClientHints {
+        user_agent: s(&raw.user_agent),
+        source_ip: s(&raw.source_ip),
+        client_app: identity.invoked_by.get().map(SmolStr::new),
+        mcp_server: raw.user_agent.get().and_then(mcp_server_from_user_agent),
+    };
+
+    let facts = if outcome.success {
+        facts_of(
+            event_name,
+            event_id,
+            time,
+            credential.as_ref(),
+            &principal,
+            &request,
+            &response,
+            account.as_ref(),
+        )
+    } else {
+        Vec::new()
+    };
+
+    Ok(Normalized {
+        use_: CredentialUse {
+            source: Source::CloudTrail,
+            event_id: SmolStr::new(event_id),
+            time,
+            credential,
+            principal,
+            session,
+            client,
+            operation,
+            resources,
+            outcome,
+            region: region.map(SmolStr::new),
+            provenance,
+        },
+        facts,
+    })
+}
+
+fn principal_of(ui: &RawUserIdentity<'_>) -> Principal {
+    let kind = match ui.kind.get() {
+        Some("IAMUser") => PrincipalKind::IamUser,
+        Some("AssumedRole") => PrincipalKind::AssumedRole,
+        Some("Root") => PrincipalKind::Root,
+        Some("FederatedUser") => PrincipalKind::FederatedUser,
+        Some("SAMLUser") | Some("WebIdentityUser") | Some("IdentityCenterUser") => {
+            PrincipalKind::SsoUser
+        }
+        Some("AWSService") | Some("AWSAccount") => PrincipalKind::Service,
+        // Service-linked roles act for AWS services, not for anyone's credential.
+        Some("AssumedRole")
+            if ui
+                .arn
+                .get()
+                .is_some_and(|a| a.contains(":assumed-role/AWSServiceRoleFor")) =>
+        {
+            PrincipalKind::Service
+        }
+        None if ui.invoked_by.get().is_some() => PrincipalKind::Service,
+        _ => PrincipalKind::Unknown,
+    };
+    let name = match kind {
+        PrincipalKind::AssumedRole => ui
+            .session_context
+            .0
+            .as_ref()
+            .and_then(|c| c.session_issuer.0.as_ref())
+            .and_then(|i| s(&i.user_name)),
+        PrincipalKind::Service => s(&ui.invoked_by),
+        _ => s(&ui.user_name).or_else(|| ui.on_behalf_of.0.as_ref().and_then(|o| s(&o.user_id))),
+    };
+    Principal {
+        kind,
+        id: s(&ui.principal_id),
+        name,
+        arn: s(&ui.arn),
+        account: s(&ui.account_id),
+    }
+}
+
+fn session_of(ui: &RawUserIdentity<'_>) -> SessionContext {
+    let ctx = ui.session_context.0.as_ref();
+    let issuer_arn = ctx
+        .and_then(|c| c.session_issuer.0.as_ref())
+        .and_then(|i| s(&i.arn));
+    // arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION-NAME
+    let role_session_name = ui
+        .arn
+        .get()
+        .filter(|arn| arn.contains(":assumed-role/"))
+        .and_then(|arn| arn.rsplit('/').next())
+        .map(SmolStr::new);
+    let attrs = ctx.and_then(|c| c.attributes.0.as_ref());
+    SessionContext {
+        parent_credential: None,
+        issuer_arn,
+        role_session_name,
+        source_identity: ctx.and_then(|c| s(&c.source_identity)),
+        mfa_authenticated: attrs.and_then(|a| a.mfa_authenticated.0),
+        created_at: attrs
+            .and_then(|a| a.creation_date.get())
+            .and_then(parse_time),
+    }
+}
+
+fn resources_of(
+    listed: &[RawResource<'_>],
+    req: &RawRequest<'_>,
+    service: &str,
+    region: Option<&str>,
+    account: Option<&str>,
+) -> Vec<SmolStr> {
+    let mut out: Vec<SmolStr> = listed.iter().filter_map(|r| s(&r.arn)).collect();
+    let region = region.unwrap_or("");
+    let account = account.unwrap_or("");
+    let mut push = |arn: String| {
+        if !out.iter().any(|r| r == arn.as_str()) {
+            out.push(SmolStr::new(arn));
+        }
+    };
+    match service {
+        "s3" => {
+            if let Some(bucket) = req.bucket_name.get() {
+                match req.key.get() {
+                    Some(key) => push(format!("arn:aws:s3:::{bucket}/{key}")),
+                    None => push(format!("arn:aws:s3:::{bucket}")),
+                }
+            }
+        }
+        "secretsmanager" => {
+            if let Some(id) = req.secret_id.get() {
+                if id.starts_with("arn:") {
+                    push(id.to_owned());
+                } else {
+                    push(format!(
+                        "arn:aws:secretsmanager:{region}:{account}:secret:{id}"
+                    ));
+                }
+            }
+        }
+        "ssm" => {
+            if let Some(name) = req.name.get() {
+                push(format!(
+                    "arn:aws:ssm:{region}:{account}:parameter/{}",
+                    name.trim_start_matches('/')
+                ));
+            }
+        }
+        "iam" => {
+            if let Some(user) = req.user_name.get() {
+                push(format!("arn:aws:iam::{account}:user/{user}"));
+            }
+            if let Some(role) = req.role_name.get() {
+                push(format!("arn:aws:iam::{account}:role/{role}"));
+            }
+        }
+        "sts" => {
+            if let Some(role) = req.role_arn.get() {
+                push(role.to_owned());
+            }
+        }
+        "lambda" => {
+            if let Some(f) = req.function_name.get() {
+                if f.starts_with("arn:") {
+                    push(f.to_owned());
+                } else {
+                    push(format!("arn:aws:lambda:{region}:{account}:function:{f}"));
+                }
+            }
+        }
+        "ec2" => {
+            if let Some(i) = req.instance_id.get() {
+                push(format!("arn:aws:ec2:{region}:{account}:instance/{i}"));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn facts_of(
+    event_name: &str,
+    event_id: &str,
+    time: DateTime<Utc>,
+    caller: Option<&CredentialRef>,
+    principal: &Principal,
+    req: &RawRequest<'_>,
+    resp: &RawResponse<'_>,
+    account: Option<&SmolStr>,
+) -> Vec<LineageFact> {
+    let fact = |kind| LineageFact {
+        time,
+        source: Source::CloudTrail,
+        event_id: SmolStr::new(event_id),
+        kind,
+    };
+    let sts_method = match event_name {
+        "AssumeRole" => Some(IssuanceMethod::AssumeRole),
+        "AssumeRoleWithSAML" => Some(IssuanceMethod::AssumeRoleWithSaml),
+        "AssumeRoleWithWebIdentity" => Some(IssuanceMethod::AssumeRoleWithWebIdentity),
+        "GetSessionToken" => Some(IssuanceMethod::GetSessionToken),
+        "GetFederationToken" => Some(IssuanceMethod::GetFederationToken),
+        _ => None,
+    };
+    if let Some(method) = sts_method {
+        let Some(creds) = resp.credentials.0.as_ref() else {
+            return Vec::new();
+        };
+        let Some(child_key) = creds.access_key_id.get() else {
+            return Vec::new();
+        };
+        let issued_to = match method {
+            IssuanceMethod::GetSessionToken => principal.arn.clone(),
+            IssuanceMethod::GetFederationToken => resp
+                .federated_user
+                .0
+                .as_ref()
+                .and_then(|f| s(&f.arn))
+                .or_else(|| s(&req.name)),
+            _ => s(&req.role_arn)
+                .or_else(|| resp.assumed_role_user.0.as_ref().and_then(|u| s(&u.arn))),
+        };
+        return vec![fact(FactKind::CredentialIssued {
+            parent: caller.cloned(),
+            child: CredentialRef {
+                kind: CredentialKind::from_aws_key_id(child_key),
+                id: CredentialId::new(child_key),
+                issuer: account.cloned(),
+            },
+            issued_by: principal.clone(),
+            issued_to,
+            method,
+            session_name: s(&req.role_session_name).or_else(|| s(&req.name)),
+            source_identity: s(&req.source_identity).or_else(|| s(&resp.source_identity)),
+        })];
+    }
+    match event_name {
+        "CreateAccessKey" => {
+            let Some(key) = resp.access_key.0.as_ref() else {
+                return Vec::new();
+            };
+            let Some(id) = key.access_key_id.get() else {
+                return Vec::new();
+            };
+            // Without `userName` in the request, the key is for the caller itself.
+            let user = s(&key.user_name)
+                .or_else(|| s(&req.user_name))
+                .or_else(|| principal.name.clone());
+            vec![fact(FactKind::CredentialIssued {
+                parent: caller.cloned(),
+                child: CredentialRef {
+                    kind: CredentialKind::from_aws_key_id(id),
+                    id: CredentialId::new(id),
+                    issuer: account.cloned(),
+                },
+                issued_by: principal.clone(),
+                issued_to: user,
+                method: IssuanceMethod::CreateAccessKey,
+                session_name: None,
+                source_identity: None,
+            })]
+        }
+        "DeleteAccessKey" | "UpdateAccessKey" => {
+            let Some(id) = req.access_key_id.get() else {
+                return Vec::new();
+            };
+            let status = if event_name == "DeleteAccessKey" {
+                SmolStr::new_static("Deleted")
+            } else {
+                s(&req.status).unwrap_or_else(|| SmolStr::new_static("Unknown"))
+            };
+            vec![fact(FactKind::CredentialStatusChanged {
+                credential: CredentialRef {
+                    kind: CredentialKind::from_aws_key_id(id),
+                    id: CredentialId::new(id),
+                    issuer: account.cloned(),
+                },
+                status,
+                changed_by: principal.clone(),
+            })]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The MCP server a user agent names, for the common `mcp-server-<name>` / `<name>-mcp` forms.
+pub fn mcp_server_from_user_agent(ua: &str) -> Option<SmolStr> {
+    ua.split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .map(|tok| tok.split('/').next().unwrap_or(tok))
+        .find(|name| {
+            let lower = name.to_ascii_lowercase();
+            lower.starts_with("mcp-server-")
+                || lower.ends_with("-mcp")
+                || lower.contains("-mcp-server")
+        })
+        .map(SmolStr::new)
+}

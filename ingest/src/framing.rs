@@ -1,0 +1,330 @@
+//! Splitting a byte buffer into records without trusting it.
+//!
+//! Audit logs arrive as a JSON envelope (`{"Records":[…]}`, `{"records":[…]}`,
+//! `{"value":[…]}`), a bare array, one JSON object per line, or one object. This
+//! module finds record boundaries with a small scanner that understands strings,
+//! escapes and nesting but does not build values, so a broken record costs one dead
+//! letter instead of the whole file, and the records before a truncation point are
+//! still delivered. `serde_json` cannot do this: its error on a truncated array
+//! gives back nothing that was already parsed.
+
+/// One framed piece of input: either a record's bytes or an unusable fragment.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// The bytes of one record (a JSON value), with its 1-based record number.
+    Record(u64, &'a [u8]),
+    /// Bytes that could not be framed, with the reason and a 1-based record number.
+    Broken(u64, &'a [u8], String),
+}
+
+/// Splits `bytes` into frames. `envelope_keys` are the top-level object keys whose
+/// array value holds the records (the first key present wins).
+pub fn frames<'a>(bytes: &'a [u8], envelope_keys: &[&str]) -> Vec<Frame<'a>> {
+    let mut out = Vec::new();
+    let start = skip_bom_and_ws(bytes, 0);
+    if start >= bytes.len() {
+        return out;
+    }
+    match bytes[start] {
+        b'[' => split_array(bytes, start, &mut out),
+        b'{' => match find_envelope_array(bytes, start, envelope_keys) {
+            Some(array_at) => split_array(bytes, array_at, &mut out),
+            None if first_line_is_complete_value(bytes, start) => split_lines(bytes, &mut out),
+            None => split_document(bytes, start, &mut out),
+        },
+        _ => split_lines(bytes, &mut out),
+    }
+    out
+}
+
+fn skip_bom_and_ws(bytes: &[u8], mut i: usize) -> usize {
+    if bytes[i..].starts_with(b"\xEF\xBB\xBF") {
+        i += 3;
+    }
+    skip_ws(bytes, i)
+}
+
+fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
+    while i < bytes.len() && matches!(bytes[i], b' ' | b'\n' | b'\r' | b'\t') {
+        i += 1;
+    }
+    i
+}
+
+/// True when the line starting at `start` holds exactly one complete JSON value and
+/// more lines follow or the file ends: the signature of JSON-lines input.
+fn first_line_is_complete_value(bytes: &[u8], start: usize) -> bool {
+    let line_end = memchr::memchr(b'\n', &bytes[start..])
+        .map(|p| start + p)
+        .unwrap_or(bytes.len());
+    match scan_value(&bytes[..line_end], start) {
+        Ok(end) => skip_ws(bytes, end) >= line_end || bytes[skip_ws(bytes, end)] == b'\n',
+        Err(_) => false,
+    }
+}
+
+fn split_lines<'a>(bytes: &'a [u8], out: &mut Vec<Frame<'a>>) {
+    let mut record = 0u64;
+    for line in bytes.split(|&b| b == b'\n') {
+        let trimmed = trim_ascii(line);
+        if trimmed.is_empty() {
+            continue;
+        }
+        record += 1;
+        out.push(Frame::Record(record, trimmed));
+    }
+}
+
+fn trim_ascii(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if first.is_ascii_whitespace() || *first == 0 {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = s {
+        if last.is_ascii_whitespace() || *last == 0 {
+            s = rest;
+        } else {
+            break;
+        }
+    }
+    s.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(s)
+}
+
+/// A whole document starting with `{` that is not an envelope: one record.
+fn split_document<'a>(bytes: &'a [u8], start: usize, out: &mut Vec<Frame<'a>>) {
+    match scan_value(bytes, start) {
+        Ok(end) => {
+            out.push(Frame::Record(1, &bytes[start..end]));
+            let rest = skip_ws(bytes, end);
+            if rest < bytes.len() {
+                out.push(Frame::Broken(
+                    2,
+                    &bytes[rest..],
+                    format!("unexpected bytes after the JSON document at byte {rest}"),
+                ));
+            }
+        }
+        Err(e) => out.push(Frame::Broken(1, &bytes[start..], e.to_string())),
+    }
+}
+
+/// Walks the top-level object's keys; returns the offset of the `[` of the first
+/// envelope key's array value.
+fn find_envelope_array(bytes: &[u8], start: usize, keys: &[&str]) -> Option<usize> {
+    let mut i = skip_ws(bytes, start + 1);
+    loop {
+        if i >= bytes.len() || bytes[i] != b'"' {
+            return None;
+        }
+        let key_end = scan_string(bytes, i).ok()?;
+        let key = &bytes[i + 1..key_end - 1];
+        i = skip_ws(bytes, key_end);
+        if bytes.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(bytes, i + 1);
+        if keys.iter().any(|k| k.as_bytes() == key) && bytes.get(i) == Some(&b'[') {
+            return Some(i);
+        }
+        i = skip_ws(bytes, scan_value(bytes, i).ok()?);
+        match bytes.get(i) {
+            Some(b',') => i = skip_ws(bytes, i + 1),
+            _ => return None,
+        }
+    }
+}
+
+fn split_array<'a>(bytes: &'a [u8], open: usize, out: &mut Vec<Frame<'a>>) {
+    let mut i = skip_ws(bytes, open + 1);
+    let mut record = 0u64;
+    if bytes.get(i) == Some(&b']') {
+        return;
+    }
+    loop {
+        record += 1;
+        if i >= bytes.len() {
+            out.push(Frame::Broken(
+                record,
+                &bytes[bytes.len()..],
+                "input ends inside the record array (truncated file?)".into(),
+            ));
+            return;
+        }
+        match scan_value(bytes, i) {
+            Ok(end) => {
+                out.push(Frame::Record(record, &bytes[i..end]));
+                i = skip_ws(bytes, end);
+                match bytes.get(i) {
+                    Some(b',') => i = skip_ws(bytes, i + 1),
+                    Some(b']') => return,
+                    None => {
+                        out.push(Frame::Broken(
+                            record + 1,
+                            &bytes[i..],
+                            "input ends inside the record array (truncated file?)".into(),
+                        ));
+                        return;
+                    }
+                    Some(&c) => {
+                        out.push(Frame::Broken(
+                            record + 1,
+                            &bytes[i..],
+                            format!(
+                                "expected `,` or `]` between records at byte {i}, found {:?}",
+                                c as char
+                            ),
+                        ));
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                out.push(Frame::Broken(record, &bytes[i..], e.to_string()));
+                return;
+            }
+        }
+    }
+}
+
+/// Why a value could not be framed.
+#[derive(Debug)]
+pub(crate) enum ScanError {
+    Truncated(usize),
+    Unexpected(usize, u8),
+}
+
+impl std::fmt::Display for ScanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScanError::Truncated(start) => write!(
+                f,
+                "JSON value starting at byte {start} is cut off before its end (truncated input?)"
+            ),
+            ScanError::Unexpected(at, c) => {
+                write!(
+                    f,
+                    "invalid JSON: unexpected byte {:?} at byte {at}",
+                    *c as char
+                )
+            }
+        }
+    }
+}
+
+fn scan_string(bytes: &[u8], start: usize) -> Result<usize, ScanError> {
+    let mut i = start + 1;
+    loop {
+        match memchr::memchr2(b'"', b'\\', &bytes[i.min(bytes.len())..]) {
+            None => return Err(ScanError::Truncated(start)),
+            Some(p) => {
+                i += p;
+                if bytes[i] == b'\\' {
+                    i += 2;
+                } else {
+                    return Ok(i + 1);
+                }
+            }
+        }
+    }
+}
+
+/// End offset (exclusive) of the JSON value starting at `start`.
+pub(crate) fn scan_value(bytes: &[u8], start: usize) -> Result<usize, ScanError> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i = scan_string(bytes, i)?;
+                if depth == 0 {
+                    return Ok(i);
+                }
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                if depth == 0 {
+                    return Err(ScanError::Unexpected(i, bytes[i]));
+                }
+                depth -= 1;
+                if depth == 0 {
+                    return Ok(i + 1);
+                }
+            }
+            c if depth == 0 => {
+                if !(c.is_ascii_alphanumeric() || c == b'-' || c == b'+' || c == b'.') {
+                    return Err(ScanError::Unexpected(i, c));
+                }
+                let mut j = i;
+                while j < bytes.len()
+                    && (bytes[j].is_ascii_alphanumeric() || matches!(bytes[j], b'-' | b'+' | b'.'))
+                {
+                    j += 1;
+                }
+                return Ok(j);
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Err(ScanError::Truncated(start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(bytes: &[u8]) -> Vec<String> {
+        frames(bytes, &["Records"])
+            .into_iter()
+            .map(|f| match f {
+                Frame::Record(n, b) => format!("{n}:{}", String::from_utf8_lossy(b)),
+                Frame::Broken(n, _, why) => format!("{n}!{why}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn envelope_array_is_split() {
+        let got = records(br#"{"Records":[{"a":"x]}"},{"b":[1,{"c":"\""}]}, 3]}"#);
+        assert_eq!(
+            got,
+            vec![r#"1:{"a":"x]}"}"#, r#"2:{"b":[1,{"c":"\""}]}"#, "3:3"]
+        );
+    }
+
+    #[test]
+    fn envelope_key_need_not_be_first() {
+        let got = records(br#"{"x":{"Records":1},"Records":[{"a":1}]}"#);
+        assert_eq!(got, vec![r#"1:{"a":1}"#]);
+    }
+
+    #[test]
+    fn truncated_envelope_keeps_complete_records() {
+        let got = records(br#"{"Records":[{"a":1},{"b":2},{"c":"#);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], r#"1:{"a":1}"#);
+        assert!(got[2].starts_with("3!"), "{got:?}");
+    }
+
+    #[test]
+    fn json_lines_are_split_by_line() {
+        let got = records(b"{\"a\":1}\n\n{\"b\":2}\nnot json\n");
+        assert_eq!(got, vec![r#"1:{"a":1}"#, r#"2:{"b":2}"#, "3:not json"]);
+    }
+
+    #[test]
+    fn pretty_single_object_is_one_record() {
+        let got = records(b"{\n  \"eventID\": \"x\"\n}\n");
+        assert_eq!(got, vec!["1:{\n  \"eventID\": \"x\"\n}"]);
+    }
+
+    #[test]
+    fn bare_array_is_split() {
+        let got = records(b"[{\"a\":1}, {\"b\":2}]");
+        assert_eq!(got.len(), 2);
+    }
+}

@@ -1,0 +1,225 @@
+//! One replay run: files → parse (parallel) → event-time merge → attribute/detect →
+//! sinks, with the counts written to `summary.json`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use lineage_core::bus;
+use lineage_core::summary::SourceCounts;
+use lineage_core::{Alert, AttributedEvent, Inventory, RunSummary, Source};
+use lineage_detect::DetectorsConfig;
+use lineage_ingest::{Normalized, ParseLimits};
+use lineage_sinks::JsonLinesSink;
+use rayon::prelude::*;
+
+use crate::{expand_inputs, parse_file, AttributeStage, ReplayError};
+
+/// Records per batch on the embedded bus.
+const BATCH: usize = 4096;
+/// Batches in flight per bus channel.
+const IN_FLIGHT: usize = 8;
+
+/// Settings of one replay.
+#[derive(Clone, Debug)]
+pub struct ReplayConfig {
+    /// Files, directories and globs.
+    pub inputs: Vec<String>,
+    /// Force a source instead of sniffing each file.
+    pub source: Option<Source>,
+    /// The inventory.
+    pub inventory: Inventory,
+    /// Detector settings.
+    pub detectors: DetectorsConfig,
+    /// Output directory (created if missing).
+    pub out_dir: PathBuf,
+    /// Also write every attributed event to `events.jsonl`.
+    pub write_events: bool,
+    /// Parser threads (0 = one per core).
+    pub threads: usize,
+    /// Parser limits.
+    pub limits: ParseLimits,
+}
+
+/// What a replay produced.
+#[derive(Debug)]
+pub struct ReplayOutput {
+    /// The counts (also in `summary.json`).
+    pub summary: RunSummary,
+    /// The alerts (also in `alerts.jsonl`), in order of first sighting.
+    pub alerts: Vec<Alert>,
+}
+
+struct Keyed {
+    time: i64,
+    /// 0 when the record changes lineage: applied before uses in the same instant.
+    priority: u8,
+    file: u32,
+    index: u32,
+    record: Normalized,
+}
+
+/// Runs a replay.
+pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
+    let started = Instant::now();
+    let files = expand_inputs(&config.inputs)?;
+    std::fs::create_dir_all(&config.out_dir)
+        .map_err(|e| ReplayError::Output(format!("creating {}: {e}", config.out_dir.display())))?;
+    let mut dead_sink = JsonLinesSink::create(&config.out_dir.join("dead_letters.jsonl"))?;
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads)
+        .build()
+        .map_err(|e| ReplayError::Stage(e.to_string()))?;
+    let parsed: Vec<_> = pool.install(|| {
+        files
+            .par_iter()
+            .map(|p| parse_file(p, config.source, config.limits))
+            .collect()
+    });
+
+    let mut summary = RunSummary {
+        files: files.len() as u64,
+        ..RunSummary::default()
+    };
+    let mut keyed = Vec::new();
+    for (file_index, mut file) in parsed.into_iter().enumerate() {
+        let c = &file.counts;
+        summary.read += c.read;
+        summary.normalized += c.normalized;
+        summary.dead_lettered += c.dead_lettered;
+        let source = file
+            .source
+            .or(file.dead_letters.first().map(|d| d.source))
+            .unwrap_or(Source::CloudTrail);
+        let entry: &mut SourceCounts = summary.by_source.entry(source.to_string()).or_default();
+        entry.read += c.read;
+        entry.normalized += c.normalized;
+        entry.dead_lettered += c.dead_lettered;
+        for d in file.dead_letters.drain(..) {
+            dead_sink.write(&d)?;
+        }
+        keyed.extend(
+            file.records
+                .into_iter()
+                .enumerate()
+                .map(|(i, record)| Keyed {
+                    time: record.use_.time.timestamp_micros(),
+                    priority: u8::from(record.facts.is_empty()),
+                    file: file_index as u32,
+                    index: i as u32,
+                    record,
+                }),
+        );
+    }
+    dead_sink.flush()?;
+    pool.install(|| keyed.par_sort_unstable_by_key(|k| (k.time, k.priority, k.file, k.index)));
+
+    let (stage, events_written) = run_stages(config, keyed)?;
+    summary.lineage_facts = stage.facts;
+    summary.service_events = stage.service_events;
+    summary.attributed = stage.attributed;
+    summary.unattributed = stage.unattributed;
+    let attributable = stage.attributed + stage.unattributed;
+    summary.attributed_pct = if attributable == 0 {
+        100.0
+    } else {
+        100.0 * stage.attributed as f64 / attributable as f64
+    };
+    summary.by_method = stage.by_method.clone();
+    summary.top_unattributed = stage.top_unattributed(20);
+    let alerts = stage.into_alerts().into_alerts();
+    let mut by_detector = BTreeMap::new();
+    for a in &alerts {
+        *by_detector.entry(a.detector.to_string()).or_insert(0u64) += 1;
+    }
+    summary.alerts_by_detector = by_detector;
+    summary.alerts = alerts.len() as u64;
+    let mut alert_sink = JsonLinesSink::create(&config.out_dir.join("alerts.jsonl"))?;
+    for a in &alerts {
+        alert_sink.write(a)?;
+    }
+    alert_sink.flush()?;
+    summary.elapsed_secs = started.elapsed().as_secs_f64();
+    summary.records_per_sec = summary.read as f64 / summary.elapsed_secs.max(1e-9);
+    tracing::debug!(events_written, "replay finished");
+    write_summary(&config.out_dir, &summary)?;
+    Ok(ReplayOutput { summary, alerts })
+}
+
+/// Merge stage → attribute stage → (optional) events sink, connected by the embedded bus.
+fn run_stages(
+    config: &ReplayConfig,
+    keyed: Vec<Keyed>,
+) -> Result<(AttributeStage, u64), ReplayError> {
+    let (events_tx, events_rx) = bus::channel::<Normalized>("lineage.events", IN_FLIGHT);
+    let (attributed_tx, attributed_rx) =
+        bus::channel::<AttributedEvent>("lineage.attributed", IN_FLIGHT);
+    let write_events = config.write_events;
+    let events_path = config.out_dir.join("events.jsonl");
+    std::thread::scope(|scope| {
+        let inventory = &config.inventory;
+        let detectors = &config.detectors;
+        let attribute = scope.spawn(move || {
+            let mut stage = AttributeStage::new(inventory, detectors);
+            for batch in events_rx {
+                let out: Vec<AttributedEvent> =
+                    batch.into_iter().map(|r| stage.process(r)).collect();
+                if write_events {
+                    attributed_tx
+                        .publish(out)
+                        .map_err(|e| ReplayError::Stage(e.to_string()))?;
+                }
+            }
+            Ok::<_, ReplayError>(stage)
+        });
+        let sink = scope.spawn(move || {
+            if !write_events {
+                drop(attributed_rx);
+                return Ok::<u64, ReplayError>(0);
+            }
+            let mut sink = JsonLinesSink::create(&events_path)?;
+            for batch in attributed_rx {
+                for e in &batch {
+                    sink.write(e)?;
+                }
+            }
+            sink.flush()?;
+            Ok(sink.written())
+        });
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut publish_error = None;
+        for k in keyed {
+            batch.push(k.record);
+            if batch.len() == BATCH {
+                if let Err(e) =
+                    events_tx.publish(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                {
+                    publish_error = Some(e);
+                    break;
+                }
+            }
+        }
+        if publish_error.is_none() {
+            publish_error = events_tx.publish(batch).err();
+        }
+        drop(events_tx);
+        let stage = attribute
+            .join()
+            .map_err(|_| ReplayError::Stage("attribute stage panicked".into()))??;
+        let written = sink
+            .join()
+            .map_err(|_| ReplayError::Stage("events sink panicked".into()))??;
+        if let Some(e) = publish_error {
+            return Err(ReplayError::Stage(e.to_string()));
+        }
+        Ok((stage, written))
+    })
+}
+
+fn write_summary(dir: &Path, summary: &RunSummary) -> Result<(), ReplayError> {
+    let path = dir.join("summary.json");
+    let text = serde_json::to_string_pretty(summary).expect("summary serializes");
+    std::fs::write(&path, text + "\n")
+        .map_err(|e| ReplayError::Output(format!("writing {}: {e}", path.display())))
+}

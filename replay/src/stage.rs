@@ -1,0 +1,133 @@
+//! The attribute → detect stage, shared by replay and the live pipeline.
+
+use std::collections::{BTreeMap, HashMap};
+
+use lineage_core::event::PrincipalKind;
+use lineage_core::summary::Unattributed;
+use lineage_core::{AttributedEvent, Inventory};
+use lineage_detect::{build_detectors, AlertBook, Detector, DetectorsConfig};
+use lineage_graph::LineageGraph;
+use lineage_ingest::Normalized;
+
+/// Applies lineage facts, attributes each use, runs the detectors and keeps the
+/// alert book and attribution statistics.
+pub struct AttributeStage {
+    graph: LineageGraph,
+    detectors: Vec<Box<dyn Detector>>,
+    book: AlertBook,
+    /// Facts applied.
+    pub facts: u64,
+    /// Provider-service uses (excluded from the attribution rate).
+    pub service_events: u64,
+    /// Attributed uses.
+    pub attributed: u64,
+    /// Unattributed uses.
+    pub unattributed: u64,
+    /// Uses by attribution method.
+    pub by_method: BTreeMap<String, u64>,
+    unattributed_subjects: HashMap<String, (String, u64)>,
+}
+
+impl std::fmt::Debug for AttributeStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttributeStage")
+            .field("facts", &self.facts)
+            .field("attributed", &self.attributed)
+            .field("unattributed", &self.unattributed)
+            .finish()
+    }
+}
+
+impl AttributeStage {
+    /// A stage over a graph seeded from `inventory`.
+    pub fn new(inventory: &Inventory, detectors: &DetectorsConfig) -> Self {
+        Self {
+            graph: LineageGraph::from_inventory(inventory),
+            detectors: build_detectors(detectors),
+            book: AlertBook::default(),
+            facts: 0,
+            service_events: 0,
+            attributed: 0,
+            unattributed: 0,
+            by_method: BTreeMap::new(),
+            unattributed_subjects: HashMap::new(),
+        }
+    }
+
+    /// Processes one normalized record: facts into the graph, then attribution and detection.
+    pub fn process(&mut self, record: Normalized) -> AttributedEvent {
+        for fact in &record.facts {
+            self.graph.apply(fact);
+            self.facts += 1;
+        }
+        let use_ = record.use_;
+        self.graph.observe(&use_);
+        let attribution = self.graph.attribute(&use_);
+        if use_.principal.kind == PrincipalKind::Service && use_.credential.is_none() {
+            self.service_events += 1;
+        } else if attribution.is_attributed() {
+            self.attributed += 1;
+            *self
+                .by_method
+                .entry(format!("{:?}", attribution.method).to_ascii_lowercase())
+                .or_default() += 1;
+        } else {
+            self.unattributed += 1;
+            let subject = attribution
+                .root_credential
+                .as_ref()
+                .map(|c| c.to_string())
+                .or_else(|| use_.principal.arn.as_ref().map(|a| a.to_string()))
+                .or_else(|| use_.principal.name.as_ref().map(|a| a.to_string()))
+                .unwrap_or_else(|| "-".into());
+            let entry = self
+                .unattributed_subjects
+                .entry(subject)
+                .or_insert_with(|| {
+                    (
+                        attribution.unattributed_reason.clone().unwrap_or_default(),
+                        0,
+                    )
+                });
+            entry.1 += 1;
+        }
+        let event = AttributedEvent { use_, attribution };
+        for d in &mut self.detectors {
+            for finding in d.observe(&event, &self.graph) {
+                self.book.record(finding, &event);
+            }
+        }
+        event
+    }
+
+    /// The graph.
+    pub fn graph(&self) -> &LineageGraph {
+        &self.graph
+    }
+
+    /// The alerts so far.
+    pub fn alerts(&self) -> &AlertBook {
+        &self.book
+    }
+
+    /// Takes the alert book out (end of run).
+    pub fn into_alerts(self) -> AlertBook {
+        self.book
+    }
+
+    /// The most frequent unattributed subjects, most uses first.
+    pub fn top_unattributed(&self, n: usize) -> Vec<Unattributed> {
+        let mut v: Vec<Unattributed> = self
+            .unattributed_subjects
+            .iter()
+            .map(|(s, (r, c))| Unattributed {
+                subject: s.clone(),
+                reason: r.clone(),
+                uses: *c,
+            })
+            .collect();
+        v.sort_by(|a, b| b.uses.cmp(&a.uses).then_with(|| a.subject.cmp(&b.subject)));
+        v.truncate(n);
+        v
+    }
+}
