@@ -209,13 +209,21 @@ impl LineageGraph {
         let p = &use_.principal;
         let found = match p.kind {
             PrincipalKind::IamUser => p.name.as_deref().and_then(|n| self.by_iam_user(n)),
-            PrincipalKind::AssumedRole | PrincipalKind::SsoUser | PrincipalKind::FederatedUser => {
-                self.by_session(
-                    use_.session.issuer_arn.as_deref(),
-                    use_.session.role_session_name.as_deref(),
-                    use_.session.source_identity.as_deref(),
-                )
-            }
+            PrincipalKind::AssumedRole => self.by_session(
+                use_.session.issuer_arn.as_deref(),
+                use_.session.role_session_name.as_deref(),
+                use_.session.source_identity.as_deref(),
+            ),
+            // A federated sign-in (SAML, web identity) names the user, and the role it
+            // asks for is the call's resource.
+            PrincipalKind::SsoUser | PrincipalKind::FederatedUser => p
+                .name
+                .as_deref()
+                .and_then(|n| self.by_alias(n))
+                .or_else(|| {
+                    let role = use_.resources.iter().find(|r| r.contains(":role/"));
+                    self.by_session(role.map(|r| r.as_str()), None, None)
+                }),
             _ => None,
         };
         match found {

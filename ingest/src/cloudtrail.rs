@@ -348,15 +348,8 @@ fn normalize(raw: RawEvent<'_>, provenance: Provenance) -> Result<Normalized, Pa
 
 fn principal_of(ui: &RawUserIdentity<'_>) -> Principal {
     let kind = match ui.kind.get() {
-        Some("IAMUser") => PrincipalKind::IamUser,
-        Some("AssumedRole") => PrincipalKind::AssumedRole,
-        Some("Root") => PrincipalKind::Root,
-        Some("FederatedUser") => PrincipalKind::FederatedUser,
-        Some("SAMLUser") | Some("WebIdentityUser") | Some("IdentityCenterUser") => {
-            PrincipalKind::SsoUser
-        }
-        Some("AWSService") | Some("AWSAccount") => PrincipalKind::Service,
         // Service-linked roles act for AWS services, not for anyone's credential.
+        // (This arm must precede the plain `AssumedRole` arm, or it is unreachable.)
         Some("AssumedRole")
             if ui
                 .arn
@@ -365,6 +358,14 @@ fn principal_of(ui: &RawUserIdentity<'_>) -> Principal {
         {
             PrincipalKind::Service
         }
+        Some("IAMUser") => PrincipalKind::IamUser,
+        Some("AssumedRole") => PrincipalKind::AssumedRole,
+        Some("Root") => PrincipalKind::Root,
+        Some("FederatedUser") => PrincipalKind::FederatedUser,
+        Some("SAMLUser") | Some("WebIdentityUser") | Some("IdentityCenterUser") => {
+            PrincipalKind::SsoUser
+        }
+        Some("AWSService") | Some("AWSAccount") => PrincipalKind::Service,
         None if ui.invoked_by.get().is_some() => PrincipalKind::Service,
         _ => PrincipalKind::Unknown,
     };
