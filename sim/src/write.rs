@@ -160,7 +160,7 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
         .filter(|(_, a)| a.template.kind.is_ai())
         .enumerate()
         .filter(|(n, _)| n % 2 == 0)
-        .map(|(n, (i, _))| (i, n as u32 % cfg.days, 10 + (n as u32 % 6), n % (EXCURSIONS.len() + 1)))
+        .map(|(n, (i, _))| (i, n as u32 % cfg.days, 10 + (n as u32 % 6), (n / 2) % (EXCURSIONS.len() + 1)))
         .collect();
 
     let inventory_path = out.join("inventory.toml");
