@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs the benchmarks and appends the figures to BENCHMARKS.md with the command,
+# the git revision, the machine and the date.
+#
+#   scripts/bench.sh                 # 100k events
+#   scripts/bench.sh --events 1000000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+args=("$@")
+[ ${#args[@]} -eq 0 ] && args=(--events 100000)
+out=$(mktemp)
+cargo bench --bench replay -- "${args[@]}" | tee "$out"
+{
+  echo
+  echo "## Replay throughput, $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo
+  echo "- command: \`scripts/bench.sh ${args[*]}\`"
+  echo "- revision: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+  echo "- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/ {print $2}') GiB memory, $(uname -sr)"
+  echo
+  grep '^|' "$out"
+} >> BENCHMARKS.md
+rm -f "$out"
+echo "appended to BENCHMARKS.md"
