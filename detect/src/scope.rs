@@ -146,3 +146,159 @@ impl Detector for OutOfScopeDetector {
         }]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AlertBook;
+    use chrono::{TimeZone, Utc};
+    use lineage_core::event::*;
+    use lineage_core::{AgentId, CredentialId, HumanId, Inventory};
+    use std::path::Path;
+
+    const INVENTORY: &str = r#"
+[[human]]
+id = "alice"
+
+[[agent]]
+id = "claude"
+kind = "ai-agent"
+owner = "alice"
+
+[[agent.scope]]
+source = "cloudtrail"
+actions = ["s3:GetObject", "ec2:Describe*"]
+resources = ["arn:aws:s3:::dev-*"]
+
+[[agent]]
+id = "unscoped"
+kind = "service"
+owner = "alice"
+"#;
+
+    fn event(
+        agent: &str,
+        service: &str,
+        op: &str,
+        resources: &[&str],
+        ok: bool,
+    ) -> AttributedEvent {
+        AttributedEvent {
+            use_: CredentialUse {
+                source: Source::CloudTrail,
+                event_id: format!("{op}-{}", resources.len()).into(),
+                time: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+                credential: Some(CredentialRef {
+                    kind: CredentialKind::AwsAccessKey,
+                    id: CredentialId::new("AKIA1"),
+                    issuer: None,
+                }),
+                principal: Principal::unknown(),
+                session: SessionContext::default(),
+                client: ClientHints::default(),
+                operation: Operation {
+                    service: service.into(),
+                    name: op.into(),
+                    read_only: None,
+                },
+                resources: resources.iter().map(|r| (*r).into()).collect(),
+                outcome: if ok {
+                    Outcome::ok()
+                } else {
+                    Outcome {
+                        success: false,
+                        error_code: Some("AccessDenied".into()),
+                    }
+                },
+                region: None,
+                provenance: Provenance::file("t", 1),
+            },
+            attribution: Attribution {
+                chain: vec![CredentialId::new("AKIA1")],
+                root_credential: Some(CredentialId::new("AKIA1")),
+                agent: Some(AgentId::new(agent)),
+                owner: Some(HumanId::new("alice")),
+                method: AttributionMethod::Declared,
+                confidence: 1.0,
+                unattributed_reason: None,
+            },
+        }
+    }
+
+    fn run(events: &[AttributedEvent]) -> Vec<lineage_core::Alert> {
+        let inv = Inventory::from_toml_str(INVENTORY, Path::new("t.toml")).unwrap();
+        let graph = LineageGraph::from_inventory(&inv);
+        let mut d = OutOfScopeDetector::new(OutOfScopeConfig::default());
+        let mut book = AlertBook::default();
+        for e in events {
+            for f in d.observe(e, &graph) {
+                book.record(f, e);
+            }
+        }
+        book.into_alerts()
+    }
+
+    #[test]
+    fn in_scope_use_raises_nothing() {
+        let alerts = run(&[
+            event(
+                "claude",
+                "s3",
+                "GetObject",
+                &["arn:aws:s3:::dev-bucket/x"],
+                true,
+            ),
+            event("claude", "ec2", "DescribeInstances", &[], true),
+            event("unscoped", "iam", "CreateUser", &[], true),
+        ]);
+        assert!(alerts.is_empty(), "{alerts:?}");
+    }
+
+    #[test]
+    fn action_outside_scope_is_an_alert_with_path_and_scope() {
+        let alerts = run(&[event(
+            "claude",
+            "secretsmanager",
+            "GetSecretValue",
+            &[],
+            true,
+        )]);
+        assert_eq!(alerts.len(), 1);
+        let a = &alerts[0];
+        assert_eq!(a.severity, Severity::High);
+        assert_eq!(a.agent.as_ref().unwrap().as_str(), "claude");
+        assert_eq!(a.owner.as_ref().unwrap().as_str(), "alice");
+        assert_eq!(a.evidence["action"], "secretsmanager:GetSecretValue");
+        assert!(a.evidence["declared_scopes"][0]["actions"].is_array());
+        assert_eq!(a.lineage_path.len(), 3);
+        assert_eq!(
+            a.dedup_key,
+            "out-of-scope|claude|AKIA1|secretsmanager:GetSecretValue"
+        );
+    }
+
+    #[test]
+    fn resource_outside_scope_is_an_alert_and_denied_is_medium() {
+        let alerts = run(&[event(
+            "claude",
+            "s3",
+            "GetObject",
+            &["arn:aws:s3:::prod-data/x"],
+            false,
+        )]);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].severity, Severity::Medium);
+        assert_eq!(
+            alerts[0].evidence["resources_outside_scope"][0],
+            "arn:aws:s3:::prod-data/x"
+        );
+    }
+
+    #[test]
+    fn repeats_fold_into_one_alert_with_a_count() {
+        let e = event("claude", "iam", "CreateUser", &[], true);
+        let alerts = run(&[e.clone(), e.clone(), e]);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].count, 3);
+    }
+}

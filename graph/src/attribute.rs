@@ -149,6 +149,12 @@ impl LineageGraph {
                 }
             }
             match self.parent_of(&current) {
+                Some((parent, _)) if seen.contains(parent) => {
+                    return Attribution::unattributed(
+                        chain,
+                        format!("issuance cycle: {current} was issued from {parent}, which is already in its chain"),
+                    )
+                }
                 Some((parent, Edge::IssuedFrom { .. })) if chain.len() < MAX_CHAIN => {
                     current = parent.clone();
                     chain.push(current.clone());
