@@ -95,14 +95,16 @@ fn main() {
         .split(',')
         .filter_map(|t| t.parse().ok())
         .collect();
-    let dir = arg(&args, "--dir").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("lineage-bench-{events}"))
-    });
+    let dir = arg(&args, "--dir")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("lineage-bench-{events}")));
 
     // ~40 calls/agent-day × 24 h; size the estate so the archive holds about `events` records.
     let agents = 24usize;
     let calls_per_agent_day = 2000u32;
-    let days = ((events as f64) / (agents as f64 * calls_per_agent_day as f64)).ceil().max(1.0) as u32;
+    let days = ((events as f64) / (agents as f64 * calls_per_agent_day as f64))
+        .ceil()
+        .max(1.0) as u32;
     let sim_dir = dir.join("sim");
     if !sim_dir.join("ground_truth.json").exists() {
         let started = Instant::now();
@@ -130,7 +132,9 @@ fn main() {
     let logs = sim_dir.join("AWSLogs").display().to_string();
     let files = expand_inputs(std::slice::from_ref(&logs)).expect("files");
 
-    println!("| measurement | threads | events | seconds | events/s | MB/s (JSON) | events/s per core |");
+    println!(
+        "| measurement | threads | events | seconds | events/s | MB/s (JSON) | events/s per core |"
+    );
     println!("|---|---|---|---|---|---|---|");
 
     let started = Instant::now();
@@ -141,7 +145,13 @@ fn main() {
         let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
         n += v["Records"].as_array().map(|a| a.len()).unwrap_or(0) as u64;
     }
-    row("baseline: gunzip + serde_json::Value", n, bytes, started.elapsed().as_secs_f64(), 1);
+    row(
+        "baseline: gunzip + serde_json::Value",
+        n,
+        bytes,
+        started.elapsed().as_secs_f64(),
+        1,
+    );
     let total_bytes = bytes;
 
     let started = Instant::now();
@@ -152,9 +162,16 @@ fn main() {
         n += e.records.len() as u64;
     }
     let typed_secs = started.elapsed().as_secs_f64();
-    row("baseline: gunzip + typed struct", n, total_bytes, typed_secs, 1);
+    row(
+        "baseline: gunzip + typed struct",
+        n,
+        total_bytes,
+        typed_secs,
+        1,
+    );
 
-    let inventory = lineage_core::Inventory::load(&sim_dir.join("inventory.toml")).expect("inventory");
+    let inventory =
+        lineage_core::Inventory::load(&sim_dir.join("inventory.toml")).expect("inventory");
     for &t in &threads {
         let out = dir.join(format!("out-{t}"));
         let started = Instant::now();

@@ -59,7 +59,11 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
             temp.path().to_owned()
         }
     };
-    println!("== simulating a small enterprise (seed {}) into {}", args.seed, dir.display());
+    println!(
+        "== simulating a small enterprise (seed {}) into {}",
+        args.seed,
+        dir.display()
+    );
     let sim = simulate(&SimulateArgs {
         seed: args.seed,
         humans: 8,
@@ -69,7 +73,10 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
         out: dir.join("sim"),
     })?;
     let out_dir = dir.join("out");
-    println!("\n== replaying {} through parse → graph → detect → sinks", sim.logs.display());
+    println!(
+        "\n== replaying {} through parse → graph → detect → sinks",
+        sim.logs.display()
+    );
     let output = replay(&ReplayConfig {
         inputs: vec![sim.logs.display().to_string()],
         source: None,
@@ -91,7 +98,8 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
     }
 
     let truth: GroundTruth = serde_json::from_slice(
-        &std::fs::read(&sim.ground_truth).with_context(|| format!("reading {}", sim.ground_truth.display()))?,
+        &std::fs::read(&sim.ground_truth)
+            .with_context(|| format!("reading {}", sim.ground_truth.display()))?,
     )
     .context("parsing the ground truth")?;
     let events = read_events(&out_dir.join("events.jsonl"))?;
@@ -116,7 +124,10 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
             d.raised
         );
     }
-    std::fs::write(dir.join("score.json"), serde_json::to_string_pretty(&score)?)?;
+    std::fs::write(
+        dir.join("score.json"),
+        serde_json::to_string_pretty(&score)?,
+    )?;
     if score.meets(MIN_ACCURACY_PCT) {
         println!("demo: PASS (attribution ≥ {MIN_ACCURACY_PCT}%, every seeded alert found, no false positives)");
         Ok(ExitCode::SUCCESS)

@@ -1,6 +1,8 @@
 //! The simulated people and agents, and the inventory that declares them.
 
-use lineage_core::inventory::{Agent, AgentKind, Aliases, Human, HumanStatus, InventoryFile, Scope};
+use lineage_core::inventory::{
+    Agent, AgentKind, Aliases, Human, HumanStatus, InventoryFile, Scope,
+};
 use lineage_core::{AgentId, CredentialId, HumanId, Source};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -51,7 +53,12 @@ pub(crate) struct Template {
     pub(crate) calls: &'static [Call],
 }
 
-const fn call(service: &'static str, operation: &'static str, read_only: bool, target: Target) -> Call {
+const fn call(
+    service: &'static str,
+    operation: &'static str,
+    read_only: bool,
+    target: Target,
+) -> Call {
     Call {
         service,
         operation,
@@ -205,7 +212,12 @@ pub(crate) fn build_humans(rng: &mut ChaCha8Rng, n: usize) -> Vec<SimHuman> {
         .collect()
 }
 
-pub(crate) fn build_agents(rng: &mut ChaCha8Rng, n: usize, humans: usize, account: &str) -> Vec<SimAgent> {
+pub(crate) fn build_agents(
+    rng: &mut ChaCha8Rng,
+    n: usize,
+    humans: usize,
+    account: &str,
+) -> Vec<SimAgent> {
     (0..n)
         .map(|i| {
             let template = &TEMPLATES[i % TEMPLATES.len()];
@@ -227,7 +239,12 @@ pub(crate) fn build_agents(rng: &mut ChaCha8Rng, n: usize, humans: usize, accoun
                 bucket: format!("{id}-workspace"),
                 role: format!("arn:aws:iam::{account}:role/{id}-role"),
                 chained_role: format!("arn:aws:iam::{account}:role/{id}-deploy"),
-                source_ip: format!("10.{}.{}.{}", 20 + i / 250, i % 250, 10 + rng.gen_range(0..200)),
+                source_ip: format!(
+                    "10.{}.{}.{}",
+                    20 + i / 250,
+                    i % 250,
+                    10 + rng.gen_range(0..200)
+                ),
                 owner: i % humans,
                 template,
                 style,

@@ -125,7 +125,12 @@ pub(crate) struct Call<'a> {
 }
 
 /// Renders a record; returns its event id and JSON.
-pub(crate) fn render(rng: &mut ChaCha8Rng, call: Call<'_>, account: &str, region: &str) -> (String, Value) {
+pub(crate) fn render(
+    rng: &mut ChaCha8Rng,
+    call: Call<'_>,
+    account: &str,
+    region: &str,
+) -> (String, Value) {
     let event_id = uuid(rng);
     let request_id = uuid(rng);
     let host = format!("{}.{region}.amazonaws.com", call.service);
@@ -165,7 +170,13 @@ pub(crate) fn render(rng: &mut ChaCha8Rng, call: Call<'_>, account: &str, region
 
 /// The `responseElements` of a successful STS call: the key id, and a session token
 /// (fake, random) exactly where STS puts it, so tests can prove it never leaks.
-pub(crate) fn sts_response(rng: &mut ChaCha8Rng, key: &str, role_arn: &str, session: &str, time: DateTime<Utc>) -> Value {
+pub(crate) fn sts_response(
+    rng: &mut ChaCha8Rng,
+    key: &str,
+    role_arn: &str,
+    session: &str,
+    time: DateTime<Utc>,
+) -> Value {
     let token: String = (0..64)
         .map(|_| {
             const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

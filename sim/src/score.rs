@@ -47,7 +47,10 @@ impl Score {
     /// True when attribution ≥ `min_accuracy_pct`, every expected alert fired and no other alert did.
     pub fn meets(&self, min_accuracy_pct: f64) -> bool {
         self.attribution_accuracy_pct >= min_accuracy_pct
-            && self.detectors.iter().all(|d| d.found == d.expected && d.false_positives == 0)
+            && self
+                .detectors
+                .iter()
+                .all(|d| d.found == d.expected && d.false_positives == 0)
     }
 }
 
@@ -56,7 +59,11 @@ fn show(agent: Option<&str>, owner: Option<&str>) -> String {
 }
 
 /// Scores attributed events and alerts against the truth.
-pub fn score<'a>(truth: &GroundTruth, events: impl IntoIterator<Item = &'a AttributedEvent>, alerts: &[Alert]) -> Score {
+pub fn score<'a>(
+    truth: &GroundTruth,
+    events: impl IntoIterator<Item = &'a AttributedEvent>,
+    alerts: &[Alert],
+) -> Score {
     let mut s = Score {
         expected_events: truth.attributions.len(),
         ..Score::default()
@@ -78,7 +85,10 @@ pub fn score<'a>(truth: &GroundTruth, events: impl IntoIterator<Item = &'a Attri
                 format!(
                     "{} ({})",
                     show(agent, owner),
-                    e.attribution.unattributed_reason.as_deref().unwrap_or("attributed")
+                    e.attribution
+                        .unattributed_reason
+                        .as_deref()
+                        .unwrap_or("attributed")
                 ),
             ));
         }
@@ -98,12 +108,24 @@ pub fn score<'a>(truth: &GroundTruth, events: impl IntoIterator<Item = &'a Attri
         let raised: Vec<_> = alerts.iter().filter(|a| a.detector == d).collect();
         let matches = |x: &crate::ExpectedAlert, a: &Alert| {
             a.agent.as_ref().map(|g| g.as_str()) == Some(x.agent.as_str())
-                && a.event_ids.iter().any(|id| x.event_ids.iter().any(|e| e == id.as_str()))
+                && a.event_ids
+                    .iter()
+                    .any(|id| x.event_ids.iter().any(|e| e == id.as_str()))
         };
-        let found = expected.iter().filter(|x| raised.iter().any(|a| matches(x, a))).count();
-        let false_positives = raised.iter().filter(|a| !expected.iter().any(|x| matches(x, a))).count();
+        let found = expected
+            .iter()
+            .filter(|x| raised.iter().any(|a| matches(x, a)))
+            .count();
+        let false_positives = raised
+            .iter()
+            .filter(|a| !expected.iter().any(|x| matches(x, a)))
+            .count();
         s.detectors.push(DetectorScore {
-            recall: if expected.is_empty() { 1.0 } else { found as f64 / expected.len() as f64 },
+            recall: if expected.is_empty() {
+                1.0
+            } else {
+                found as f64 / expected.len() as f64
+            },
             precision: if raised.is_empty() {
                 1.0
             } else {

@@ -91,7 +91,11 @@ struct Sim<'c> {
 }
 
 impl Sim<'_> {
-    fn emit(&mut self, call: cloudtrail::Call<'_>, expected: Option<ExpectedAttribution>) -> String {
+    fn emit(
+        &mut self,
+        call: cloudtrail::Call<'_>,
+        expected: Option<ExpectedAttribution>,
+    ) -> String {
         let time = call.time;
         let (id, json) = render(&mut self.rng, call, &self.cfg.account, &self.cfg.region);
         match expected {
@@ -117,13 +121,17 @@ fn expected_agent(agent: &SimAgent, humans: &[SimHuman]) -> Option<ExpectedAttri
 fn request_for(target: Target, agent: &SimAgent, rng: &mut ChaCha8Rng) -> Value {
     match target {
         Target::None => Value::Null,
-        Target::Bucket => json!({ "bucketName": agent.bucket, "Host": format!("{}.s3.amazonaws.com", agent.bucket) }),
+        Target::Bucket => {
+            json!({ "bucketName": agent.bucket, "Host": format!("{}.s3.amazonaws.com", agent.bucket) })
+        }
         Target::Object => json!({
             "bucketName": agent.bucket,
             "key": format!("work/{}.json", rng.gen_range(0..500)),
             "Host": format!("{}.s3.amazonaws.com", agent.bucket),
         }),
-        Target::Parameter => json!({ "name": format!("/{}/config/{}", agent.id, rng.gen_range(0..20)), "withDecryption": true }),
+        Target::Parameter => {
+            json!({ "name": format!("/{}/config/{}", agent.id, rng.gen_range(0..20)), "withDecryption": true })
+        }
     }
 }
 
@@ -136,7 +144,9 @@ struct Session {
 /// Writes the simulated enterprise to `out`.
 pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
     if cfg.humans == 0 || cfg.days == 0 {
-        return Err(SimError::Config("need at least one human and one day".into()));
+        return Err(SimError::Config(
+            "need at least one human and one day".into(),
+        ));
     }
     let io = |p: &Path, e| SimError::Io(p.display().to_string(), e);
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
@@ -160,20 +170,33 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
         .filter(|(_, a)| a.template.kind.is_ai())
         .enumerate()
         .filter(|(n, _)| n % 2 == 0)
-        .map(|(n, (i, _))| (i, n as u32 % cfg.days, 10 + (n as u32 % 6), (n / 2) % (EXCURSIONS.len() + 1)))
+        .map(|(n, (i, _))| {
+            (
+                i,
+                n as u32 % cfg.days,
+                10 + (n as u32 % 6),
+                (n / 2) % (EXCURSIONS.len() + 1),
+            )
+        })
         .collect();
 
     let inventory_path = out.join("inventory.toml");
     let text = toml::to_string(&actors::inventory(&humans, &agents))
         .map_err(|e| SimError::Config(format!("inventory does not serialize: {e}")))?;
-    std::fs::write(&inventory_path, format!("# Simulated inventory (seed {}).\n{text}", cfg.seed))
-        .map_err(|e| io(&inventory_path, e))?;
+    std::fs::write(
+        &inventory_path,
+        format!("# Simulated inventory (seed {}).\n{text}", cfg.seed),
+    )
+    .map_err(|e| io(&inventory_path, e))?;
 
     let logs_root = out.join("AWSLogs");
     let mut files = 0u64;
     let mut json_bytes = 0u64;
     let per_hour = cfg.calls_per_agent_day as f64 / 24.0;
-    let sso_role = format!("arn:aws:iam::{}:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Developer_5f2c1a9e", cfg.account);
+    let sso_role = format!(
+        "arn:aws:iam::{}:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Developer_5f2c1a9e",
+        cfg.account
+    );
     let mut sso_sessions: Vec<Option<(String, DateTime<Utc>)>> = vec![None; humans.len()];
 
     for day in 0..cfg.days {
@@ -196,9 +219,11 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
                     .map(|_| hour_start + Duration::seconds(sim.rng.gen_range(2..3600)))
                     .collect();
                 times.sort();
-                let session = open_session(&mut sim, agent, &humans, times[0] - Duration::seconds(1));
+                let session =
+                    open_session(&mut sim, agent, &humans, times[0] - Duration::seconds(1));
                 for t in &times {
-                    let call = agent.template.calls[sim.rng.gen_range(0..agent.template.calls.len())];
+                    let call =
+                        agent.template.calls[sim.rng.gen_range(0..agent.template.calls.len())];
                     let request = request_for(call.target, agent, &mut sim.rng);
                     let error = if sim.rng.gen_bool(0.01) {
                         Some(("ThrottlingException", "Rate exceeded"))
@@ -247,7 +272,17 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
                     });
                     if k % 2 == 0 {
                         sim.emit(
-                            plain_call(t, Who::IamUser { user: &human.id, principal_id: &human.principal_id, key: &human.key }, service, op, "10.1.0.5"),
+                            plain_call(
+                                t,
+                                Who::IamUser {
+                                    user: &human.id,
+                                    principal_id: &human.principal_id,
+                                    key: &human.key,
+                                },
+                                service,
+                                op,
+                                "10.1.0.5",
+                            ),
                             expected,
                         );
                         continue;
@@ -257,7 +292,8 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
                         None => {
                             let key = actors::key_id(&mut sim.rng, "ASIA");
                             let created = t - Duration::seconds(1);
-                            let response = sts_response(&mut sim.rng, &key, &sso_role, &human.email, created);
+                            let response =
+                                sts_response(&mut sim.rng, &key, &sso_role, &human.email, created);
                             sim.emit(
                                 cloudtrail::Call {
                                     time: created,
@@ -284,7 +320,18 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
                         }
                     };
                     sim.emit(
-                        plain_call(t, Who::Role { role_arn: &sso_role, session_name: &human.email, key: &key, created }, service, op, "10.1.0.5"),
+                        plain_call(
+                            t,
+                            Who::Role {
+                                role_arn: &sso_role,
+                                session_name: &human.email,
+                                key: &key,
+                                created,
+                            },
+                            service,
+                            op,
+                            "10.1.0.5",
+                        ),
                         expected,
                     );
                 }
@@ -295,7 +342,9 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
                 sim.emit(
                     cloudtrail::Call {
                         time: t,
-                        who: Who::Service { service: "kms.amazonaws.com" },
+                        who: Who::Service {
+                            service: "kms.amazonaws.com",
+                        },
                         service: "kms",
                         operation: "RotateKey",
                         read_only: false,
@@ -330,7 +379,13 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
     })
 }
 
-fn plain_call<'a>(t: DateTime<Utc>, who: Who<'a>, service: &'a str, op: &'a str, ip: &'a str) -> cloudtrail::Call<'a> {
+fn plain_call<'a>(
+    t: DateTime<Utc>,
+    who: Who<'a>,
+    service: &'a str,
+    op: &'a str,
+    ip: &'a str,
+) -> cloudtrail::Call<'a> {
     cloudtrail::Call {
         time: t,
         who,
@@ -363,7 +418,12 @@ fn who_for<'a>(agent: &'a SimAgent, session: &'a Session) -> Who<'a> {
 }
 
 /// The credential the agent uses this hour, emitting the STS calls that create it.
-fn open_session(sim: &mut Sim<'_>, agent: &SimAgent, humans: &[SimHuman], at: DateTime<Utc>) -> Session {
+fn open_session(
+    sim: &mut Sim<'_>,
+    agent: &SimAgent,
+    humans: &[SimHuman],
+    at: DateTime<Utc>,
+) -> Session {
     let session_name = format!("{}-{}", agent.id, at.timestamp());
     match agent.style {
         CredentialStyle::DeclaredKey | CredentialStyle::IamUserBinding => Session {
@@ -401,7 +461,13 @@ fn open_session(sim: &mut Sim<'_>, agent: &SimAgent, humans: &[SimHuman], at: Da
             }
             let second = actors::key_id(&mut sim.rng, "ASIA");
             let chained_name = format!("{session_name}-deploy");
-            let response = sts_response(&mut sim.rng, &second, &agent.chained_role, &chained_name, at);
+            let response = sts_response(
+                &mut sim.rng,
+                &second,
+                &agent.chained_role,
+                &chained_name,
+                at,
+            );
             sim.emit(
                 cloudtrail::Call {
                     time: at,
@@ -458,24 +524,32 @@ fn open_session(sim: &mut Sim<'_>, agent: &SimAgent, humans: &[SimHuman], at: Da
 }
 
 /// Three calls outside the agent's scope, recorded as an expected alert.
-fn excursion_calls(sim: &mut Sim<'_>, agent: &SimAgent, humans: &[SimHuman], session: &Session, kind: usize, after: DateTime<Utc>) {
-    let (service, operation, scenario, request): (&str, &str, &str, Value) = match EXCURSIONS.get(kind) {
-        Some(x) => {
-            let request = match x.service {
-                "secretsmanager" => json!({ "secretId": "prod/payments/db-password" }),
-                "iam" => json!({ "userName": "break-glass-admin" }),
-                _ => json!({ "bucketName": "prod-customer-data" }),
-            };
-            (x.service, x.operation, x.scenario, request)
-        }
-        // An in-scope action on a resource outside the declared buckets.
-        None => (
-            "s3",
-            "GetObject",
-            "agent reads customer data from a bucket outside its declared resources",
-            json!({ "bucketName": "prod-customer-data", "key": "exports/customers.csv" }),
-        ),
-    };
+fn excursion_calls(
+    sim: &mut Sim<'_>,
+    agent: &SimAgent,
+    humans: &[SimHuman],
+    session: &Session,
+    kind: usize,
+    after: DateTime<Utc>,
+) {
+    let (service, operation, scenario, request): (&str, &str, &str, Value) =
+        match EXCURSIONS.get(kind) {
+            Some(x) => {
+                let request = match x.service {
+                    "secretsmanager" => json!({ "secretId": "prod/payments/db-password" }),
+                    "iam" => json!({ "userName": "break-glass-admin" }),
+                    _ => json!({ "bucketName": "prod-customer-data" }),
+                };
+                (x.service, x.operation, x.scenario, request)
+            }
+            // An in-scope action on a resource outside the declared buckets.
+            None => (
+                "s3",
+                "GetObject",
+                "agent reads customer data from a bucket outside its declared resources",
+                json!({ "bucketName": "prod-customer-data", "key": "exports/customers.csv" }),
+            ),
+        };
     let has_action = agent
         .template
         .calls
@@ -483,7 +557,12 @@ fn excursion_calls(sim: &mut Sim<'_>, agent: &SimAgent, humans: &[SimHuman], ses
         .any(|c| c.service == service && c.operation == operation);
     let (service, operation, scenario, request) = if kind == EXCURSIONS.len() && !has_action {
         let x = &EXCURSIONS[0];
-        (x.service, x.operation, x.scenario, json!({ "secretId": "prod/payments/db-password" }))
+        (
+            x.service,
+            x.operation,
+            x.scenario,
+            json!({ "secretId": "prod/payments/db-password" }),
+        )
     } else {
         (service, operation, scenario, request)
     };
@@ -502,7 +581,10 @@ fn excursion_calls(sim: &mut Sim<'_>, agent: &SimAgent, humans: &[SimHuman], ses
                 resources: Value::Null,
                 user_agent: agent.template.user_agent,
                 source_ip: &agent.source_ip,
-                error: denied.then_some(("AccessDenied", "User is not authorized to perform this operation")),
+                error: denied.then_some((
+                    "AccessDenied",
+                    "User is not authorized to perform this operation",
+                )),
             },
             expected_agent(agent, humans),
         ));
@@ -518,7 +600,11 @@ fn excursion_calls(sim: &mut Sim<'_>, agent: &SimAgent, humans: &[SimHuman], ses
 }
 
 /// Writes the hour's records as 5-minute delivery files; returns (files, JSON bytes).
-fn flush_hour(sim: &mut Sim<'_>, root: &Path, hour_start: DateTime<Utc>) -> Result<(u64, u64), SimError> {
+fn flush_hour(
+    sim: &mut Sim<'_>,
+    root: &Path,
+    hour_start: DateTime<Utc>,
+) -> Result<(u64, u64), SimError> {
     let mut records = std::mem::take(&mut sim.hour);
     records.sort_by_key(|r| r.time);
     let dir = root
@@ -533,10 +619,16 @@ fn flush_hour(sim: &mut Sim<'_>, root: &Path, hour_start: DateTime<Utc>) -> Resu
     while start < records.len() {
         let window = records[start].time.timestamp() / 300;
         let mut end = start;
-        while end < records.len() && records[end].time.timestamp() / 300 == window && end - start < MAX_RECORDS_PER_FILE {
+        while end < records.len()
+            && records[end].time.timestamp() / 300 == window
+            && end - start < MAX_RECORDS_PER_FILE
+        {
             end += 1;
         }
-        let stamp = Utc.timestamp_opt(window * 300, 0).single().unwrap_or(hour_start);
+        let stamp = Utc
+            .timestamp_opt(window * 300, 0)
+            .single()
+            .unwrap_or(hour_start);
         let suffix: String = (0..16)
             .map(|_| {
                 const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -551,7 +643,8 @@ fn flush_hour(sim: &mut Sim<'_>, root: &Path, hour_start: DateTime<Utc>) -> Resu
         );
         let path = dir.join(name);
         let slice: Vec<&Value> = records[start..end].iter().map(|r| &r.json).collect();
-        let body = serde_json::to_vec(&json!({ "Records": slice })).map_err(|e| SimError::Config(e.to_string()))?;
+        let body = serde_json::to_vec(&json!({ "Records": slice }))
+            .map_err(|e| SimError::Config(e.to_string()))?;
         bytes += body.len() as u64;
         let file = File::create(&path).map_err(|e| SimError::Io(path.display().to_string(), e))?;
         let mut gz = GzEncoder::new(BufWriter::new(file), Compression::fast());
