@@ -43,20 +43,12 @@ pub trait Detector: Send {
 }
 
 /// Detector settings (the `[detectors]` table of the config).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorsConfig {
     /// Out-of-scope use: an agent acting outside its declared scope.
     #[serde(default)]
     pub out_of_scope: scope::OutOfScopeConfig,
-}
-
-impl Default for DetectorsConfig {
-    fn default() -> Self {
-        Self {
-            out_of_scope: scope::OutOfScopeConfig::default(),
-        }
-    }
 }
 
 /// The enabled detectors, built from config.
