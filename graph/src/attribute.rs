@@ -1,7 +1,5 @@
 //! Attribution: from a used credential to its agent and accountable human.
 
-use std::collections::HashSet;
-
 use lineage_core::event::{
     Attribution, AttributionMethod, CredentialKind, CredentialUse, PrincipalKind,
 };
@@ -117,16 +115,9 @@ impl LineageGraph {
             return self.attribute_without_credential(use_);
         };
         let mut chain = vec![cred.id.clone()];
-        let mut seen = HashSet::new();
         let mut current = cred.id.clone();
         let mut hops = 0usize;
         loop {
-            if !seen.insert(current.clone()) {
-                return Attribution::unattributed(
-                    chain,
-                    format!("issuance cycle through credential {current}"),
-                );
-            }
             if let Some(agent) = self.declared_agent(&current) {
                 let method = if hops == 0 {
                     AttributionMethod::Declared
@@ -149,7 +140,8 @@ impl LineageGraph {
                 }
             }
             match self.parent_of(&current) {
-                Some((parent, _)) if seen.contains(parent) => {
+                // The chain is the set of credentials visited so far.
+                Some((parent, _)) if chain.contains(parent) => {
                     return Attribution::unattributed(
                         chain,
                         format!("issuance cycle: {current} was issued from {parent}, which is already in its chain"),

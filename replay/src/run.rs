@@ -126,7 +126,7 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     } else {
         100.0 * stage.attributed as f64 / attributable as f64
     };
-    summary.by_method = stage.by_method.clone();
+    summary.by_method = stage.by_method();
     summary.top_unattributed = stage.top_unattributed(20);
     let alerts = stage.into_alerts().into_alerts();
     let mut by_detector = BTreeMap::new();

@@ -2,12 +2,35 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use lineage_core::event::PrincipalKind;
+use lineage_core::event::{AttributionMethod, PrincipalKind};
 use lineage_core::summary::Unattributed;
 use lineage_core::{AttributedEvent, Inventory};
 use lineage_detect::{build_detectors, AlertBook, Detector, DetectorsConfig};
 use lineage_graph::LineageGraph;
 use lineage_ingest::Normalized;
+
+const METHODS: [AttributionMethod; 6] = [
+    AttributionMethod::Declared,
+    AttributionMethod::IssuanceChain,
+    AttributionMethod::SessionChain,
+    AttributionMethod::PrincipalAlias,
+    AttributionMethod::Fingerprint,
+    AttributionMethod::None,
+];
+
+fn method_slot(m: AttributionMethod) -> usize {
+    METHODS
+        .iter()
+        .position(|x| *x == m)
+        .unwrap_or(METHODS.len() - 1)
+}
+
+fn method_name(m: AttributionMethod) -> String {
+    serde_json::to_value(m)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
 
 /// Applies lineage facts, attributes each use, runs the detectors and keeps the
 /// alert book and attribution statistics.
@@ -23,8 +46,7 @@ pub struct AttributeStage {
     pub attributed: u64,
     /// Unattributed uses.
     pub unattributed: u64,
-    /// Uses by attribution method.
-    pub by_method: BTreeMap<String, u64>,
+    method_counts: [u64; METHODS.len()],
     unattributed_subjects: HashMap<String, (String, u64)>,
 }
 
@@ -49,7 +71,7 @@ impl AttributeStage {
             service_events: 0,
             attributed: 0,
             unattributed: 0,
-            by_method: BTreeMap::new(),
+            method_counts: [0; METHODS.len()],
             unattributed_subjects: HashMap::new(),
         }
     }
@@ -67,10 +89,7 @@ impl AttributeStage {
             self.service_events += 1;
         } else if attribution.is_attributed() {
             self.attributed += 1;
-            *self
-                .by_method
-                .entry(format!("{:?}", attribution.method).to_ascii_lowercase())
-                .or_default() += 1;
+            self.method_counts[method_slot(attribution.method)] += 1;
         } else {
             self.unattributed += 1;
             let subject = attribution
@@ -98,6 +117,16 @@ impl AttributeStage {
             }
         }
         event
+    }
+
+    /// Attributed uses by method name (`declared`, `issuance-chain`, …).
+    pub fn by_method(&self) -> BTreeMap<String, u64> {
+        METHODS
+            .iter()
+            .zip(self.method_counts)
+            .filter(|(_, n)| *n > 0)
+            .map(|(m, n)| (method_name(*m), n))
+            .collect()
     }
 
     /// The graph.
