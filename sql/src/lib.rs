@@ -105,7 +105,8 @@ mod tests {
 
     #[test]
     fn table_names_are_unique_snake_case() {
-        let names: std::collections::HashSet<_> = LineageTable::ALL.iter().map(|t| t.name()).collect();
+        let names: std::collections::HashSet<_> =
+            LineageTable::ALL.iter().map(|t| t.name()).collect();
         assert_eq!(names.len(), LineageTable::ALL.len());
         for t in LineageTable::ALL {
             assert_eq!(serde_json::to_value(t).unwrap(), t.name());

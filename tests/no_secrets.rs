@@ -1,0 +1,248 @@
+//! Secret values in the input logs never reach any output file.
+//!
+//! CloudTrail records of `AssumeRole`, `GetSessionToken` and the like carry the
+//! issued `sessionToken` (and, in some deliveries, `secretAccessKey`); the parser has
+//! no field for them, so they must not appear in events, alerts, the summary or
+//! anything else lineage writes.
+//!
+//! One exception by design: a record that cannot be parsed is dead-lettered with its
+//! original bytes, secrets included, because bytes that cannot be understood cannot
+//! be scrubbed. `dead_letters.jsonl` is therefore as sensitive as the raw logs and
+//! must be stored with the same care. That is why the synthetic secret record below
+//! is a valid record (it is normalized, not dead-lettered), and why this test also
+//! asserts that nothing was dead-lettered.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+/// Window length: any leaked piece of a token at least this long is caught.
+const WINDOW: usize = 24;
+
+const FAKE_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYFAKESECRETKEY";
+const FAKE_TOKEN: &str =
+    "FwoGZXIvYXdzEFAKE+SESSION/TOKEN+0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP==";
+const FAKE_KEY_SECRET: &str = "Zm9vYmFyYmF6cXV4FAKECREATEACCESSKEYSECRET0";
+
+/// Every string value under a `secretAccessKey` or `sessionToken` key, anywhere.
+fn collect_secrets(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                if k == "secretAccessKey" || k == "sessionToken" {
+                    if let Value::String(s) = v {
+                        out.push(s.clone());
+                        continue;
+                    }
+                }
+                collect_secrets(v, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| collect_secrets(v, out)),
+        _ => {}
+    }
+}
+
+/// A valid, parseable AssumeRole and CreateAccessKey pair whose responses carry secrets.
+fn synthetic_records() -> Value {
+    let identity = json!({
+        "type": "IAMUser",
+        "principalId": "AIDAFAKEEXAMPLE00001",
+        "arn": "arn:aws:iam::111122223333:user/alice",
+        "accountId": "111122223333",
+        "accessKeyId": "AKIAFAKEEXAMPLE00001",
+        "userName": "alice"
+    });
+    json!({"Records": [
+        {
+            "eventVersion": "1.08",
+            "userIdentity": identity,
+            "eventTime": "2023-07-10T11:00:00Z",
+            "eventSource": "sts.amazonaws.com",
+            "eventName": "AssumeRole",
+            "awsRegion": "us-east-1",
+            "sourceIPAddress": "10.0.0.1",
+            "userAgent": "aws-cli/2.13.0",
+            "requestParameters": {
+                "roleArn": "arn:aws:iam::111122223333:role/deployer",
+                "roleSessionName": "alice-session"
+            },
+            "responseElements": {
+                "credentials": {
+                    "accessKeyId": "ASIAFAKEEXAMPLE00001",
+                    "secretAccessKey": FAKE_SECRET,
+                    "sessionToken": FAKE_TOKEN,
+                    "expiration": "Jul 10, 2023, 12:00:00 PM"
+                },
+                "assumedRoleUser": {
+                    "assumedRoleId": "AROAFAKEEXAMPLE00001:alice-session",
+                    "arn": "arn:aws:sts::111122223333:assumed-role/deployer/alice-session"
+                }
+            },
+            "eventID": "00000000-0000-0000-0000-0000000000a1",
+            "readOnly": true,
+            "eventType": "AwsApiCall",
+            "recipientAccountId": "111122223333"
+        },
+        {
+            "eventVersion": "1.08",
+            "userIdentity": identity,
+            "eventTime": "2023-07-10T11:00:05Z",
+            "eventSource": "iam.amazonaws.com",
+            "eventName": "CreateAccessKey",
+            "awsRegion": "us-east-1",
+            "sourceIPAddress": "10.0.0.1",
+            "userAgent": "aws-cli/2.13.0",
+            "requestParameters": {"userName": "backdoor"},
+            "responseElements": {
+                "accessKey": {
+                    "accessKeyId": "AKIAFAKEEXAMPLE00002",
+                    "status": "Active",
+                    "userName": "backdoor",
+                    "secretAccessKey": FAKE_KEY_SECRET,
+                    "createDate": "Jul 10, 2023 11:00:05 AM"
+                }
+            },
+            "eventID": "00000000-0000-0000-0000-0000000000a2",
+            "readOnly": false,
+            "eventType": "AwsApiCall",
+            "recipientAccountId": "111122223333"
+        }
+    ]})
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// Fails when any file under `dir` contains a secret, or a `WINDOW`-byte piece of one.
+fn assert_no_secret_in(dir: &Path, secrets: &[String]) {
+    let mut windows: HashSet<&[u8]> = HashSet::new();
+    for s in secrets {
+        let b = s.as_bytes();
+        if b.len() < WINDOW {
+            windows.insert(b);
+        } else {
+            windows.extend(b.windows(WINDOW));
+        }
+    }
+    let short: Vec<&[u8]> = windows
+        .iter()
+        .copied()
+        .filter(|w| w.len() < WINDOW)
+        .collect();
+    let mut files = Vec::new();
+    files_under(dir, &mut files);
+    assert!(!files.is_empty());
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        for s in secrets {
+            assert!(
+                !contains(&bytes, s.as_bytes()),
+                "{} contains a secret value",
+                f.display()
+            );
+        }
+        if let Some(w) = bytes
+            .windows(WINDOW)
+            .find(|w| windows.contains(w))
+            .or_else(|| short.iter().copied().find(|s| contains(&bytes, s)))
+        {
+            panic!(
+                "{} contains a piece of a secret value: {:?}",
+                f.display(),
+                String::from_utf8_lossy(w)
+            );
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn no_secret_reaches_any_output_file() {
+    // The secrets in the real dataset.
+    let mut secrets = Vec::new();
+    for r in common::invictus_records() {
+        collect_secrets(&r, &mut secrets);
+    }
+    assert!(
+        secrets.len() >= 10,
+        "expected the Invictus records to carry session tokens, found {}",
+        secrets.len()
+    );
+    // Plus a synthetic file whose responses carry a secret access key and a token.
+    let inputs = tempfile::tempdir().unwrap();
+    let synthetic = inputs.path().join("synthetic-secrets.json");
+    let doc = synthetic_records();
+    let before = secrets.len();
+    collect_secrets(&doc, &mut secrets);
+    assert_eq!(secrets.len(), before + 3);
+    std::fs::write(&synthetic, doc.to_string()).unwrap();
+
+    let (logs, inventory) = common::invictus();
+    let out = tempfile::tempdir().unwrap();
+    let output = common::replay(
+        &[&logs, &synthetic],
+        out.path(),
+        &["--inventory", inventory.to_str().unwrap(), "--events"],
+    );
+    common::assert_exit(&output, 0);
+
+    // Everything was parsed (so dead letters, which keep raw bytes, hold nothing) and
+    // the synthetic records really went through the parser.
+    let summary = common::summary(out.path());
+    assert_eq!(summary["read"], 2902, "{summary:#}");
+    assert_eq!(summary["dead_lettered"], 0, "{summary:#}");
+    let events = std::fs::read_to_string(out.path().join("events.jsonl")).unwrap();
+    for id in ["0000000000a1", "0000000000a2"] {
+        assert!(events.contains(id), "synthetic record {id} not normalized");
+    }
+    // Alone, the synthetic file yields its two issuance facts (the secrets sat right
+    // next to the key ids the parser did read).
+    let alone = tempfile::tempdir().unwrap();
+    common::assert_exit(
+        &common::replay(&[&synthetic], alone.path(), &["--events"]),
+        0,
+    );
+    let alone_summary = common::summary(alone.path());
+    assert_eq!(alone_summary["normalized"], 2, "{alone_summary:#}");
+    assert_eq!(alone_summary["lineage_facts"], 2, "{alone_summary:#}");
+    assert_no_secret_in(alone.path(), &secrets);
+
+    assert_no_secret_in(out.path(), &secrets);
+
+    // Nor on the terminal.
+    let printed = [output.stdout.as_slice(), output.stderr.as_slice()].concat();
+    for s in &secrets {
+        assert!(
+            !contains(&printed, s.as_bytes()),
+            "stdout/stderr has a secret"
+        );
+    }
+}
+
+/// The checker itself catches a leak (so a passing run above means something).
+#[test]
+fn the_checker_catches_a_partial_leak() {
+    let dir = tempfile::tempdir().unwrap();
+    let piece = &FAKE_TOKEN[10..10 + WINDOW];
+    std::fs::write(dir.path().join("leak.txt"), format!("xx{piece}yy")).unwrap();
+    let caught = std::panic::catch_unwind(|| {
+        assert_no_secret_in(dir.path(), &[FAKE_TOKEN.to_owned()]);
+    });
+    assert!(caught.is_err());
+}
