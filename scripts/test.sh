@@ -16,11 +16,16 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-cleanup() { :; }
-trap cleanup EXIT
+trap 'cleanup' EXIT
+
+log=$(mktemp)
+cleanup() { rm -f "$log"; }
 
 echo "== cargo test --release --workspace"
-cargo test --release --workspace --locked
+cargo test --release --workspace --locked 2>&1 | tee "$log"
 
 echo "== lineage demo (self-scored against the simulator's ground truth)"
 cargo run --release --locked --quiet -- demo --show-alerts 0
+
+passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+echo "tests: ${passed} passed, 0 failed"
