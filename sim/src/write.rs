@@ -431,27 +431,20 @@ fn open_session(
             role: None,
         },
         CredentialStyle::AssumesRole { chained } => {
-            let first = actors::key_id(&mut sim.rng, "ASIA");
-            let response = sts_response(&mut sim.rng, &first, &agent.role, &session_name, at);
-            sim.emit(
-                cloudtrail::Call {
-                    time: at,
-                    who: Who::IamUser {
-                        user: &agent.iam_user,
-                        principal_id: &agent.principal_id,
-                        key: &agent.key,
-                    },
-                    service: "sts",
-                    operation: "AssumeRole",
-                    read_only: true,
-                    request: json!({ "roleArn": agent.role, "roleSessionName": session_name, "durationSeconds": 3600 }),
-                    response,
-                    resources: json!([{ "accountId": sim.cfg.account, "type": "AWS::IAM::Role", "ARN": agent.role }]),
-                    user_agent: agent.template.user_agent,
-                    source_ip: &agent.source_ip,
-                    error: None,
-                },
-                expected_agent(agent, humans),
+            let caller = Who::IamUser {
+                user: &agent.iam_user,
+                principal_id: &agent.principal_id,
+                key: &agent.key,
+            };
+            let first = sts_call(
+                sim,
+                agent,
+                humans,
+                caller,
+                "AssumeRole",
+                &agent.role,
+                &session_name,
+                at,
             );
             if !chained {
                 return Session {
@@ -459,35 +452,22 @@ fn open_session(
                     role: Some((agent.role.clone(), session_name, at)),
                 };
             }
-            let second = actors::key_id(&mut sim.rng, "ASIA");
             let chained_name = format!("{session_name}-deploy");
-            let response = sts_response(
-                &mut sim.rng,
-                &second,
+            let caller = Who::Role {
+                role_arn: &agent.role,
+                session_name: &session_name,
+                key: &first,
+                created: at,
+            };
+            let second = sts_call(
+                sim,
+                agent,
+                humans,
+                caller,
+                "AssumeRole",
                 &agent.chained_role,
                 &chained_name,
                 at,
-            );
-            sim.emit(
-                cloudtrail::Call {
-                    time: at,
-                    who: Who::Role {
-                        role_arn: &agent.role,
-                        session_name: &session_name,
-                        key: &first,
-                        created: at,
-                    },
-                    service: "sts",
-                    operation: "AssumeRole",
-                    read_only: true,
-                    request: json!({ "roleArn": agent.chained_role, "roleSessionName": chained_name, "durationSeconds": 3600 }),
-                    response,
-                    resources: json!([{ "accountId": sim.cfg.account, "type": "AWS::IAM::Role", "ARN": agent.chained_role }]),
-                    user_agent: agent.template.user_agent,
-                    source_ip: &agent.source_ip,
-                    error: None,
-                },
-                expected_agent(agent, humans),
             );
             Session {
                 who_key: second,
@@ -495,25 +475,18 @@ fn open_session(
             }
         }
         CredentialStyle::WebIdentity => {
-            let key = actors::key_id(&mut sim.rng, "ASIA");
             let name = format!("GitHubActions-{}", at.timestamp());
-            let response = sts_response(&mut sim.rng, &key, &agent.role, &name, at);
             let subject = format!("repo:acme/{}:ref:refs/heads/main", agent.id);
-            sim.emit(
-                cloudtrail::Call {
-                    time: at,
-                    who: Who::WebIdentity { subject: &subject },
-                    service: "sts",
-                    operation: "AssumeRoleWithWebIdentity",
-                    read_only: true,
-                    request: json!({ "roleArn": agent.role, "roleSessionName": name, "durationSeconds": 3600 }),
-                    response,
-                    resources: json!([{ "accountId": sim.cfg.account, "type": "AWS::IAM::Role", "ARN": agent.role }]),
-                    user_agent: agent.template.user_agent,
-                    source_ip: &agent.source_ip,
-                    error: None,
-                },
-                expected_agent(agent, humans),
+            let caller = Who::WebIdentity { subject: &subject };
+            let key = sts_call(
+                sim,
+                agent,
+                humans,
+                caller,
+                "AssumeRoleWithWebIdentity",
+                &agent.role,
+                &name,
+                at,
             );
             Session {
                 who_key: key,
@@ -521,6 +494,40 @@ fn open_session(
             }
         }
     }
+}
+
+/// One STS call by `caller` that issues a session of `role`; returns the new key id.
+#[allow(clippy::too_many_arguments)]
+fn sts_call(
+    sim: &mut Sim<'_>,
+    agent: &SimAgent,
+    humans: &[SimHuman],
+    caller: Who<'_>,
+    operation: &str,
+    role: &str,
+    session_name: &str,
+    at: DateTime<Utc>,
+) -> String {
+    let key = actors::key_id(&mut sim.rng, "ASIA");
+    let response = sts_response(&mut sim.rng, &key, role, session_name, at);
+    let account = sim.cfg.account.clone();
+    sim.emit(
+        cloudtrail::Call {
+            time: at,
+            who: caller,
+            service: "sts",
+            operation,
+            read_only: true,
+            request: json!({ "roleArn": role, "roleSessionName": session_name, "durationSeconds": 3600 }),
+            response,
+            resources: json!([{ "accountId": account, "type": "AWS::IAM::Role", "ARN": role }]),
+            user_agent: agent.template.user_agent,
+            source_ip: &agent.source_ip,
+            error: None,
+        },
+        expected_agent(agent, humans),
+    );
+    key
 }
 
 /// Three calls outside the agent's scope, recorded as an expected alert.
