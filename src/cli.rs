@@ -9,7 +9,7 @@ use lineage_core::{Inventory, Source};
 use lineage_detect::DetectorsConfig;
 use lineage_ingest::ParseLimits;
 use lineage_replay::{replay, ReplayConfig};
-use lineage_sinks::{render_alert, render_summary};
+use lineage_sinks::{render_alert, render_summary, JsonLinesSink};
 
 /// Exit code when `--strict` is given and records were dead-lettered.
 pub(crate) const EXIT_DEAD_LETTERS: u8 = 3;
@@ -94,6 +94,10 @@ struct ReplayArgs {
     /// How many alerts to print (all are in alerts.jsonl).
     #[arg(long, default_value_t = 10)]
     show_alerts: usize,
+    /// Print the alerts as JSON lines on stdout (for piping into a SOC queue) instead
+    /// of the human-readable summary, which then goes to stderr.
+    #[arg(long)]
+    alerts_jsonl: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -206,13 +210,22 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         },
     };
     let output = replay(&config).context("replay failed")?;
-    print!("{}", render_summary(&output.summary));
-    let mut alerts = output.alerts.clone();
-    alerts.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.count.cmp(&a.count)));
-    for a in alerts.iter().take(args.show_alerts) {
-        print!("{}", render_alert(a));
+    if args.alerts_jsonl {
+        eprint!("{}", render_summary(&output.summary));
+        let mut sink = JsonLinesSink::stdout();
+        for a in &output.alerts {
+            sink.write(a)?;
+        }
+        sink.flush()?;
+    } else {
+        print!("{}", render_summary(&output.summary));
+        let mut alerts = output.alerts.clone();
+        alerts.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.count.cmp(&a.count)));
+        for a in alerts.iter().take(args.show_alerts) {
+            print!("{}", render_alert(a));
+        }
+        println!("outputs: {}", args.out.display());
     }
-    println!("outputs: {}", args.out.display());
     if args.strict && output.summary.dead_lettered > 0 {
         return Ok(ExitCode::from(EXIT_DEAD_LETTERS));
     }

@@ -97,3 +97,36 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn alerts_can_go_to_stdout_as_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lineage"))
+        .args([
+            "replay",
+            "../testdata/cloudtrail/invictus/CloudTrail",
+            "--inventory",
+            "../testdata/cloudtrail/invictus/inventory.toml",
+            "--alerts-jsonl",
+            "--out",
+        ])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let alerts: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!alerts.is_empty());
+    assert!(alerts
+        .iter()
+        .all(|a| a["detector"] == "out-of-scope" && a["agent"] == "stratus-red-team"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("records: 2900 read"));
+}
