@@ -6,8 +6,8 @@
 //! reports the file, the line and the field, because a silently ignored binding is
 //! an attribution that silently goes missing.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use globset::{GlobBuilder, GlobMatcher};
@@ -200,6 +200,8 @@ pub struct Inventory {
     scopes: Vec<Vec<CompiledScope>>,
     /// Compiled user-agent globs, `user_agents[i]` for `file.agents[i]`.
     user_agents: Vec<Vec<GlobMatcher>>,
+    /// Agent id → index in `file.agents` (looked up once per event by detectors).
+    agent_index: HashMap<AgentId, usize>,
 }
 
 impl Inventory {
@@ -334,10 +336,17 @@ impl Inventory {
                 .collect::<Result<Vec<_>, _>>()?;
             user_agents.push(uas);
         }
+        let agent_index = file
+            .agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.clone(), i))
+            .collect();
         Ok(Self {
             file,
             scopes,
             user_agents,
+            agent_index,
         })
     }
 
@@ -353,7 +362,7 @@ impl Inventory {
 
     /// The agent with this id.
     pub fn agent(&self, id: &AgentId) -> Option<&Agent> {
-        self.file.agents.iter().find(|a| &a.id == id)
+        self.agent_index(id).map(|i| &self.file.agents[i])
     }
 
     /// The human with this id.
@@ -368,7 +377,7 @@ impl Inventory {
 
     /// Index of the agent with this id.
     pub fn agent_index(&self, id: &AgentId) -> Option<usize> {
-        self.file.agents.iter().position(|a| &a.id == id)
+        self.agent_index.get(id).copied()
     }
 
     /// The first agent whose user-agent globs match `user_agent`.
@@ -377,11 +386,6 @@ impl Inventory {
             .iter()
             .position(|globs| globs.iter().any(|g| g.is_match(user_agent)))
             .map(|i| &self.file.agents[i])
-    }
-
-    /// Where the inventory came from, for messages.
-    pub fn describe(path: &Path) -> PathBuf {
-        path.to_owned()
     }
 }
 

@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use lineage_ingest::{decompress, parse_bytes, CloudTrailParser, ParseLimits};
 
 fuzz_target!(|data: &[u8]| {
-    let (bytes, _decode_error) = decompress(data.to_vec());
+    let (bytes, _decode_error) = decompress(data);
     // A small limit as well as the default, so the too-large path is exercised.
     for limits in [
         ParseLimits::default(),

@@ -13,6 +13,7 @@ pub mod cloudtrail;
 pub mod framing;
 mod lenient;
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use lineage_core::{CredentialUse, DeadLetter, LineageFact, Provenance, Source};
@@ -110,20 +111,20 @@ impl std::ops::AddAssign for ParseCounts {
 /// Decompresses gzip input (detected by magic bytes, not by name). On corruption or
 /// truncation returns what was decoded before the error plus the error text, so the
 /// complete records before the damage are still processed.
-pub fn decompress(bytes: Vec<u8>) -> (Vec<u8>, Option<String>) {
+pub fn decompress(bytes: &[u8]) -> (Cow<'_, [u8]>, Option<String>) {
     if !(bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b) {
-        return (bytes, None);
+        return (Cow::Borrowed(bytes), None);
     }
     let mut out = Vec::with_capacity(bytes.len() * 8);
-    let mut decoder = flate2::read::MultiGzDecoder::new(&bytes[..]);
+    let mut decoder = flate2::read::MultiGzDecoder::new(bytes);
     match decoder.read_to_end(&mut out) {
-        Ok(_) => (out, None),
+        Ok(_) => (Cow::Owned(out), None),
         Err(e) => {
             let why = format!(
                 "gzip stream is corrupt or truncated after {} decompressed bytes: {e}",
                 out.len()
             );
-            (out, Some(why))
+            (Cow::Owned(out), Some(why))
         }
     }
 }

@@ -53,8 +53,9 @@ pub fn parse_file(path: &Path, forced: Option<Source>, limits: ParseLimits) -> P
         }
     };
     let compressed = raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b;
-    let original_for_error = if compressed { Some(raw.clone()) } else { None };
-    let (bytes, decode_error) = decompress(raw);
+    // The compressed bytes are what a dead letter keeps when decompression fails.
+    let original_for_error = compressed.then_some(raw.as_slice());
+    let (bytes, decode_error) = decompress(&raw);
     out.bytes = bytes.len() as u64;
     let source = forced.or_else(|| sniff_source(&bytes));
     out.source = source;
@@ -65,25 +66,20 @@ pub fn parse_file(path: &Path, forced: Option<Source>, limits: ParseLimits) -> P
                 Source::CloudTrail,
                 why,
                 &origin,
-                original_for_error.as_deref().unwrap_or(&bytes),
+                original_for_error.unwrap_or(&bytes),
             );
         } else if !bytes.iter().all(u8::is_ascii_whitespace) {
             out.dead(
                 Source::CloudTrail,
                 "could not tell which source wrote this file (no CloudTrail, Entra, GitHub or Vault field names in its first 64 KiB); pass --source".into(),
                 &origin,
-                original_for_error.as_deref().unwrap_or(&bytes),
+                original_for_error.unwrap_or(&bytes),
             );
         }
         return out;
     };
     if let Some(why) = decode_error {
-        out.dead(
-            source,
-            why,
-            &origin,
-            original_for_error.as_deref().unwrap_or(&[]),
-        );
+        out.dead(source, why, &origin, original_for_error.unwrap_or(&[]));
     }
     let Some(parser) = parser_for(source) else {
         out.dead(
