@@ -420,12 +420,13 @@ pub enum FactKind {
         /// Who changed it.
         changed_by: Principal,
     },
-    /// A human was recorded as the owner of an agent or credential.
+    /// A human was recorded as the owner of an agent, an application / service
+    /// principal, or a credential.
     OwnerAssigned {
-        /// The owned thing: agent id or credential id.
+        /// The owned thing: agent id, application or service-principal id, or credential id.
         subject: SmolStr,
-        /// The owner.
-        owner: HumanId,
+        /// The owner: a human id or any alias of one (UPN, login, e-mail).
+        owner: SmolStr,
     },
     /// A human left (account disabled, deleted, removed from org).
     OwnerDeparted {

@@ -135,6 +135,11 @@ pub struct Agent {
     /// AWS IAM users whose keys belong to this agent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aws_iam_users: Vec<String>,
+    /// Other principals whose credentials belong to this agent, in any source: a GitHub
+    /// app slug or bot login, an Entra application (client) id or service-principal id,
+    /// a Vault display name or entity id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<String>,
     /// AWS roles (ARN or name) whose sessions belong to this agent when no issuance chain says otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aws_roles: Vec<String>,

@@ -40,6 +40,10 @@ pub struct RunSummary {
     pub dead_lettered: u64,
     /// Per-source counts.
     pub by_source: BTreeMap<String, SourceCounts>,
+    /// Request entries folded into their response entry (Vault/OpenBao log each call
+    /// twice); they are counted in `normalized` but are not separate uses.
+    #[serde(default)]
+    pub joined_halves: u64,
     /// Lineage facts applied to the graph.
     pub lineage_facts: u64,
     /// Uses performed by the cloud provider's own services (no credential, excluded from the attribution rate).

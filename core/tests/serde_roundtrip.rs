@@ -101,7 +101,7 @@ fn lineage_facts_round_trip() {
         },
         FactKind::OwnerAssigned {
             subject: "agent-1".into(),
-            owner: HumanId::new("alice"),
+            owner: "alice@example.com".into(),
         },
         FactKind::OwnerDeparted {
             human: "alice".into(),

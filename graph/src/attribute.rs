@@ -74,11 +74,16 @@ impl LineageGraph {
         }
     }
 
-    /// The agent or human an IAM user (the owner of an access key) maps to.
+    /// The agent or human a principal (the IAM user owning an access key, a GitHub
+    /// login, an Entra app, a Vault display name) maps to: a binding to an agent,
+    /// an owner learned from the logs, or a human alias.
     fn by_iam_user(&self, user: &str) -> Option<Found> {
         let name = user.rsplit('/').next().unwrap_or(user);
-        if let Some(a) = self.iam_user_agent.get(name) {
+        if let Some(a) = self.principal_agent.get(name) {
             return Some(Found::Agent(a.clone()));
+        }
+        if let Some(h) = self.learned_owner.get(name) {
+            return Some(Found::Human(h.clone()));
         }
         self.by_alias(name)
     }

@@ -72,7 +72,10 @@ pub struct LineageGraph {
     pub(crate) agents: HashMap<AgentId, NodeIndex>,
     pub(crate) humans: HashMap<HumanId, NodeIndex>,
     pub(crate) agent_owner: HashMap<AgentId, HumanId>,
-    pub(crate) iam_user_agent: HashMap<SmolStr, AgentId>,
+    /// IAM user names and other principal names/ids bound to agents.
+    pub(crate) principal_agent: HashMap<SmolStr, AgentId>,
+    /// Owners learned from the logs: subject (app id, SP id, agent id) → human.
+    pub(crate) learned_owner: HashMap<SmolStr, HumanId>,
     pub(crate) role_agent: HashMap<SmolStr, AgentId>,
     /// Lower-cased alias → humans that claim it (more than one = ambiguous).
     pub(crate) alias_humans: HashMap<String, Vec<HumanId>>,
@@ -126,8 +129,8 @@ impl LineageGraph {
                 let cn = g.credential_node(c, kind);
                 g.graph.add_edge(cn, n, Edge::BoundTo);
             }
-            for u in &a.aws_iam_users {
-                g.iam_user_agent.insert(SmolStr::new(u), a.id.clone());
+            for u in a.aws_iam_users.iter().chain(&a.principals) {
+                g.principal_agent.insert(SmolStr::new(u), a.id.clone());
             }
             for r in &a.aws_roles {
                 g.role_agent.insert(SmolStr::new(r), a.id.clone());
@@ -228,11 +231,15 @@ impl LineageGraph {
                 self.touch(credential).status = Some((status.clone(), fact.time));
             }
             FactKind::OwnerAssigned { subject, owner } => {
+                let Ok(Some(owner)) = self.human_by_alias(owner) else {
+                    return;
+                };
                 let agent = AgentId::new(subject);
-                if let (Some(&a), Some(&h)) = (self.agents.get(&agent), self.humans.get(owner)) {
+                if let (Some(&a), Some(&h)) = (self.agents.get(&agent), self.humans.get(&owner)) {
                     self.graph.add_edge(a, h, Edge::OwnedBy);
                     self.agent_owner.insert(agent, owner.clone());
                 }
+                self.learned_owner.insert(subject.clone(), owner);
             }
             FactKind::OwnerDeparted { human } => {
                 if let Ok(Some(h)) = self.human_by_alias(human) {
@@ -259,8 +266,10 @@ impl LineageGraph {
         meta.last_used = Some(time);
         if meta.principal.is_none() {
             meta.principal = match principal_kind {
-                PrincipalKind::IamUser => principal_name,
                 PrincipalKind::AssumedRole => issuer,
+                PrincipalKind::IamUser | PrincipalKind::User | PrincipalKind::ServicePrincipal => {
+                    principal_name
+                }
                 _ => None,
             };
         }

@@ -327,8 +327,8 @@ fn normalize(raw: RawEvent<'_>, provenance: Provenance) -> Result<Normalized, Pa
         Vec::new()
     };
 
-    Ok(Normalized {
-        use_: CredentialUse {
+    Ok(Normalized::whole(
+        CredentialUse {
             source: Source::CloudTrail,
             event_id: SmolStr::new(event_id),
             time,
@@ -343,7 +343,7 @@ fn normalize(raw: RawEvent<'_>, provenance: Provenance) -> Result<Normalized, Pa
             provenance,
         },
         facts,
-    })
+    ))
 }
 
 fn principal_of(ui: &RawUserIdentity<'_>) -> Principal {

@@ -10,8 +10,11 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod cloudtrail;
+pub mod entra;
 pub mod framing;
+pub mod github;
 mod lenient;
+pub mod vault;
 
 use std::borrow::Cow;
 use std::io::Read;
@@ -20,6 +23,9 @@ use lineage_core::{CredentialUse, DeadLetter, LineageFact, Provenance, Source};
 use smol_str::SmolStr;
 
 pub use cloudtrail::CloudTrailParser;
+pub use entra::EntraParser;
+pub use github::GitHubParser;
+pub use vault::VaultParser;
 
 /// One record, normalized: the use it describes and the lineage facts it implies.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +34,49 @@ pub struct Normalized {
     pub use_: CredentialUse,
     /// Lineage facts (usually none).
     pub facts: Vec<LineageFact>,
+    /// For sources that log a call twice (Vault/OpenBao writes a request and a
+    /// response entry), which half this is; `None` for whole records.
+    pub half: Option<Half>,
+}
+
+/// One half of a call logged as a request entry and a response entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Half {
+    /// The request entry of the call with this id.
+    Request(SmolStr),
+    /// The response entry of the call with this id.
+    Response(SmolStr),
+}
+
+impl Normalized {
+    /// A whole record.
+    pub fn whole(use_: CredentialUse, facts: Vec<LineageFact>) -> Self {
+        Self {
+            use_,
+            facts,
+            half: None,
+        }
+    }
+}
+
+/// Joins request and response halves of the same call into one use: a request whose
+/// response is present is dropped (the response entry repeats the request and adds
+/// the outcome and any issued token); a request without a response stays, as the
+/// only record of that call. Returns how many requests were folded into responses.
+pub fn join_request_response(records: &mut Vec<Normalized>) -> u64 {
+    let responses: std::collections::HashSet<SmolStr> = records
+        .iter()
+        .filter_map(|r| match &r.half {
+            Some(Half::Response(id)) => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    if responses.is_empty() {
+        return 0;
+    }
+    let before = records.len();
+    records.retain(|r| !matches!(&r.half, Some(Half::Request(id)) if responses.contains(id)));
+    (before - records.len()) as u64
 }
 
 /// Why a record was rejected. The message goes into the dead letter verbatim.
@@ -66,11 +115,13 @@ pub trait SourceParser: Send + Sync {
     fn parse_record(&self, bytes: &[u8], provenance: Provenance) -> Result<Normalized, ParseError>;
 }
 
-/// The parser for a source, or `None` where that source's parser has not landed yet.
+/// The parser for a source.
 pub fn parser_for(source: Source) -> Option<&'static dyn SourceParser> {
     match source {
         Source::CloudTrail => Some(&CloudTrailParser),
-        Source::Entra | Source::GitHub | Source::Vault => None,
+        Source::Entra => Some(&EntraParser),
+        Source::GitHub => Some(&GitHubParser),
+        Source::Vault => Some(&VaultParser),
     }
 }
 

@@ -4,7 +4,8 @@ use std::path::Path;
 
 use lineage_core::{DeadLetter, Provenance, Source};
 use lineage_ingest::{
-    decompress, parse_bytes, parser_for, sniff_source, Normalized, ParseCounts, ParseLimits,
+    decompress, join_request_response, parse_bytes, parser_for, sniff_source, Normalized,
+    ParseCounts, ParseLimits,
 };
 
 /// Everything one file yielded.
@@ -20,6 +21,8 @@ pub struct ParsedFile {
     pub counts: ParseCounts,
     /// Decompressed size in bytes.
     pub bytes: u64,
+    /// Request entries folded into their response entry (counted as normalized).
+    pub joined: u64,
 }
 
 impl ParsedFile {
@@ -95,5 +98,6 @@ pub fn parse_file(path: &Path, forced: Option<Source>, limits: ParseLimits) -> P
         Err(d) => out.dead_letters.push(d),
     });
     out.counts += counts;
+    out.joined = join_request_response(&mut out.records);
     out
 }

@@ -88,6 +88,7 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
         summary.read += c.read;
         summary.normalized += c.normalized;
         summary.dead_lettered += c.dead_lettered;
+        summary.joined_halves += file.joined;
         let source = file
             .source
             .or(file.dead_letters.first().map(|d| d.source))

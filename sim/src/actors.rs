@@ -318,6 +318,7 @@ pub(crate) fn inventory(humans: &[SimHuman], agents: &[SimAgent]) -> InventoryFi
                     CredentialStyle::IamUserBinding => vec![a.iam_user.clone()],
                     _ => Vec::new(),
                 },
+                principals: Vec::new(),
                 aws_roles: match a.style {
                     CredentialStyle::WebIdentity => vec![a.role.clone()],
                     _ => Vec::new(),
