@@ -211,7 +211,9 @@ impl LineageGraph {
     fn attribute_without_credential(&self, use_: &CredentialUse) -> Attribution {
         let p = &use_.principal;
         let found = match p.kind {
-            PrincipalKind::IamUser => p.name.as_deref().and_then(|n| self.by_iam_user(n)),
+            PrincipalKind::IamUser | PrincipalKind::User | PrincipalKind::ServicePrincipal => {
+                p.name.as_deref().and_then(|n| self.by_iam_user(n))
+            }
             PrincipalKind::AssumedRole => self.by_session(
                 use_.session.issuer_arn.as_deref(),
                 use_.session.role_session_name.as_deref(),

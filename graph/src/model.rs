@@ -14,6 +14,9 @@ use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 use smol_str::SmolStr;
 
+/// Auth-method prefixes Vault/OpenBao put in front of a token's display name.
+const VAULT_AUTH_PREFIXES: &[&str] = &["oidc-", "jwt-", "userpass-", "ldap-", "okta-", "github-", "radius-"];
+
 /// A vertex of the lineage graph.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Node {
@@ -322,11 +325,23 @@ impl LineageGraph {
 
     /// The human an alias names: `Ok(None)` when nobody claims it, `Err(humans)` when
     /// several do (ambiguous matches are reported, never guessed).
+    ///
+    /// Vault/OpenBao display names carry the auth method as a prefix
+    /// (`oidc-alice@example.com`, `userpass-alice`, `ldap-alice`); when the whole name
+    /// is no alias, the name after a known prefix is tried, so an inventory that lists
+    /// a human's e-mail or login also resolves their Vault tokens.
     pub fn human_by_alias(&self, alias: &str) -> Result<Option<HumanId>, Vec<HumanId>> {
-        match self.alias_humans.get(&alias.to_ascii_lowercase()) {
+        let lookup = |name: &str| match self.alias_humans.get(&name.to_ascii_lowercase()) {
             None => Ok(None),
             Some(hs) if hs.len() == 1 => Ok(Some(hs[0].clone())),
             Some(hs) => Err(hs.clone()),
+        };
+        match lookup(alias) {
+            Ok(None) => VAULT_AUTH_PREFIXES
+                .iter()
+                .find_map(|p| alias.strip_prefix(p))
+                .map_or(Ok(None), lookup),
+            found => found,
         }
     }
 

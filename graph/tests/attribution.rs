@@ -321,3 +321,15 @@ proptest! {
         prop_assert!(a.is_attributed() || a.unattributed_reason.is_some());
     }
 }
+
+#[test]
+fn vault_display_names_resolve_through_the_email_or_login() {
+    let g = graph();
+    assert_eq!(
+        g.human_by_alias("oidc-alice@example.com").unwrap().unwrap().as_str(),
+        "alice"
+    );
+    assert_eq!(g.human_by_alias("userpass-alice").unwrap().unwrap().as_str(), "alice");
+    assert_eq!(g.human_by_alias("token-alice").unwrap(), None);
+    assert!(g.human_by_alias("ldap-shared").is_err(), "ambiguous stays ambiguous");
+}
