@@ -2,9 +2,10 @@
 # The test command (README: "Run the tests"). CI runs exactly this via .ci/run.
 #
 # It builds one profile (release) once, and runs every test of the workspace plus
-# the demo's self-check. Services that later test suites need (a Kafka-protocol
-# broker, OpenBao, moto) are installed and started from here, on free loopback
-# ports, and stopped on exit; the current suite needs none of them.
+# the demo's self-check. What the tests need is installed from here, idempotently
+# and cached under ~/.cache/lineage: OpenBao (its test starts and stops its own dev
+# server on a free 127.0.0.1 port). The Kafka-protocol broker and moto join here
+# with the issues that need them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,14 @@ trap 'cleanup' EXIT
 
 log=$(mktemp)
 cleanup() { rm -f "$log"; }
+
+# --- OpenBao (tests/openbao.rs starts its own server from this binary) ---
+if [ -z "${LINEAGE_BAO_BIN:-}" ]; then
+  echo "== OpenBao (scripts/services/openbao.sh install)"
+  LINEAGE_BAO_BIN=$(scripts/services/openbao.sh install)
+fi
+export LINEAGE_BAO_BIN
+# --- end OpenBao ---
 
 echo "== cargo test --release --workspace"
 cargo test --release --workspace --locked 2>&1 | tee "$log"

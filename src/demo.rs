@@ -27,11 +27,17 @@ pub(crate) fn simulate(args: &SimulateArgs) -> Result<SimReport> {
         ..SimConfig::default()
     };
     let report = lineage_sim::simulate(&cfg, &args.out).context("simulating")?;
+    let per_source: Vec<String> = report
+        .events_by_source
+        .iter()
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect();
     println!(
-        "wrote {} CloudTrail records in {} files under {}\ninventory: {}\nground truth: {} ({} expected alerts)",
+        "wrote {} records ({}) in {} files under {}\ninventory: {}\nground truth: {} ({} expected alerts)",
         report.events,
+        per_source.join(", "),
         report.files,
-        report.logs.display(),
+        args.out.display(),
         report.inventory.display(),
         report.ground_truth.display(),
         report.expected_alerts
@@ -74,11 +80,15 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
     })?;
     let out_dir = dir.join("out");
     println!(
-        "\n== replaying {} through parse → graph → detect → sinks",
-        sim.logs.display()
+        "\n== replaying {} (CloudTrail, Entra ID, GitHub, Vault) through parse → graph → detect → sinks",
+        dir.join("sim").display()
     );
     let output = replay(&ReplayConfig {
-        inputs: vec![sim.logs.display().to_string()],
+        inputs: sim
+            .log_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect(),
         source: None,
         inventory: load_inventory(&sim.inventory)?,
         detectors: DetectorsConfig::default(),

@@ -28,7 +28,7 @@ fn demo_meets_its_quality_bar() {
     for d in detectors {
         assert_eq!(d["recall"], 1.0, "{d}");
         assert_eq!(d["false_positives"], 0, "{d}");
-        assert!(d["expected"].as_u64().unwrap() >= 3, "{d}");
+        assert!(d["expected"].as_u64().unwrap() >= 1, "{d}");
     }
     assert!(
         stdout.contains("lineage: credential:"),
@@ -125,8 +125,30 @@ fn alerts_can_go_to_stdout_as_json_lines() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert!(!alerts.is_empty());
-    assert!(alerts
+    // On the Stratus Red Team run: every alert is about the tool running on bert-jan's key…
+    assert!(
+        alerts.iter().all(|a| a["owner"] == "bert-jan"),
+        "{alerts:#?}"
+    );
+    let detectors: std::collections::BTreeSet<&str> = alerts
         .iter()
-        .all(|a| a["detector"] == "out-of-scope" && a["agent"] == "stratus-red-team"));
+        .map(|a| a["detector"].as_str().unwrap())
+        .collect();
+    for d in [
+        "out-of-scope",
+        "long-lived-credential",
+        "privilege-change",
+        "anomaly",
+    ] {
+        assert!(detectors.contains(d), "{d} missing from {detectors:?}");
+    }
+    // …and the two backdoor keys it created are privilege changes.
+    let backdoors: Vec<&str> = alerts
+        .iter()
+        .filter(|a| a["detector"] == "privilege-change")
+        .map(|a| a["evidence"]["for_user"].as_str().unwrap())
+        .collect();
+    assert_eq!(backdoors.len(), 2, "{backdoors:?}");
+    assert!(backdoors.contains(&"malicious-iam-user"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("records: 2900 read"));
 }

@@ -62,6 +62,9 @@ pub struct RunSummary {
     pub alerts_by_detector: BTreeMap<String, u64>,
     /// Alerts in total.
     pub alerts: u64,
+    /// Revocation requests raised by detectors (executed or not by the response policy).
+    #[serde(default)]
+    pub actions_requested: u64,
     /// Wall-clock seconds.
     pub elapsed_secs: f64,
     /// Records read per second.

@@ -1,8 +1,10 @@
-//! Folding findings into alerts by dedup key.
+//! Folding findings into alerts by dedup key within a suppression window, and
+//! collecting the revocation requests findings carry.
 
 use std::collections::HashMap;
 
-use lineage_core::{Alert, AttributedEvent};
+use chrono::Duration;
+use lineage_core::{Action, Alert, AttributedEvent};
 use sha2::{Digest, Sha256};
 use smol_str::SmolStr;
 
@@ -11,11 +13,19 @@ use crate::Finding;
 /// Evidence event ids kept per alert; `count` keeps the total.
 const MAX_EVIDENCE_IDS: usize = 50;
 
-/// The alerts of a run, one per dedup key, in order of first sighting.
-#[derive(Debug, Default)]
+/// The alerts of a run, one per dedup key and suppression window, in order of first sighting.
+#[derive(Debug)]
 pub struct AlertBook {
     alerts: Vec<Alert>,
     by_key: HashMap<String, usize>,
+    actions: Vec<Action>,
+    suppression: Duration,
+}
+
+impl Default for AlertBook {
+    fn default() -> Self {
+        Self::with_suppression(Duration::days(1))
+    }
 }
 
 /// Whether a finding opened a new alert or was folded into an existing one.
@@ -28,20 +38,41 @@ pub enum Recorded {
 }
 
 impl AlertBook {
+    /// A book whose repeats of a finding fold into one alert while they come less
+    /// than `suppression` apart (event time).
+    pub fn with_suppression(suppression: Duration) -> Self {
+        Self {
+            alerts: Vec::new(),
+            by_key: HashMap::new(),
+            actions: Vec::new(),
+            suppression,
+        }
+    }
+
     /// Records a finding about `event`.
     pub fn record(&mut self, finding: Finding, event: &AttributedEvent) -> Recorded {
         let time = event.use_.time;
+        self.actions.extend(finding.actions);
         if let Some(&i) = self.by_key.get(&finding.dedup_key) {
             let alert = &mut self.alerts[i];
-            alert.count += 1;
-            alert.last_seen = alert.last_seen.max(time);
-            alert.first_seen = alert.first_seen.min(time);
-            if alert.event_ids.len() < MAX_EVIDENCE_IDS {
-                alert.event_ids.push(event.use_.event_id.clone());
+            if time - alert.last_seen <= self.suppression {
+                alert.count += 1;
+                alert.last_seen = alert.last_seen.max(time);
+                alert.first_seen = alert.first_seen.min(time);
+                if alert.event_ids.len() < MAX_EVIDENCE_IDS {
+                    alert.event_ids.push(event.use_.event_id.clone());
+                }
+                return Recorded::Repeat(i);
             }
-            return Recorded::Repeat(i);
         }
-        let digest = Sha256::digest(finding.dedup_key.as_bytes());
+        // The first alert of a key keeps the key's fingerprint as its id (stable across
+        // runs); a later window's alert gets the window start mixed in.
+        let id_input = if self.by_key.contains_key(&finding.dedup_key) {
+            format!("{}|{}", finding.dedup_key, time.timestamp())
+        } else {
+            finding.dedup_key.clone()
+        };
+        let digest = Sha256::digest(id_input.as_bytes());
         let a = &event.attribution;
         let alert = Alert {
             id: SmolStr::new(hex::encode(&digest[..8])),
@@ -75,6 +106,16 @@ impl AlertBook {
     /// The alerts, in order of first sighting.
     pub fn alerts(&self) -> &[Alert] {
         &self.alerts
+    }
+
+    /// Revocation requests, in the order findings asked for them.
+    pub fn actions(&self) -> &[Action] {
+        &self.actions
+    }
+
+    /// Takes the alerts and actions out.
+    pub fn into_parts(self) -> (Vec<Alert>, Vec<Action>) {
+        (self.alerts, self.actions)
     }
 
     /// Takes the alerts out.

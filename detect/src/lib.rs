@@ -1,19 +1,37 @@
 //! `lineage-detect` owns the detectors: each looks at one attributed credential use
-//! (with the lineage graph for context) and may return findings. Findings become
-//! [`Alert`]s through the [`AlertBook`], which folds repeats of the same finding (same
-//! dedup key) into one alert with a count, so a SOC sees one alert per problem,
-//! not one per API call. Detectors must not write anywhere: sinks do that.
+//! (with the lineage facts its record carried and the lineage graph for context)
+//! and may return findings. Findings become [`Alert`]s through the [`AlertBook`],
+//! which folds repeats of the same finding (same dedup key, within the suppression
+//! window) into one alert with a count, so a SOC sees one alert per problem, not one
+//! per API call. Detectors may request revocations ([`Action`]s with status
+//! `requested`); they never execute them and never write anywhere: sinks and
+//! executors do that.
+//!
+//! Detector state is bounded (documented caps, oldest-first eviction) and can be
+//! snapshotted and restored as JSON, so a restarted or rebalanced pipeline does not
+//! relearn every baseline.
 #![warn(missing_docs, unreachable_pub)]
 
+mod anomaly;
 mod book;
+mod departed;
+pub mod fingerprint;
+mod longlived;
+mod privilege;
 mod scope;
 
-use lineage_core::{AttributedEvent, Severity};
+use lineage_core::{Action, AttributedEvent, LineageFact, Severity};
 use lineage_graph::LineageGraph;
 use serde::{Deserialize, Serialize};
 
+pub use anomaly::{
+    AnomalyConfig, AnomalyDetector, AnomalyState, CredentialBaseline, MAX_ACTIONS, MAX_NETWORKS,
+};
 pub use book::{AlertBook, Recorded};
-pub use scope::OutOfScopeDetector;
+pub use departed::{DepartedOwnerConfig, DepartedOwnerDetector};
+pub use longlived::{LongLivedConfig, LongLivedDetector};
+pub use privilege::{PrivilegeChangeConfig, PrivilegeChangeDetector};
+pub use scope::{OutOfScopeConfig, OutOfScopeDetector};
 
 /// What a detector found in one event.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,23 +50,72 @@ pub struct Finding {
     pub mitre: &'static [&'static str],
     /// Detector-specific evidence.
     pub evidence: serde_json::Value,
+    /// Revocations this finding asks for (status `requested`).
+    pub actions: Vec<Action>,
 }
 
 /// A detector over attributed events.
 pub trait Detector: Send {
     /// Stable name, used in configs, alerts and summaries.
     fn name(&self) -> &'static str;
-    /// Looks at one event; returns what it found.
-    fn observe(&mut self, event: &AttributedEvent, graph: &LineageGraph) -> Vec<Finding>;
+    /// Looks at one event and the lineage facts its record carried; returns what it found.
+    fn observe(
+        &mut self,
+        event: &AttributedEvent,
+        facts: &[LineageFact],
+        graph: &LineageGraph,
+    ) -> Vec<Finding>;
+    /// The detector's learned state as JSON, for snapshots (`None` when stateless).
+    fn snapshot(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Restores state written by [`Detector::snapshot`].
+    fn restore(&mut self, _state: serde_json::Value) -> Result<(), String> {
+        Ok(())
+    }
 }
 
-/// Detector settings (the `[detectors]` table of the config).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Detector settings (the `[detectors]` table of the config). Every detector is on
+/// by default with the defaults documented on its settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorsConfig {
     /// Out-of-scope use: an agent acting outside its declared scope.
     #[serde(default)]
-    pub out_of_scope: scope::OutOfScopeConfig,
+    pub out_of_scope: OutOfScopeConfig,
+    /// Use of a credential whose owner had departed.
+    #[serde(default)]
+    pub departed_owner: DepartedOwnerConfig,
+    /// Long-lived credentials used by AI agents, MCP servers and CI runners.
+    #[serde(default)]
+    pub long_lived: LongLivedConfig,
+    /// Privilege and lineage changes.
+    #[serde(default)]
+    pub privilege_change: PrivilegeChangeConfig,
+    /// Behavioural anomalies per credential.
+    #[serde(default)]
+    pub anomaly: AnomalyConfig,
+    /// Seconds within which a repeat of the same finding folds into the open alert
+    /// (default 86,400: one alert per finding per day).
+    #[serde(default = "default_suppression_secs")]
+    pub suppression_secs: u64,
+}
+
+const fn default_suppression_secs() -> u64 {
+    86_400
+}
+
+impl Default for DetectorsConfig {
+    fn default() -> Self {
+        Self {
+            out_of_scope: OutOfScopeConfig::default(),
+            departed_owner: DepartedOwnerConfig::default(),
+            long_lived: LongLivedConfig::default(),
+            privilege_change: PrivilegeChangeConfig::default(),
+            anomaly: AnomalyConfig::default(),
+            suppression_secs: default_suppression_secs(),
+        }
+    }
 }
 
 /// The enabled detectors, built from config.
@@ -59,15 +126,47 @@ pub fn build_detectors(config: &DetectorsConfig) -> Vec<Box<dyn Detector>> {
             config.out_of_scope.clone(),
         )));
     }
+    if config.departed_owner.enabled {
+        out.push(Box::new(DepartedOwnerDetector::new(
+            config.departed_owner.clone(),
+        )));
+    }
+    if config.long_lived.enabled {
+        out.push(Box::new(LongLivedDetector::new(config.long_lived.clone())));
+    }
+    if config.privilege_change.enabled {
+        out.push(Box::new(PrivilegeChangeDetector::new(
+            config.privilege_change.clone(),
+        )));
+    }
+    if config.anomaly.enabled {
+        out.push(Box::new(AnomalyDetector::new(config.anomaly.clone())));
+    }
     out
 }
 
 /// Name and one-line description of every detector, for `lineage detectors`.
 pub fn catalogue() -> Vec<(&'static str, &'static str)> {
-    vec![(
-        scope::NAME,
-        "an agent used a credential for an action or resource outside its declared scope (inventory [[agent.scope]])",
-    )]
+    vec![
+        (
+            scope::NAME,
+            "an agent used a credential for an action or resource outside its declared scope (inventory [[agent.scope]])",
+        ),
+        (
+            departed::NAME,
+            "a credential was used after its accountable owner departed (inventory or learned from Entra/GitHub); requests revocation of every credential of that owner and their agents",
+        ),
+        (
+            longlived::NAME,
+            "a long-lived credential (AWS AKIA key, classic PAT, Entra client secret/certificate) used by an AI agent, MCP server or CI runner, known from the inventory or its client fingerprint",
+        ),
+        (
+            privilege::NAME,
+            "access key created for another user, long role chains, SP/federated credential added, PAT granted org access, Vault root/audit/policy changes",
+        ),
+        (
+            anomaly::NAME,
+            "per-credential behaviour after a learning period: new network, new action, volume spike, dormant credential reactivated, two networks at once, access-denied bursts",
+        ),
+    ]
 }
-
-pub use scope::OutOfScopeConfig;

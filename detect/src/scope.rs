@@ -1,7 +1,7 @@
 //! Out-of-scope use: the agent a use is attributed to declared what it may do in
 //! this source, and this action or resource is not in it.
 
-use lineage_core::{AttributedEvent, Severity};
+use lineage_core::{AttributedEvent, LineageFact, Severity};
 use lineage_graph::LineageGraph;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -54,7 +54,12 @@ impl Detector for OutOfScopeDetector {
         NAME
     }
 
-    fn observe(&mut self, event: &AttributedEvent, graph: &LineageGraph) -> Vec<Finding> {
+    fn observe(
+        &mut self,
+        event: &AttributedEvent,
+        _facts: &[LineageFact],
+        graph: &LineageGraph,
+    ) -> Vec<Finding> {
         let Some(agent_id) = &event.attribution.agent else {
             return Vec::new();
         };
@@ -143,6 +148,7 @@ impl Detector for OutOfScopeDetector {
                 "source_ip": use_.client.source_ip,
                 "user_agent": use_.client.user_agent,
             }),
+            actions: Vec::new(),
         }]
     }
 }
@@ -231,7 +237,7 @@ owner = "alice"
         let mut d = OutOfScopeDetector::new(OutOfScopeConfig::default());
         let mut book = AlertBook::default();
         for e in events {
-            for f in d.observe(e, &graph) {
+            for f in d.observe(e, &[], &graph) {
                 book.record(f, e);
             }
         }

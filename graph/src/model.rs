@@ -15,7 +15,15 @@ use petgraph::Direction;
 use smol_str::SmolStr;
 
 /// Auth-method prefixes Vault/OpenBao put in front of a token's display name.
-const VAULT_AUTH_PREFIXES: &[&str] = &["oidc-", "jwt-", "userpass-", "ldap-", "okta-", "github-", "radius-"];
+const VAULT_AUTH_PREFIXES: &[&str] = &[
+    "oidc-",
+    "jwt-",
+    "userpass-",
+    "ldap-",
+    "okta-",
+    "github-",
+    "radius-",
+];
 
 /// A vertex of the lineage graph.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -326,10 +326,22 @@ proptest! {
 fn vault_display_names_resolve_through_the_email_or_login() {
     let g = graph();
     assert_eq!(
-        g.human_by_alias("oidc-alice@example.com").unwrap().unwrap().as_str(),
+        g.human_by_alias("oidc-alice@example.com")
+            .unwrap()
+            .unwrap()
+            .as_str(),
         "alice"
     );
-    assert_eq!(g.human_by_alias("userpass-alice").unwrap().unwrap().as_str(), "alice");
+    assert_eq!(
+        g.human_by_alias("userpass-alice")
+            .unwrap()
+            .unwrap()
+            .as_str(),
+        "alice"
+    );
     assert_eq!(g.human_by_alias("token-alice").unwrap(), None);
-    assert!(g.human_by_alias("ldap-shared").is_err(), "ambiguous stays ambiguous");
+    assert!(
+        g.human_by_alias("ldap-shared").is_err(),
+        "ambiguous stays ambiguous"
+    );
 }

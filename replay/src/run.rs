@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use lineage_core::bus;
 use lineage_core::summary::SourceCounts;
-use lineage_core::{Alert, AttributedEvent, Inventory, RunSummary, Source};
+use lineage_core::{Action, Alert, AttributedEvent, Inventory, RunSummary, Source};
 use lineage_detect::DetectorsConfig;
 use lineage_ingest::{Normalized, ParseLimits};
 use lineage_sinks::JsonLinesSink;
@@ -48,6 +48,8 @@ pub struct ReplayOutput {
     pub summary: RunSummary,
     /// The alerts (also in `alerts.jsonl`), in order of first sighting.
     pub alerts: Vec<Alert>,
+    /// Revocation requests raised by detectors (also in `actions.jsonl`).
+    pub actions: Vec<Action>,
 }
 
 struct Keyed {
@@ -129,7 +131,7 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     };
     summary.by_method = stage.by_method();
     summary.top_unattributed = stage.top_unattributed(20);
-    let alerts = stage.into_alerts().into_alerts();
+    let (alerts, actions) = stage.into_alerts().into_parts();
     let mut by_detector = BTreeMap::new();
     for a in &alerts {
         *by_detector.entry(a.detector.to_string()).or_insert(0u64) += 1;
@@ -141,11 +143,26 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
         alert_sink.write(a)?;
     }
     alert_sink.flush()?;
+    let mut ocsf_sink = JsonLinesSink::create(&config.out_dir.join("alerts.ocsf.jsonl"))?;
+    for a in &alerts {
+        ocsf_sink.write(&lineage_sinks::ocsf::detection_finding(a))?;
+    }
+    ocsf_sink.flush()?;
+    let mut action_sink = JsonLinesSink::create(&config.out_dir.join("actions.jsonl"))?;
+    for a in &actions {
+        action_sink.write(a)?;
+    }
+    action_sink.flush()?;
+    summary.actions_requested = actions.len() as u64;
     summary.elapsed_secs = started.elapsed().as_secs_f64();
     summary.records_per_sec = summary.read as f64 / summary.elapsed_secs.max(1e-9);
     tracing::debug!(events_written, "replay finished");
     write_summary(&config.out_dir, &summary)?;
-    Ok(ReplayOutput { summary, alerts })
+    Ok(ReplayOutput {
+        summary,
+        alerts,
+        actions,
+    })
 }
 
 /// Merge stage → attribute stage → (optional) events sink, connected by the embedded bus.

@@ -66,7 +66,9 @@ impl AttributeStage {
         Self {
             graph: LineageGraph::from_inventory(inventory),
             detectors: build_detectors(detectors),
-            book: AlertBook::default(),
+            book: AlertBook::with_suppression(chrono::Duration::seconds(
+                detectors.suppression_secs.min(i64::MAX as u64) as i64,
+            )),
             facts: 0,
             service_events: 0,
             attributed: 0,
@@ -78,11 +80,11 @@ impl AttributeStage {
 
     /// Processes one normalized record: facts into the graph, then attribution and detection.
     pub fn process(&mut self, record: Normalized) -> AttributedEvent {
-        for fact in &record.facts {
+        let Normalized { use_, facts, .. } = record;
+        for fact in &facts {
             self.graph.apply(fact);
             self.facts += 1;
         }
-        let use_ = record.use_;
         self.graph.observe(&use_);
         let attribution = self.graph.attribute(&use_);
         if use_.principal.kind == PrincipalKind::Service && use_.credential.is_none() {
@@ -112,7 +114,7 @@ impl AttributeStage {
         }
         let event = AttributedEvent { use_, attribution };
         for d in &mut self.detectors {
-            for finding in d.observe(&event, &self.graph) {
+            for finding in d.observe(&event, &facts, &self.graph) {
                 self.book.record(finding, &event);
             }
         }
@@ -137,6 +139,27 @@ impl AttributeStage {
     /// The alerts so far.
     pub fn alerts(&self) -> &AlertBook {
         &self.book
+    }
+
+    /// Detector state snapshots by detector name (stateless detectors are absent).
+    pub fn snapshot(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.detectors
+            .iter()
+            .filter_map(|d| d.snapshot().map(|s| (d.name().to_owned(), s)))
+            .collect()
+    }
+
+    /// Restores detector state from [`AttributeStage::snapshot`] output.
+    pub fn restore(
+        &mut self,
+        snapshot: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), String> {
+        for d in &mut self.detectors {
+            if let Some(state) = snapshot.get(d.name()) {
+                d.restore(state.clone())?;
+            }
+        }
+        Ok(())
     }
 
     /// Takes the alert book out (end of run).

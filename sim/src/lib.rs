@@ -15,6 +15,7 @@
 mod actors;
 mod cloudtrail;
 mod score;
+mod sources;
 mod truth;
 mod write;
 

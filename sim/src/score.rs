@@ -107,7 +107,7 @@ pub fn score<'a>(
         let expected: Vec<_> = truth.alerts.iter().filter(|a| a.detector == d).collect();
         let raised: Vec<_> = alerts.iter().filter(|a| a.detector == d).collect();
         let matches = |x: &crate::ExpectedAlert, a: &Alert| {
-            a.agent.as_ref().map(|g| g.as_str()) == Some(x.agent.as_str())
+            a.agent.as_ref().map(|g| g.as_str()) == x.agent.as_deref()
                 && a.event_ids
                     .iter()
                     .any(|id| x.event_ids.iter().any(|e| e == id.as_str()))

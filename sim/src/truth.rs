@@ -18,8 +18,8 @@ pub struct ExpectedAttribution {
 pub struct ExpectedAlert {
     /// Detector name.
     pub detector: String,
-    /// Agent that misbehaved.
-    pub agent: String,
+    /// Agent that misbehaved (`None` when a human acted directly, e.g. an admin change).
+    pub agent: Option<String>,
     /// The human behind it.
     pub owner: String,
     /// The action involved.

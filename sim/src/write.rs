@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use lineage_core::inventory::AgentKind;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
 use crate::actors::{self, CredentialStyle, SimAgent, SimHuman, Target, EXCURSIONS};
 use crate::cloudtrail::{self, render, sts_response, Who};
+use crate::sources::{self, Emitted, HourBuffers, Identities, VaultToken};
 use crate::truth::{ExpectedAlert, ExpectedAttribution, GroundTruth};
 use crate::SimError;
 
@@ -40,6 +42,12 @@ pub struct SimConfig {
     pub region: String,
     /// Record the expected attribution of every event (turn off for very large runs).
     pub record_attributions: bool,
+    /// Also write Entra ID, GitHub and Vault/OpenBao logs of the same estate.
+    pub all_sources: bool,
+    /// Seed the detector scenarios (a CI runner's cached long-lived key, a stolen MCP
+    /// server key used from a new network at the same time as the real one, a dormant
+    /// key reactivated); the departed owner comes with `all_sources`.
+    pub scenarios: bool,
 }
 
 impl Default for SimConfig {
@@ -54,6 +62,8 @@ impl Default for SimConfig {
             account: "111122223333".into(),
             region: "us-east-1".into(),
             record_attributions: true,
+            all_sources: true,
+            scenarios: true,
         }
     }
 }
@@ -73,6 +83,10 @@ pub struct SimReport {
     pub ground_truth: PathBuf,
     /// The `AWSLogs` directory.
     pub logs: PathBuf,
+    /// Every log directory written (`AWSLogs`, and `Entra`, `GitHub`, `Vault` when all sources are on).
+    pub log_dirs: Vec<PathBuf>,
+    /// Records written per source.
+    pub events_by_source: std::collections::BTreeMap<String, u64>,
     /// Expected alerts.
     pub expected_alerts: usize,
 }
@@ -88,6 +102,33 @@ struct Sim<'c> {
     truth: GroundTruth,
     hour: Vec<Record>,
     events: u64,
+    /// Event ids by agent and by AWS key (only while recording the truth), to derive
+    /// the alerts the estate must raise.
+    witness: Witness,
+}
+
+/// What the simulator remembers to derive expected alerts.
+#[derive(Default)]
+struct Witness {
+    by_agent: std::collections::HashMap<String, Vec<(DateTime<Utc>, String)>>,
+    by_key: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl Witness {
+    fn saw(&mut self, time: DateTime<Utc>, id: &str, agent: Option<&str>, key: Option<&str>) {
+        if let Some(a) = agent {
+            self.by_agent
+                .entry(a.to_owned())
+                .or_default()
+                .push((time, id.to_owned()));
+        }
+        if let Some(k) = key {
+            let ids = self.by_key.entry(k.to_owned()).or_default();
+            if ids.len() < 200 {
+                ids.push(id.to_owned());
+            }
+        }
+    }
 }
 
 impl Sim<'_> {
@@ -97,9 +138,15 @@ impl Sim<'_> {
         expected: Option<ExpectedAttribution>,
     ) -> String {
         let time = call.time;
+        let key = match &call.who {
+            Who::IamUser { key, .. } => Some(key.to_string()),
+            _ => None,
+        };
         let (id, json) = render(&mut self.rng, call, &self.cfg.account, &self.cfg.region);
         match expected {
             Some(e) if self.cfg.record_attributions => {
+                self.witness
+                    .saw(time, &id, e.agent.as_deref(), key.as_deref());
                 self.truth.attributions.insert(id.clone(), e);
             }
             Some(_) => {}
@@ -159,6 +206,7 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
         },
         hour: Vec::new(),
         events: 0,
+        witness: Witness::default(),
     };
     let humans = actors::build_humans(&mut sim.rng, cfg.humans);
     let agents = actors::build_agents(&mut sim.rng, cfg.agents, cfg.humans, &cfg.account);
@@ -180,8 +228,46 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
         })
         .collect();
 
+    let mut other = OtherSources {
+        rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x9e37_79b9_7f4a_7c15),
+        ids: None,
+        buf: HourBuffers::default(),
+        human_vault: vec![None; humans.len()],
+        agent_vault: vec![None; agents.len()],
+        counts: Default::default(),
+    };
+    let mut inventory = actors::inventory(&humans, &agents);
+    if cfg.all_sources {
+        let ids = Identities::build(&mut other.rng, &humans, &agents, cfg.start, cfg.days);
+        ids.extend_inventory(&mut inventory, &agents);
+        other.ids = Some(ids);
+    }
+    // The simulator owns these folders: a previous run's files must not mix with this one's.
+    for owned in ["AWSLogs", "Entra", "GitHub", "Vault"] {
+        let dir = out.join(owned);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        }
+    }
+    let departed = other.ids.as_ref().and_then(|i| i.departed);
+    if cfg.scenarios {
+        for a in agents.iter().filter(|a| a.template.kind == AgentKind::Ci) {
+            if let Some(inv) = inventory.agents.iter_mut().find(|x| x.id.as_str() == a.id) {
+                inv.aws_iam_users.push(format!("ci-cache-{}", a.id));
+            }
+        }
+        if let Some(a) = agents
+            .iter()
+            .find(|a| a.template.kind == AgentKind::Service)
+        {
+            if let Some(inv) = inventory.agents.iter_mut().find(|x| x.id.as_str() == a.id) {
+                inv.credentials
+                    .push(lineage_core::CredentialId::new(dormant_key(a)));
+            }
+        }
+    }
     let inventory_path = out.join("inventory.toml");
-    let text = toml::to_string(&actors::inventory(&humans, &agents))
+    let text = toml::to_string(&inventory)
         .map_err(|e| SimError::Config(format!("inventory does not serialize: {e}")))?;
     std::fs::write(
         &inventory_path,
@@ -252,6 +338,11 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
                     let last = *times.last().expect("at least four calls");
                     excursion_calls(&mut sim, agent, &humans, &session, kind, last);
                 }
+                if cfg.scenarios {
+                    seeded_scenarios(
+                        &mut sim, agent, ai, &agents, &humans, &session, day, hour, hour_start,
+                    );
+                }
             }
             for (hi, human) in humans.iter().enumerate() {
                 if !(9..18).contains(&hour) {
@@ -260,6 +351,9 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
                 let n = (cfg.calls_per_agent_day / 30).max(1);
                 for k in 0..n {
                     let t = hour_start + Duration::seconds(sim.rng.gen_range(2..3600));
+                    if departed.is_some_and(|(h, when)| h == hi && t >= when) {
+                        continue;
+                    }
                     let (service, op) = [
                         ("s3", "ListBuckets"),
                         ("ec2", "DescribeInstances"),
@@ -361,14 +455,36 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
             let (f, b) = flush_hour(&mut sim, &logs_root, hour_start)?;
             files += f;
             json_bytes += b;
+            if other.ids.is_some() {
+                other_sources_hour(
+                    &mut sim, &mut other, &humans, &agents, day, hour, hour_start,
+                );
+                let (f, b) = sources::flush(&mut other.buf, out, hour_start)?;
+                files += f;
+                json_bytes += b;
+            }
         }
+    }
+    if cfg.record_attributions {
+        derive_expected_alerts(&mut sim, &humans, &agents, departed);
     }
     let truth_path = out.join("ground_truth.json");
     let file = File::create(&truth_path).map_err(|e| io(&truth_path, e))?;
     let mut w = BufWriter::new(file);
     serde_json::to_writer(&mut w, &sim.truth).map_err(|e| SimError::Config(e.to_string()))?;
     w.flush().map_err(|e| io(&truth_path, e))?;
+    let mut log_dirs = vec![logs_root.clone()];
+    for d in ["Entra", "GitHub", "Vault"] {
+        if out.join(d).exists() {
+            log_dirs.push(out.join(d));
+        }
+    }
+    let mut events_by_source = other.counts;
+    let others: u64 = events_by_source.values().sum();
+    events_by_source.insert("cloudtrail".into(), sim.events - others);
     Ok(SimReport {
+        log_dirs,
+        events_by_source,
         events: sim.events,
         files,
         json_bytes,
@@ -377,6 +493,215 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
         logs: logs_root,
         expected_alerts: sim.truth.alerts.len(),
     })
+}
+
+/// State of the Entra / GitHub / Vault side of the simulation.
+struct OtherSources {
+    rng: ChaCha8Rng,
+    ids: Option<Identities>,
+    buf: HourBuffers,
+    human_vault: Vec<Option<VaultToken>>,
+    agent_vault: Vec<Option<VaultToken>>,
+    counts: std::collections::BTreeMap<String, u64>,
+}
+
+impl Sim<'_> {
+    fn expect(
+        &mut self,
+        source: &str,
+        counts: &mut std::collections::BTreeMap<String, u64>,
+        e: Emitted,
+    ) {
+        self.events += 1;
+        *counts.entry(source.to_owned()).or_default() += 1;
+        if self.cfg.record_attributions {
+            self.witness
+                .saw(e.time, &e.id, e.expected.agent.as_deref(), None);
+            self.truth.attributions.insert(e.id, e.expected);
+        }
+    }
+}
+
+/// One hour of Entra, GitHub and Vault activity by the same humans and agents.
+fn other_sources_hour(
+    sim: &mut Sim<'_>,
+    o: &mut OtherSources,
+    humans: &[SimHuman],
+    agents: &[SimAgent],
+    day: u32,
+    hour: u32,
+    hour_start: DateTime<Utc>,
+) {
+    let ids = o.ids.take().expect("identities");
+    let rng = &mut o.rng;
+    let at = |rng: &mut ChaCha8Rng| hour_start + Duration::seconds(rng.gen_range(60..3540));
+    let departed =
+        |hi: usize, t: DateTime<Utc>| ids.departed.is_some_and(|(h, when)| h == hi && t >= when);
+    let admin = &humans[0];
+    let admin_upn = ids.upn[0].clone();
+    let mut emitted: Vec<(&str, Emitted)> = Vec::new();
+    // Morning: humans sign in to Vault; each AI agent gets a child token of its owner's.
+    if hour == 8 {
+        for (hi, h) in humans.iter().enumerate() {
+            let t = hour_start + Duration::minutes(hi as i64);
+            if departed(hi, t) {
+                o.human_vault[hi] = None;
+                continue;
+            }
+            let (tok, e) = sources::vault_login(rng, &mut o.buf, t, h);
+            o.human_vault[hi] = Some(tok);
+            emitted.push(("vault", e));
+        }
+        for (ai, a) in agents.iter().enumerate() {
+            if !a.template.kind.is_ai() {
+                continue;
+            }
+            let Some(parent) = o.human_vault[a.owner].clone() else {
+                continue;
+            };
+            let t = hour_start + Duration::minutes(30 + ai as i64);
+            let (tok, e) =
+                sources::vault_child_token(rng, &mut o.buf, t, &parent, a, &humans[a.owner]);
+            o.agent_vault[ai] = Some(tok);
+            emitted.push(("vault", e));
+        }
+    }
+    if day == 0 && hour == 10 {
+        for (ai, a) in agents.iter().enumerate() {
+            let Some((app_id, sp_id, key_id)) = &ids.app[ai] else {
+                continue;
+            };
+            let target = json!({
+                "id": sp_id,
+                "displayName": a.id,
+                "type": "ServicePrincipal",
+                "modifiedProperties": [
+                    { "displayName": "KeyDescription", "oldValue": "[]",
+                      "newValue": format!("[\"[KeyIdentifier={key_id},KeyType=Password,KeyUsage=Verify,DisplayName={}-secret]\"]", a.id) },
+                    { "displayName": "Included Updated Properties", "oldValue": null, "newValue": "\"KeyDescription\"" },
+                    { "displayName": "TargetId.ServicePrincipalNames", "oldValue": null, "newValue": format!("\"{app_id}\"") },
+                ],
+            });
+            let t = at(rng);
+            let e = sources::entra_audit(
+                rng,
+                &mut o.buf,
+                t,
+                "Add service principal credentials",
+                &admin_upn,
+                target,
+                admin,
+            );
+            if sim.cfg.record_attributions {
+                sim.truth.alerts.push(ExpectedAlert {
+                    detector: "privilege-change".into(),
+                    agent: None,
+                    owner: admin.id.clone(),
+                    action: "entra-directory:Add service principal credentials".into(),
+                    scenario: format!("client secret added to {}'s service principal", a.id),
+                    event_ids: vec![e.id.clone()],
+                });
+            }
+            emitted.push(("entra", e));
+        }
+    }
+    if let Some((hi, when)) = ids.departed {
+        if when >= hour_start && when < hour_start + Duration::hours(1) {
+            let target = json!({
+                "id": ids.human_object_id[hi],
+                "displayName": humans[hi].id,
+                "type": "User",
+                "userPrincipalName": ids.upn[hi],
+                "modifiedProperties": [
+                    { "displayName": "AccountEnabled", "oldValue": "[true]", "newValue": "[false]" },
+                    { "displayName": "Included Updated Properties", "oldValue": null, "newValue": "\"AccountEnabled\"" },
+                ],
+            });
+            emitted.push((
+                "entra",
+                sources::entra_audit(
+                    rng,
+                    &mut o.buf,
+                    when,
+                    "Disable account",
+                    &admin_upn,
+                    target,
+                    admin,
+                ),
+            ));
+        }
+    }
+    let per_hour = (sim.cfg.calls_per_agent_day as f64 / 24.0 / 3.0).max(0.5);
+    for (ai, a) in agents.iter().enumerate() {
+        let owner = &humans[a.owner];
+        let whole = per_hour.floor() as u32;
+        let n = whole + u32::from(rng.gen_bool(per_hour - whole as f64));
+        for _ in 0..n {
+            let t = at(rng);
+            if let Some(e) = sources::github_token_use(rng, &mut o.buf, t, &ids, a, ai, owner) {
+                emitted.push(("github", e));
+            }
+            if let (Some(tok), true) = (o.agent_vault[ai].as_ref(), hour >= 9) {
+                let path = format!("secret/data/{}/config", a.id);
+                let expected = ExpectedAttribution {
+                    agent: Some(a.id.clone()),
+                    owner: Some(owner.id.clone()),
+                };
+                let t = at(rng);
+                emitted.push((
+                    "vault",
+                    sources::vault_read(rng, &mut o.buf, t, tok, path, &a.source_ip, expected),
+                ));
+            }
+        }
+        if n > 0 {
+            let t = at(rng);
+            if let Some(e) = sources::entra_sp_signin(rng, &mut o.buf, t, &ids, a, ai, owner) {
+                emitted.push(("entra", e));
+            }
+        }
+    }
+    for (hi, h) in humans.iter().enumerate() {
+        let t = at(rng);
+        if !(9..18).contains(&hour) || departed(hi, t) {
+            continue;
+        }
+        if hour == 9 {
+            emitted.push((
+                "entra",
+                sources::entra_user_signin(rng, &mut o.buf, t, &ids, hi, h),
+            ));
+        }
+        if rng.gen_bool(0.5) {
+            emitted.push((
+                "github",
+                sources::github_web_use(rng, &mut o.buf, t, &ids, hi, h),
+            ));
+        }
+        if let Some(tok) = o.human_vault[hi].clone() {
+            let expected = ExpectedAttribution {
+                agent: None,
+                owner: Some(h.id.clone()),
+            };
+            let t = at(rng);
+            emitted.push((
+                "vault",
+                sources::vault_read(
+                    rng,
+                    &mut o.buf,
+                    t,
+                    &tok,
+                    "secret/data/team/shared".into(),
+                    "10.1.0.5",
+                    expected,
+                ),
+            ));
+        }
+    }
+    for (source, e) in emitted {
+        sim.expect(source, &mut o.counts, e);
+    }
+    o.ids = Some(ids);
 }
 
 fn plain_call<'a>(
@@ -596,14 +921,237 @@ fn excursion_calls(
             expected_agent(agent, humans),
         ));
     }
+    // After the anomaly detector's one-day learning period, an action the agent never
+    // performs is also a new action for its root credential.
+    let has_action = agent
+        .template
+        .calls
+        .iter()
+        .any(|c| c.service == service && c.operation == operation);
+    if !has_action && after >= sim.cfg.start + Duration::days(1) + Duration::hours(2) {
+        sim.truth.alerts.push(ExpectedAlert {
+            detector: "anomaly".into(),
+            agent: Some(agent.id.clone()),
+            owner: humans[agent.owner].id.clone(),
+            action: format!("{service}:{operation}"),
+            scenario: format!("new action after learning: {scenario}"),
+            event_ids: ids.clone(),
+        });
+    }
     sim.truth.alerts.push(ExpectedAlert {
         detector: "out-of-scope".into(),
-        agent: agent.id.clone(),
+        agent: Some(agent.id.clone()),
         owner: humans[agent.owner].id.clone(),
         action: format!("{service}:{operation}"),
         scenario: scenario.into(),
         event_ids: ids,
     });
+}
+
+/// The key of a service's backup job that is used once, goes quiet, and comes back.
+fn dormant_key(agent: &SimAgent) -> String {
+    let mut k: String = agent.key.chars().rev().collect();
+    k.replace_range(..4, "AKIA");
+    k
+}
+
+/// A read-only call with no parameters.
+fn plain<'a>(
+    time: DateTime<Utc>,
+    who: Who<'a>,
+    service: &'a str,
+    operation: &'a str,
+    user_agent: &'a str,
+    source_ip: &'a str,
+) -> cloudtrail::Call<'a> {
+    cloudtrail::Call {
+        time,
+        who,
+        service,
+        operation,
+        read_only: true,
+        request: Value::Null,
+        response: Value::Null,
+        resources: Value::Null,
+        user_agent,
+        source_ip,
+        error: None,
+    }
+}
+
+/// The detector scenarios that happen inside an agent's hour.
+#[allow(clippy::too_many_arguments)]
+fn seeded_scenarios(
+    sim: &mut Sim<'_>,
+    agent: &SimAgent,
+    ai: usize,
+    agents: &[SimAgent],
+    humans: &[SimHuman],
+    session: &Session,
+    day: u32,
+    hour: u32,
+    hour_start: DateTime<Utc>,
+) {
+    let last_day = sim.cfg.days - 1;
+    let first_of = |kind: AgentKind| agents.iter().position(|a| a.template.kind == kind);
+    let owner = humans[agent.owner].id.clone();
+    // A CI runner job that used a long-lived key cached on the runner.
+    if first_of(AgentKind::Ci) == Some(ai) && day == last_day.min(1) && hour == 14 {
+        let user = format!("ci-cache-{}", agent.id);
+        let key = format!("AKIACICACHE{:09}", ai);
+        let principal_id = format!("AIDACICACHE{:09}", ai);
+        let mut ids = Vec::new();
+        for k in 0..3 {
+            let who = Who::IamUser {
+                user: &user,
+                principal_id: &principal_id,
+                key: &key,
+            };
+            let t = hour_start + Duration::minutes(40 + k);
+            ids.push(sim.emit(
+                plain(
+                    t,
+                    who,
+                    "ecr",
+                    "GetAuthorizationToken",
+                    agent.template.user_agent,
+                    &agent.source_ip,
+                ),
+                expected_agent(agent, humans),
+            ));
+        }
+        sim.truth.alerts.push(ExpectedAlert {
+            detector: "long-lived-credential".into(),
+            agent: Some(agent.id.clone()),
+            owner: owner.clone(),
+            action: "ecr:GetAuthorizationToken".into(),
+            scenario: "a CI runner's cached long-lived key".into(),
+            event_ids: ids,
+        });
+    }
+    // A typosquatted MCP server holding a stolen copy of the real one's session,
+    // used from another network a minute after the real server.
+    if first_of(AgentKind::McpServer) == Some(ai)
+        && sim.cfg.days >= 2
+        && day == last_day.min(2)
+        && hour == 15
+    {
+        let t = hour_start + Duration::minutes(50);
+        sim.emit(
+            plain(
+                t,
+                who_for(agent, session),
+                "ssm",
+                "DescribeParameters",
+                agent.template.user_agent,
+                &agent.source_ip,
+            ),
+            expected_agent(agent, humans),
+        );
+        let stolen = sim.emit(
+            plain(
+                t + Duration::seconds(60),
+                who_for(agent, session),
+                "ssm",
+                "DescribeParameters",
+                "Boto3/1.35.0 md/Botocore#1.35.0 ua/2.0 os/linux#6.8.0 lang/python#3.12.5 mcp-server-awss/0.4.1",
+                "203.0.113.77",
+            ),
+            expected_agent(agent, humans),
+        );
+        sim.truth.alerts.push(ExpectedAlert {
+            detector: "anomaly".into(),
+            agent: Some(agent.id.clone()),
+            owner: owner.clone(),
+            action: "ssm:DescribeParameters".into(),
+            scenario: "a typosquatted MCP server's stolen key used from a new network at the same time as the real one".into(),
+            event_ids: vec![stolen],
+        });
+    }
+    // A service's backup key: used 45 days before the run, silent since, reactivated.
+    if first_of(AgentKind::Service) == Some(ai) && day == 0 && (hour == 0 || hour == 20) {
+        let key = dormant_key(agent);
+        let t = if hour == 0 {
+            sim.cfg.start - Duration::days(45)
+        } else {
+            hour_start + Duration::minutes(30)
+        };
+        let who = Who::IamUser {
+            user: &agent.iam_user,
+            principal_id: &agent.principal_id,
+            key: &key,
+        };
+        let id = sim.emit(
+            plain(
+                t,
+                who,
+                "dynamodb",
+                "GetItem",
+                agent.template.user_agent,
+                &agent.source_ip,
+            ),
+            expected_agent(agent, humans),
+        );
+        if hour == 20 {
+            sim.truth.alerts.push(ExpectedAlert {
+                detector: "anomaly".into(),
+                agent: Some(agent.id.clone()),
+                owner,
+                action: "dynamodb:GetItem".into(),
+                scenario: "a dormant key reactivated".into(),
+                event_ids: vec![id],
+            });
+        }
+    }
+}
+
+/// Alerts that follow from how the estate was simulated rather than from one seeded call.
+fn derive_expected_alerts(
+    sim: &mut Sim<'_>,
+    humans: &[SimHuman],
+    agents: &[SimAgent],
+    departed: Option<(usize, DateTime<Utc>)>,
+) {
+    for a in agents {
+        let owner = humans[a.owner].id.clone();
+        // AI agents and MCP servers in this estate hold their own IAM user keys: the
+        // inherited-long-lived-key problem the mission is about.
+        if a.template.kind.is_ai() {
+            if let Some(ids) = sim.witness.by_key.get(&a.key).filter(|ids| !ids.is_empty()) {
+                sim.truth.alerts.push(ExpectedAlert {
+                    detector: "long-lived-credential".into(),
+                    agent: Some(a.id.clone()),
+                    owner: owner.clone(),
+                    action: "*".into(),
+                    scenario: format!("{} holds a long-lived IAM user key", a.template.name),
+                    event_ids: ids.clone(),
+                });
+            }
+        }
+        if let Some((h, when)) = departed.filter(|(h, _)| *h == a.owner) {
+            let after: Vec<String> = sim
+                .witness
+                .by_agent
+                .get(&a.id)
+                .map(|v| {
+                    v.iter()
+                        .filter(|(t, _)| *t >= when)
+                        .map(|(_, id)| id.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !after.is_empty() {
+                sim.truth.alerts.push(ExpectedAlert {
+                    detector: "departed-owner".into(),
+                    agent: Some(a.id.clone()),
+                    owner: humans[h].id.clone(),
+                    action: "*".into(),
+                    scenario: "a departed owner's agent still using its credentials".into(),
+                    event_ids: after,
+                });
+            }
+        }
+    }
 }
 
 /// Writes the hour's records as 5-minute delivery files; returns (files, JSON bytes).

@@ -1,10 +1,11 @@
 //! `lineage-sinks` owns every place the pipeline writes to: alerts as JSON lines (a
 //! file or stdout), dead letters as JSON lines, the run summary (`summary.json`) and
-//! its human-readable rendering. Revocation executors and Parquet lineage tables
+//! its human-readable rendering, OCSF Detection Findings. Revocation executors and Parquet lineage tables
 //! will live here too. Sinks write; they never decide what is an alert.
 #![warn(missing_docs, unreachable_pub)]
 
 mod jsonl;
+pub mod ocsf;
 mod report;
 
 pub use jsonl::JsonLinesSink;

@@ -1,0 +1,464 @@
+//! Behavioural anomalies per credential (the root of the lineage chain, so an agent's
+//! hourly role sessions share one baseline). After a learning period per
+//! credential, these rules fire:
+//!
+//! | rule | fires when | severity |
+//! |---|---|---|
+//! | `new-network` | a source network (IPv4 /24, IPv6 /64) not seen for this credential | low |
+//! | `concurrent-networks` | two different networks within `concurrent_window_secs` (token theft) | high |
+//! | `new-action` | an action (`service:operation`) not seen for this credential | low |
+//! | `volume-spike` | calls in one hour > `spike_factor` × the hourly baseline and ≥ `spike_min` | medium |
+//! | `dormant-reactivated` | first use after `dormant_days` of silence (checked even during learning) | medium |
+//! | `denied-burst` | ≥ `denied_burst` access-denied errors within `denied_window_secs` (enumeration) | medium |
+//!
+//! State is bounded: at most `max_credentials` credentials (oldest last use evicted
+//! first, a tenth at a time), [`MAX_NETWORKS`] networks, [`MAX_ACTIONS`] actions
+//! and `denied_burst` error times per credential. The test
+//! `state_stays_bounded_for_a_million_credentials` feeds a million distinct
+//! credentials through a 10,000-credential cap and checks both the count and the
+//! snapshot size (BENCHMARKS-style figure in the test output).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+
+use lineage_core::{AttributedEvent, LineageFact, Severity};
+use lineage_graph::LineageGraph;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{Detector, Finding};
+
+pub(crate) const NAME: &str = "anomaly";
+
+/// Networks remembered per credential.
+pub const MAX_NETWORKS: usize = 32;
+/// Actions remembered per credential.
+pub const MAX_ACTIONS: usize = 256;
+
+/// Settings of the anomaly detector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyConfig {
+    /// Run this detector (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Seconds after a credential's first use during which it only learns (default 86,400).
+    #[serde(default = "d_learning")]
+    pub learning_secs: i64,
+    /// Days of silence after which a use is a reactivation (default 30).
+    #[serde(default = "d_dormant")]
+    pub dormant_days: i64,
+    /// Window for two different networks at once (default 300 s).
+    #[serde(default = "d_window")]
+    pub concurrent_window_secs: i64,
+    /// Hourly volume above this multiple of the baseline is a spike (default 5).
+    #[serde(default = "d_factor")]
+    pub spike_factor: f64,
+    /// …and at least this many calls in the hour (default 200).
+    #[serde(default = "d_spike_min")]
+    pub spike_min: u32,
+    /// Access-denied errors within the window that make a burst (default 10).
+    #[serde(default = "d_burst")]
+    pub denied_burst: usize,
+    /// Window for the access-denied burst (default 300 s).
+    #[serde(default = "d_window")]
+    pub denied_window_secs: i64,
+    /// Credentials tracked at most (default 100,000).
+    #[serde(default = "d_cap")]
+    pub max_credentials: usize,
+    /// Rules to run (default all): new-network, concurrent-networks, new-action,
+    /// volume-spike, dormant-reactivated, denied-burst.
+    #[serde(default = "d_rules")]
+    pub rules: Vec<String>,
+}
+
+const fn yes() -> bool {
+    true
+}
+const fn d_learning() -> i64 {
+    86_400
+}
+const fn d_dormant() -> i64 {
+    30
+}
+const fn d_window() -> i64 {
+    300
+}
+const fn d_factor() -> f64 {
+    5.0
+}
+const fn d_spike_min() -> u32 {
+    200
+}
+const fn d_burst() -> usize {
+    10
+}
+const fn d_cap() -> usize {
+    100_000
+}
+fn d_rules() -> Vec<String> {
+    [
+        "new-network",
+        "concurrent-networks",
+        "new-action",
+        "volume-spike",
+        "dormant-reactivated",
+        "denied-burst",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            learning_secs: d_learning(),
+            dormant_days: d_dormant(),
+            concurrent_window_secs: d_window(),
+            spike_factor: d_factor(),
+            spike_min: d_spike_min(),
+            denied_burst: d_burst(),
+            denied_window_secs: d_window(),
+            max_credentials: d_cap(),
+            rules: d_rules(),
+        }
+    }
+}
+
+/// What is remembered about one credential.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CredentialBaseline {
+    first_seen: i64,
+    last_seen: i64,
+    /// (network, last seen).
+    networks: Vec<(String, i64)>,
+    actions: HashSet<String>,
+    hour: i64,
+    hour_count: u32,
+    /// Exponentially weighted hourly volume.
+    baseline: f64,
+    hours_observed: u32,
+    denied: VecDeque<i64>,
+}
+
+/// The detector's learned state (what snapshots hold).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyState {
+    credentials: HashMap<String, CredentialBaseline>,
+}
+
+impl AnomalyState {
+    /// Credentials tracked.
+    pub fn len(&self) -> usize {
+        self.credentials.len()
+    }
+
+    /// True when nothing is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.credentials.is_empty()
+    }
+}
+
+/// One rule's hit: rule, severity, title, summary, MITRE ids, evidence.
+type RuleHit = (
+    &'static str,
+    Severity,
+    String,
+    String,
+    &'static [&'static str],
+    serde_json::Value,
+);
+
+/// The anomaly detector.
+#[derive(Debug)]
+pub struct AnomalyDetector {
+    config: AnomalyConfig,
+    state: AnomalyState,
+}
+
+/// The network of an address: IPv4 /24 or IPv6 /64; `None` for non-addresses
+/// (CloudTrail writes a service name when a service called on someone's behalf).
+fn network_of(ip: &str) -> Option<String> {
+    match ip.parse::<IpAddr>().ok()? {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            Some(format!("{}.{}.{}.0/24", o[0], o[1], o[2]))
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
+        }
+    }
+}
+
+impl AnomalyDetector {
+    /// A detector with these settings.
+    pub fn new(config: AnomalyConfig) -> Self {
+        Self {
+            config,
+            state: AnomalyState::default(),
+        }
+    }
+
+    /// The learned state.
+    pub fn state(&self) -> &AnomalyState {
+        &self.state
+    }
+
+    fn on(&self, rule: &str) -> bool {
+        self.config.rules.iter().any(|r| r == rule)
+    }
+
+    fn evict_if_full(&mut self) {
+        let cap = self.config.max_credentials.max(1);
+        if self.state.credentials.len() < cap {
+            return;
+        }
+        let mut by_age: Vec<(i64, String)> = self
+            .state
+            .credentials
+            .iter()
+            .map(|(k, v)| (v.last_seen, k.clone()))
+            .collect();
+        by_age.sort_unstable();
+        let drop = (cap / 10).max(1).min(by_age.len());
+        for (_, k) in by_age.into_iter().take(drop) {
+            self.state.credentials.remove(&k);
+        }
+    }
+}
+
+impl Detector for AnomalyDetector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(
+        &mut self,
+        event: &AttributedEvent,
+        _facts: &[LineageFact],
+        _graph: &LineageGraph,
+    ) -> Vec<Finding> {
+        let use_ = &event.use_;
+        let Some(key) = event
+            .attribution
+            .root_credential
+            .as_ref()
+            .map(|c| c.to_string())
+            .or_else(|| use_.credential.as_ref().map(|c| c.id.to_string()))
+        else {
+            return Vec::new();
+        };
+        let now = use_.time.timestamp();
+        if !self.state.credentials.contains_key(&key) {
+            self.evict_if_full();
+        }
+        let cfg = self.config.clone();
+        let rules: Vec<bool> = d_rules().iter().map(|r| self.on(r)).collect();
+        let [new_network, concurrent, new_action, spike, dormant, denied_burst] = rules[..] else {
+            unreachable!("six rules")
+        };
+        let b = self
+            .state
+            .credentials
+            .entry(key.clone())
+            .or_insert_with(|| CredentialBaseline {
+                first_seen: now,
+                last_seen: now,
+                hour: now / 3600,
+                ..CredentialBaseline::default()
+            });
+        let learning = now - b.first_seen < cfg.learning_secs;
+        let who = event
+            .attribution
+            .agent
+            .as_ref()
+            .map(|a| a.to_string())
+            .or_else(|| event.attribution.owner.as_ref().map(|h| h.to_string()))
+            .unwrap_or_else(|| "an unattributed identity".into());
+        let mut found: Vec<RuleHit> = Vec::new();
+
+        let gap = now - b.last_seen;
+        if dormant && gap >= cfg.dormant_days * 86_400 {
+            found.push((
+                "dormant-reactivated",
+                Severity::Medium,
+                format!(
+                    "credential {key} of {who} reactivated after {} days",
+                    gap / 86_400
+                ),
+                format!(
+                    "Credential {key} was silent for {} days and is in use again.",
+                    gap / 86_400
+                ),
+                &["T1078"],
+                json!({ "silent_days": gap / 86_400 }),
+            ));
+        }
+
+        let network = use_.client.source_ip.as_deref().and_then(network_of);
+        if let Some(net) = &network {
+            let known = b.networks.iter().any(|(n, _)| n == net);
+            if !learning && !known {
+                if let Some((other, at)) = b
+                    .networks
+                    .iter()
+                    .filter(|(n, at)| n != net && now - at <= cfg.concurrent_window_secs)
+                    .max_by_key(|(_, at)| *at)
+                {
+                    if concurrent {
+                        found.push((
+                            "concurrent-networks",
+                            Severity::High,
+                            format!("credential {key} of {who} used from {net} while in use from {other}"),
+                            format!(
+                                "The same credential was used from two networks {}s apart ({other}, then {net}): a copy of it is probably in someone else's hands.",
+                                now - at
+                            ),
+                            &["T1528", "T1550"],
+                            json!({ "network": net, "other_network": other, "seconds_apart": now - at }),
+                        ));
+                    }
+                } else if new_network {
+                    found.push((
+                        "new-network",
+                        Severity::Low,
+                        format!("credential {key} of {who} used from new network {net}"),
+                        format!("First use of credential {key} from {net} after its learning period."),
+                        &["T1078"],
+                        json!({ "network": net, "known_networks": b.networks.iter().map(|(n, _)| n).collect::<Vec<_>>() }),
+                    ));
+                }
+            }
+            match b.networks.iter_mut().find(|(n, _)| n == net) {
+                Some(entry) => entry.1 = now,
+                None => {
+                    if b.networks.len() >= MAX_NETWORKS {
+                        let oldest = (0..b.networks.len())
+                            .min_by_key(|&i| b.networks[i].1)
+                            .unwrap_or(0);
+                        b.networks.swap_remove(oldest);
+                    }
+                    b.networks.push((net.clone(), now));
+                }
+            }
+        }
+
+        let action = use_.operation.action();
+        if !b.actions.contains(&action) {
+            if !learning && new_action {
+                found.push((
+                    "new-action",
+                    Severity::Low,
+                    format!("credential {key} of {who} performed {action} for the first time"),
+                    format!("`{action}` had not been seen for credential {key} during or since its learning period."),
+                    &["T1078"],
+                    json!({ "action": action }),
+                ));
+            }
+            if b.actions.len() < MAX_ACTIONS {
+                b.actions.insert(action.clone());
+            }
+        }
+
+        let hour = now / 3600;
+        if hour != b.hour {
+            // Close the previous hour(s): empty hours pull the baseline down too.
+            let closed = (hour - b.hour).clamp(1, 24 * 7) as u32;
+            for i in 0..closed {
+                let count = if i == 0 { b.hour_count } else { 0 };
+                b.baseline = if b.hours_observed == 0 {
+                    count as f64
+                } else {
+                    0.9 * b.baseline + 0.1 * count as f64
+                };
+                b.hours_observed += 1;
+            }
+            b.hour = hour;
+            b.hour_count = 0;
+        }
+        b.hour_count += 1;
+        if spike
+            && !learning
+            && b.hours_observed >= 24
+            && b.hour_count
+                == cfg
+                    .spike_min
+                    .max((cfg.spike_factor * b.baseline).ceil() as u32 + 1)
+        {
+            found.push((
+                "volume-spike",
+                Severity::Medium,
+                format!(
+                    "credential {key} of {who}: {} calls this hour, baseline {:.1}",
+                    b.hour_count, b.baseline
+                ),
+                format!(
+                    "Hourly volume passed {}× the baseline of {:.1} calls.",
+                    cfg.spike_factor, b.baseline
+                ),
+                &["T1530", "T1119"],
+                json!({ "hour_count": b.hour_count, "baseline": b.baseline, "hour": hour }),
+            ));
+        }
+
+        if use_.outcome.is_access_denied() {
+            b.denied.push_back(now);
+            while b
+                .denied
+                .front()
+                .is_some_and(|t| now - t > cfg.denied_window_secs)
+            {
+                b.denied.pop_front();
+            }
+            if b.denied.len() > cfg.denied_burst {
+                b.denied.pop_front();
+            }
+            if denied_burst && b.denied.len() == cfg.denied_burst {
+                found.push((
+                    "denied-burst",
+                    Severity::Medium,
+                    format!("credential {key} of {who}: {} access-denied errors in {}s", cfg.denied_burst, cfg.denied_window_secs),
+                    "A burst of access-denied errors usually means someone is enumerating what a credential can do.".into(),
+                    &["T1580", "T1087.004"],
+                    json!({ "errors": cfg.denied_burst, "window_secs": cfg.denied_window_secs, "last_error": use_.outcome.error_code }),
+                ));
+            }
+        }
+        b.last_seen = now;
+
+        found
+            .into_iter()
+            .map(|(rule, severity, title, summary, mitre, mut evidence)| {
+                evidence["rule"] = json!(rule);
+                evidence["source_ip"] = json!(use_.client.source_ip);
+                let detail = match rule {
+                    "new-network" | "concurrent-networks" => network.clone().unwrap_or_default(),
+                    "new-action" => action.clone(),
+                    "volume-spike" => hour.to_string(),
+                    _ => String::new(),
+                };
+                Finding {
+                    detector: NAME,
+                    severity,
+                    title,
+                    summary,
+                    dedup_key: format!("{NAME}|{rule}|{key}|{detail}"),
+                    mitre,
+                    evidence,
+                    actions: Vec::new(),
+                }
+            })
+            .collect()
+    }
+
+    fn snapshot(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(&self.state).ok()
+    }
+
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), String> {
+        self.state = serde_json::from_value(state).map_err(|e| format!("anomaly state: {e}"))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,208 @@
+//! Departed owner: a credential used after its accountable human left. The first
+//! such use raises a critical alert and requests revocation of every credential
+//! attributed to that owner and their agents (those declared in the inventory and
+//! those seen in use so far); credentials first seen later are added to later alerts.
+
+use std::collections::{BTreeMap, HashMap};
+
+use lineage_core::event::{CredentialKind, CredentialRef};
+use lineage_core::{
+    Action, ActionKind, ActionStatus, AttributedEvent, HumanId, LineageFact, Severity,
+};
+use lineage_graph::LineageGraph;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{Detector, Finding};
+
+pub(crate) const NAME: &str = "departed-owner";
+
+/// Settings of the departed-owner detector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepartedOwnerConfig {
+    /// Run this detector (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Request revocation of the owner's credentials (default true; whether a request
+    /// is executed is the response policy's decision, dry-run by default).
+    #[serde(default = "yes")]
+    pub request_revocation: bool,
+}
+
+const fn yes() -> bool {
+    true
+}
+
+impl Default for DepartedOwnerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            request_revocation: true,
+        }
+    }
+}
+
+/// The departed-owner detector.
+#[derive(Debug)]
+pub struct DepartedOwnerDetector {
+    config: DepartedOwnerConfig,
+    /// Credentials seen in use per owner (root credentials; bounded by the number of credentials).
+    seen: HashMap<HumanId, BTreeMap<String, CredentialRef>>,
+    /// Credentials already named in a revocation request, per owner.
+    requested: HashMap<HumanId, std::collections::BTreeSet<String>>,
+}
+
+impl DepartedOwnerDetector {
+    /// A detector with these settings.
+    pub fn new(config: DepartedOwnerConfig) -> Self {
+        Self {
+            config,
+            seen: HashMap::new(),
+            requested: HashMap::new(),
+        }
+    }
+}
+
+/// The revocation that disables a credential of this kind.
+pub(crate) fn revocation_kind(kind: CredentialKind) -> Option<ActionKind> {
+    Some(match kind {
+        CredentialKind::AwsAccessKey => ActionKind::DeactivateAwsAccessKey,
+        CredentialKind::AwsSessionKey => ActionKind::RevokeAwsRoleSessions,
+        CredentialKind::VaultServiceToken | CredentialKind::VaultBatchToken => {
+            ActionKind::RevokeVaultAccessor
+        }
+        CredentialKind::GithubClassicPat
+        | CredentialKind::GithubFineGrainedPat
+        | CredentialKind::GithubAppToken
+        | CredentialKind::GithubOauthToken => ActionKind::RevokeGithubToken,
+        CredentialKind::EntraClientSecret
+        | CredentialKind::EntraCertificate
+        | CredentialKind::EntraFederatedCredential => ActionKind::RemoveEntraCredential,
+        CredentialKind::AwsConsoleSession
+        | CredentialKind::EntraManagedIdentity
+        | CredentialKind::Unknown => return None,
+    })
+}
+
+impl Detector for DepartedOwnerDetector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(
+        &mut self,
+        event: &AttributedEvent,
+        _facts: &[LineageFact],
+        graph: &LineageGraph,
+    ) -> Vec<Finding> {
+        let a = &event.attribution;
+        let Some(owner) = &a.owner else {
+            return Vec::new();
+        };
+        let use_ = &event.use_;
+        // Remember the credential chain's root (and the used credential) for this owner.
+        let seen = self.seen.entry(owner.clone()).or_default();
+        // Hourly AWS session keys are covered by their root; keeping them would grow
+        // this map with every session.
+        if let Some(c) = use_
+            .credential
+            .as_ref()
+            .filter(|c| c.kind != CredentialKind::AwsSessionKey)
+        {
+            seen.entry(c.id.to_string()).or_insert_with(|| c.clone());
+        }
+        if let Some(root) = &a.root_credential {
+            let kind = graph
+                .credential(root)
+                .map(|m| m.kind)
+                .unwrap_or(CredentialKind::Unknown);
+            seen.entry(root.to_string())
+                .or_insert_with(|| CredentialRef {
+                    kind,
+                    id: root.clone(),
+                    issuer: None,
+                });
+        }
+        let Some(departed_at) = graph.departed_at(owner) else {
+            return Vec::new();
+        };
+        if use_.time < departed_at {
+            return Vec::new();
+        }
+        // Everything of this owner: credentials seen in use, and those declared for their agents.
+        let mut all = self.seen.get(owner).cloned().unwrap_or_default();
+        for agent in graph
+            .inventory()
+            .agents()
+            .iter()
+            .filter(|ag| &ag.owner == owner)
+        {
+            for c in &agent.credentials {
+                all.entry(c.to_string()).or_insert_with(|| CredentialRef {
+                    kind: graph
+                        .credential(c)
+                        .map(|m| m.kind)
+                        .unwrap_or(CredentialKind::from_aws_key_id(c.as_str())),
+                    id: c.clone(),
+                    issuer: None,
+                });
+            }
+        }
+        let requested = self.requested.entry(owner.clone()).or_default();
+        let mut actions = Vec::new();
+        if self.config.request_revocation {
+            for (id, cred) in &all {
+                if requested.contains(id) {
+                    continue;
+                }
+                let Some(kind) = revocation_kind(cred.kind) else {
+                    continue;
+                };
+                requested.insert(id.clone());
+                actions.push(Action {
+                    idempotency_key: format!("{kind:?}:{id}:departed-owner:{owner}")
+                        .to_ascii_lowercase(),
+                    kind,
+                    credential: cred.clone(),
+                    reason: format!("owner {owner} departed at {departed_at}"),
+                    requested_at: use_.time,
+                    status: ActionStatus::Requested,
+                    result: None,
+                });
+            }
+        }
+        let root = a
+            .root_credential
+            .as_ref()
+            .map(|c| c.as_str())
+            .unwrap_or("-");
+        let who = a
+            .agent
+            .as_ref()
+            .map(|x| format!("agent `{x}`"))
+            .unwrap_or_else(|| "a credential".into());
+        vec![Finding {
+            detector: NAME,
+            severity: Severity::Critical,
+            title: format!("{who} of departed owner {owner} is still in use"),
+            summary: format!(
+                "{who} used {} ({}) at {}, after its owner {owner} departed at {departed_at}. Root credential {root}.",
+                use_.credential.as_ref().map(|c| c.id.as_str()).unwrap_or("no named credential"),
+                use_.operation.action(),
+                use_.time,
+            ),
+            dedup_key: format!("{NAME}|{owner}|{root}"),
+            mitre: &["T1078.004", "T1098"],
+            evidence: json!({
+                "owner": owner,
+                "departed_at": departed_at,
+                "action": use_.operation.action(),
+                "source": use_.source,
+                "source_ip": use_.client.source_ip,
+                "credentials_of_owner": all.keys().collect::<Vec<_>>(),
+            }),
+            actions,
+        }]
+    }
+}

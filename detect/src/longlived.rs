@@ -1,0 +1,127 @@
+//! Long-lived credential used by an agent: a static credential (AWS `AKIA` key,
+//! classic PAT, Entra client secret or certificate) used by an identity the graph
+//! knows as an AI agent, MCP server or CI runner (configurable kinds), or whose
+//! client fingerprint names an AI client. These are the credentials agents inherit
+//! from a developer's shell (`~/.aws/credentials`, `.env`, `GITHUB_TOKEN`).
+
+use lineage_core::inventory::AgentKind;
+use lineage_core::{AttributedEvent, LineageFact, Severity};
+use lineage_graph::LineageGraph;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{fingerprint, Detector, Finding};
+
+pub(crate) const NAME: &str = "long-lived-credential";
+
+/// Settings of the long-lived-credential detector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongLivedConfig {
+    /// Run this detector (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Agent kinds for which a long-lived credential is a finding
+    /// (default `["ai-agent", "mcp-server", "ci"]`; services often legitimately hold keys).
+    #[serde(default = "default_kinds")]
+    pub agent_kinds: Vec<AgentKind>,
+    /// Also flag uses whose user agent names an AI client, whoever they are attributed to (default true).
+    #[serde(default = "yes")]
+    pub use_fingerprints: bool,
+    /// More user-agent substrings that identify AI clients (case-insensitive).
+    #[serde(default)]
+    pub extra_user_agents: Vec<String>,
+}
+
+const fn yes() -> bool {
+    true
+}
+
+fn default_kinds() -> Vec<AgentKind> {
+    vec![AgentKind::AiAgent, AgentKind::McpServer, AgentKind::Ci]
+}
+
+impl Default for LongLivedConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            agent_kinds: default_kinds(),
+            use_fingerprints: true,
+            extra_user_agents: Vec::new(),
+        }
+    }
+}
+
+/// The long-lived-credential detector.
+#[derive(Debug)]
+pub struct LongLivedDetector {
+    config: LongLivedConfig,
+}
+
+impl LongLivedDetector {
+    /// A detector with these settings.
+    pub fn new(config: LongLivedConfig) -> Self {
+        Self { config }
+    }
+}
+
+impl Detector for LongLivedDetector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(
+        &mut self,
+        event: &AttributedEvent,
+        _facts: &[LineageFact],
+        graph: &LineageGraph,
+    ) -> Vec<Finding> {
+        let use_ = &event.use_;
+        let Some(cred) = use_.credential.as_ref().filter(|c| c.kind.is_long_lived()) else {
+            return Vec::new();
+        };
+        let agent = event
+            .attribution
+            .agent
+            .as_ref()
+            .and_then(|id| graph.inventory().agent(id));
+        let by_kind = agent.filter(|a| self.config.agent_kinds.contains(&a.kind));
+        let by_fingerprint = if self.config.use_fingerprints {
+            use_.client
+                .user_agent
+                .as_deref()
+                .and_then(|ua| fingerprint::ai_client(ua, &self.config.extra_user_agents))
+        } else {
+            None
+        };
+        let why = match (by_kind, &by_fingerprint) {
+            (Some(a), _) => format!("the inventory declares `{}` as {:?}", a.id, a.kind),
+            (None, Some(client)) => format!("its client fingerprint says {client}"),
+            (None, None) => return Vec::new(),
+        };
+        let who = event
+            .attribution
+            .agent
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| by_fingerprint.clone().unwrap_or_default());
+        vec![Finding {
+            detector: NAME,
+            severity: Severity::High,
+            title: format!("{who} uses long-lived {:?} {}", cred.kind, cred.id),
+            summary: format!(
+                "Long-lived credential {} ({:?}) was used by an agent: {why}. Agents should hold short-lived, scoped credentials (role sessions, OIDC, Vault tokens with a TTL).",
+                cred.id, cred.kind
+            ),
+            dedup_key: format!("{NAME}|{who}|{}", cred.id),
+            mitre: &["T1552.001", "T1078.004"],
+            evidence: json!({
+                "credential_kind": cred.kind,
+                "user_agent": use_.client.user_agent,
+                "fingerprint": by_fingerprint,
+                "action": use_.operation.action(),
+            }),
+            actions: Vec::new(),
+        }]
+    }
+}
