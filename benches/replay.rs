@@ -184,6 +184,7 @@ fn main() {
             write_events: false,
             threads: t,
             limits: ParseLimits::default(),
+            sigma: None,
         })
         .expect("replay");
         let secs = started.elapsed().as_secs_f64();

@@ -56,7 +56,11 @@ enum Command {
     /// and ground_truth.json. Deterministic for a seed.
     Simulate(SimulateArgs),
     /// List the detectors and what each looks for.
-    Detectors,
+    Detectors {
+        /// Print the `[detectors]` settings with their defaults, as TOML for a --config file.
+        #[arg(long)]
+        defaults: bool,
+    },
     /// Check an inventory file and print what it declares.
     Inventory {
         /// The inventory TOML file.
@@ -91,6 +95,15 @@ struct ReplayArgs {
     /// Exit 3 if any record was dead-lettered.
     #[arg(long)]
     strict: bool,
+    /// Settings file (TOML): a `[detectors]` table tuning each detector
+    /// (`lineage detectors --defaults` prints every setting with its default).
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory of Sigma rules (aws/cloudtrail, azure/signinlogs|auditlogs,
+    /// github/audit) to evaluate on the raw records; rules that cannot be used are
+    /// listed on stderr.
+    #[arg(long, value_name = "DIR")]
+    sigma_rules: Option<PathBuf>,
     /// How many alerts to print (all are in alerts.jsonl).
     #[arg(long, default_value_t = 10)]
     show_alerts: usize,
@@ -161,9 +174,14 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo(args) => crate::demo::run(args),
         Command::Replay(args) => run_replay(args),
         Command::Simulate(args) => crate::demo::simulate(&args).map(|_| ExitCode::SUCCESS),
-        Command::Detectors => {
+        Command::Detectors { defaults } => {
+            if defaults {
+                let text = toml::to_string(&FileConfig::default()).context("printing defaults")?;
+                print!("{text}");
+                return Ok(ExitCode::SUCCESS);
+            }
             for (name, what) in lineage_detect::catalogue() {
-                println!("{name:<16} {what}");
+                println!("{name:<22} {what}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -185,6 +203,39 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// The settings file.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    /// Directory of Sigma rules (same as --sigma-rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sigma_rules: Option<PathBuf>,
+    /// Detector settings.
+    #[serde(default)]
+    detectors: DetectorsConfig,
+}
+
+fn load_settings(path: &Path) -> Result<FileConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn load_sigma(dir: &Path) -> Result<lineage_detect::sigma::SigmaRules> {
+    let (rules, problems) = lineage_detect::sigma::SigmaRules::load_dir(dir)
+        .with_context(|| format!("reading Sigma rules from {}", dir.display()))?;
+    eprintln!(
+        "sigma: {} rules loaded from {}, {} not usable",
+        rules.rules().len(),
+        dir.display(),
+        problems.len()
+    );
+    for p in &problems {
+        eprintln!("sigma: skipped {}: {}", p.path.display(), p.reason);
+    }
+    Ok(rules)
+}
+
 pub(crate) fn load_inventory(path: &Path) -> Result<Inventory> {
     Inventory::load(path).context("loading the inventory")
 }
@@ -197,17 +248,26 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
             Inventory::default()
         }
     };
+    let settings = match &args.config {
+        Some(path) => load_settings(path)?,
+        None => FileConfig::default(),
+    };
+    let sigma = match args.sigma_rules.as_ref().or(settings.sigma_rules.as_ref()) {
+        Some(dir) => Some(std::sync::Arc::new(load_sigma(dir)?)),
+        None => None,
+    };
     let config = ReplayConfig {
         inputs: args.inputs,
         source: args.source.source(),
         inventory,
-        detectors: DetectorsConfig::default(),
+        detectors: settings.detectors,
         out_dir: args.out.clone(),
         write_events: args.events,
         threads: args.threads,
         limits: ParseLimits {
             max_record_bytes: args.max_record_bytes,
         },
+        sigma,
     };
     let output = replay(&config).context("replay failed")?;
     if args.alerts_jsonl {

@@ -96,6 +96,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
         write_events: true,
         threads: 0,
         limits: ParseLimits::default(),
+        sigma: None,
     })
     .context("replaying the simulated logs")?;
     print!("{}", render_summary(&output.summary));

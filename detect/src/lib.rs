@@ -19,6 +19,7 @@ pub mod fingerprint;
 mod longlived;
 mod privilege;
 mod scope;
+pub mod sigma;
 
 use lineage_core::{Action, AttributedEvent, LineageFact, Severity};
 use lineage_graph::LineageGraph;
@@ -163,6 +164,10 @@ pub fn catalogue() -> Vec<(&'static str, &'static str)> {
         (
             privilege::NAME,
             "access key created for another user, long role chains, SP/federated credential added, PAT granted org access, Vault root/audit/policy changes",
+        ),
+        (
+            sigma::NAME,
+            "Sigma rules (aws/cloudtrail, azure/signinlogs, azure/auditlogs, github/audit) evaluated on raw records; load with --sigma-rules DIR",
         ),
         (
             anomaly::NAME,

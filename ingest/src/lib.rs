@@ -37,6 +37,9 @@ pub struct Normalized {
     /// For sources that log a call twice (Vault/OpenBao writes a request and a
     /// response entry), which half this is; `None` for whole records.
     pub half: Option<Half>,
+    /// Indices of raw-record rules (Sigma) that matched this record, filled in by the
+    /// stage that evaluates them; empty otherwise.
+    pub rule_hits: Vec<u32>,
 }
 
 /// One half of a call logged as a request entry and a response entry.
@@ -55,6 +58,7 @@ impl Normalized {
             use_,
             facts,
             half: None,
+            rule_hits: Vec::new(),
         }
     }
 }
@@ -189,10 +193,25 @@ pub fn parse_bytes(
     limits: ParseLimits,
     mut emit: impl FnMut(Result<Normalized, DeadLetter>),
 ) -> ParseCounts {
+    parse_bytes_with_raw(parser, bytes, origin, limits, |result, _raw| emit(result))
+}
+
+/// [`parse_bytes`], also handing `emit` each record's raw bytes (for rules that
+/// match the record as the source wrote it, such as Sigma).
+pub fn parse_bytes_with_raw(
+    parser: &dyn SourceParser,
+    bytes: &[u8],
+    origin: &str,
+    limits: ParseLimits,
+    mut emit: impl FnMut(Result<Normalized, DeadLetter>, &[u8]),
+) -> ParseCounts {
     let mut counts = ParseCounts::default();
     let source = parser.source();
     for frame in framing::frames(bytes, parser.envelope_keys()) {
         counts.read += 1;
+        let raw = match &frame {
+            framing::Frame::Record(_, r) | framing::Frame::Broken(_, r, _) => *r,
+        };
         let result = match frame {
             framing::Frame::Record(n, record) => {
                 let provenance = Provenance::File {
@@ -219,7 +238,7 @@ pub fn parse_bytes(
             Ok(_) => counts.normalized += 1,
             Err(_) => counts.dead_lettered += 1,
         }
-        emit(result);
+        emit(result, raw);
     }
     counts
 }

@@ -455,7 +455,12 @@ fn normalize(
         region: None,
         provenance,
     };
-    Ok(Normalized { use_, facts, half })
+    Ok(Normalized {
+        use_,
+        facts,
+        half,
+        rule_hits: Vec::new(),
+    })
 }
 
 /// A stable id for an entry that has none: the fingerprint of its bytes.
@@ -670,6 +675,7 @@ fn kmip(
         },
         facts: Vec::new(),
         half,
+        rule_hits: Vec::new(),
     })
 }
 

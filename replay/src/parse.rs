@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use lineage_core::{DeadLetter, Provenance, Source};
+use lineage_detect::sigma::SigmaRules;
 use lineage_ingest::{
-    decompress, join_request_response, parse_bytes, parser_for, sniff_source, Normalized,
+    decompress, join_request_response, parse_bytes_with_raw, parser_for, sniff_source, Normalized,
     ParseCounts, ParseLimits,
 };
 
@@ -40,7 +41,12 @@ impl ParsedFile {
 
 /// Reads and parses one file as `forced` (or the sniffed source). Never fails: an
 /// unreadable, undecodable or unrecognisable file becomes a dead letter.
-pub fn parse_file(path: &Path, forced: Option<Source>, limits: ParseLimits) -> ParsedFile {
+pub fn parse_file(
+    path: &Path,
+    forced: Option<Source>,
+    limits: ParseLimits,
+    sigma: Option<&SigmaRules>,
+) -> ParsedFile {
     let origin = path.display().to_string();
     let mut out = ParsedFile::default();
     let raw = match std::fs::read(path) {
@@ -93,8 +99,14 @@ pub fn parse_file(path: &Path, forced: Option<Source>, limits: ParseLimits) -> P
         );
         return out;
     };
-    let counts = parse_bytes(parser, &bytes, &origin, limits, |r| match r {
-        Ok(n) => out.records.push(n),
+    let sigma = sigma.filter(|rules| !rules.none_for(source));
+    let counts = parse_bytes_with_raw(parser, &bytes, &origin, limits, |r, raw| match r {
+        Ok(mut n) => {
+            if let Some(rules) = sigma {
+                n.rule_hits = rules.matching(source, raw);
+            }
+            out.records.push(n)
+        }
         Err(d) => out.dead_letters.push(d),
     });
     out.counts += counts;

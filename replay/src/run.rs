@@ -8,6 +8,7 @@ use std::time::Instant;
 use lineage_core::bus;
 use lineage_core::summary::SourceCounts;
 use lineage_core::{Action, Alert, AttributedEvent, Inventory, RunSummary, Source};
+use lineage_detect::sigma::SigmaRules;
 use lineage_detect::DetectorsConfig;
 use lineage_ingest::{Normalized, ParseLimits};
 use lineage_sinks::JsonLinesSink;
@@ -39,6 +40,8 @@ pub struct ReplayConfig {
     pub threads: usize,
     /// Parser limits.
     pub limits: ParseLimits,
+    /// Sigma rules evaluated on every raw record of their log source.
+    pub sigma: Option<std::sync::Arc<SigmaRules>>,
 }
 
 /// What a replay produced.
@@ -76,7 +79,7 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     let parsed: Vec<_> = pool.install(|| {
         files
             .par_iter()
-            .map(|p| parse_file(p, config.source, config.limits))
+            .map(|p| parse_file(p, config.source, config.limits, config.sigma.as_deref()))
             .collect()
     });
 
@@ -179,7 +182,7 @@ fn run_stages(
         let inventory = &config.inventory;
         let detectors = &config.detectors;
         let attribute = scope.spawn(move || {
-            let mut stage = AttributeStage::new(inventory, detectors);
+            let mut stage = AttributeStage::new(inventory, detectors, config.sigma.clone());
             for batch in events_rx {
                 let out: Vec<AttributedEvent> =
                     batch.into_iter().map(|r| stage.process(r)).collect();

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use lineage_core::event::{AttributionMethod, PrincipalKind};
 use lineage_core::summary::Unattributed;
 use lineage_core::{AttributedEvent, Inventory};
+use lineage_detect::sigma::SigmaRules;
 use lineage_detect::{build_detectors, AlertBook, Detector, DetectorsConfig};
 use lineage_graph::LineageGraph;
 use lineage_ingest::Normalized;
@@ -37,6 +38,7 @@ fn method_name(m: AttributionMethod) -> String {
 pub struct AttributeStage {
     graph: LineageGraph,
     detectors: Vec<Box<dyn Detector>>,
+    sigma: Option<std::sync::Arc<SigmaRules>>,
     book: AlertBook,
     /// Facts applied.
     pub facts: u64,
@@ -62,8 +64,13 @@ impl std::fmt::Debug for AttributeStage {
 
 impl AttributeStage {
     /// A stage over a graph seeded from `inventory`.
-    pub fn new(inventory: &Inventory, detectors: &DetectorsConfig) -> Self {
+    pub fn new(
+        inventory: &Inventory,
+        detectors: &DetectorsConfig,
+        sigma: Option<std::sync::Arc<SigmaRules>>,
+    ) -> Self {
         Self {
+            sigma,
             graph: LineageGraph::from_inventory(inventory),
             detectors: build_detectors(detectors),
             book: AlertBook::with_suppression(chrono::Duration::seconds(
@@ -80,7 +87,12 @@ impl AttributeStage {
 
     /// Processes one normalized record: facts into the graph, then attribution and detection.
     pub fn process(&mut self, record: Normalized) -> AttributedEvent {
-        let Normalized { use_, facts, .. } = record;
+        let Normalized {
+            use_,
+            facts,
+            rule_hits,
+            ..
+        } = record;
         for fact in &facts {
             self.graph.apply(fact);
             self.facts += 1;
@@ -116,6 +128,13 @@ impl AttributeStage {
         for d in &mut self.detectors {
             for finding in d.observe(&event, &facts, &self.graph) {
                 self.book.record(finding, &event);
+            }
+        }
+        if let Some(rules) = &self.sigma {
+            for hit in rule_hits {
+                if let Some(finding) = rules.finding(hit, &event) {
+                    self.book.record(finding, &event);
+                }
             }
         }
         event
