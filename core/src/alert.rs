@@ -90,6 +90,25 @@ pub struct Alert {
     /// Event ids of the evidence events (the first ones, capped; `count` has the total).
     #[serde(default)]
     pub event_ids: Vec<SmolStr>,
+    /// What the root credential reaches, as far as the graph knows when the alert opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blast_radius: Option<BlastRadius>,
+}
+
+/// What a root credential can reach: the credentials issued from it and what its
+/// lineage has been seen doing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlastRadius {
+    /// The root credential.
+    pub root: Option<CredentialId>,
+    /// Credentials issued from it, transitively (sessions, child tokens, created keys).
+    pub descendant_credentials: u64,
+    /// Services its lineage used (first ones seen, capped).
+    pub services: Vec<SmolStr>,
+    /// Resources its lineage touched (first ones seen, capped).
+    pub resources: Vec<SmolStr>,
+    /// True when the caps cut the lists.
+    pub truncated: bool,
 }
 
 /// What a response action does.

@@ -19,7 +19,7 @@ pub mod inventory;
 pub mod secret;
 pub mod summary;
 
-pub use alert::{Action, ActionKind, ActionStatus, Alert, LineageStep, Severity};
+pub use alert::{Action, ActionKind, ActionStatus, Alert, BlastRadius, LineageStep, Severity};
 pub use dead_letter::DeadLetter;
 pub use error::CoreError;
 pub use event::{

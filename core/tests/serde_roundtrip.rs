@@ -156,6 +156,13 @@ fn attributed_event_alert_and_action_round_trip() {
         mitre: vec!["T1078.004".into()],
         evidence: serde_json::json!({"action": "iam:CreateUser"}),
         event_ids: vec!["e-1".into()],
+        blast_radius: Some(BlastRadius {
+            root: Some(CredentialId::new("AKIA1")),
+            descendant_credentials: 3,
+            services: vec!["s3".into()],
+            resources: vec!["arn:aws:s3:::b".into()],
+            truncated: false,
+        }),
     });
     round_trip(&Action {
         idempotency_key: "aws:AKIA1:departed".into(),

@@ -96,11 +96,32 @@ impl AlertBook {
                 .collect(),
             evidence: finding.evidence,
             event_ids: vec![event.use_.event_id.clone()],
+            blast_radius: None,
         };
         self.alerts.push(alert);
         let i = self.alerts.len() - 1;
         self.by_key.insert(finding.dedup_key, i);
         Recorded::New(i)
+    }
+
+    /// Attaches what the root credential reaches to alert `index`.
+    pub fn set_blast_radius(&mut self, index: usize, radius: lineage_core::BlastRadius) {
+        if let Some(a) = self.alerts.get_mut(index) {
+            a.blast_radius = Some(radius);
+        }
+    }
+
+    /// Recomputes every alert's blast radius (at the end of a replay, so the figure
+    /// covers everything the root credential's lineage did in the run).
+    pub fn refresh_blast_radius(
+        &mut self,
+        radius: impl Fn(&lineage_core::CredentialId) -> lineage_core::BlastRadius,
+    ) {
+        for a in &mut self.alerts {
+            if let Some(root) = &a.root_credential {
+                a.blast_radius = Some(radius(root));
+            }
+        }
     }
 
     /// The alerts, in order of first sighting.

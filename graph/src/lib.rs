@@ -13,4 +13,6 @@ mod attribute;
 mod model;
 
 pub use attribute::lineage_path;
-pub use model::{CredentialMeta, Edge, LineageGraph, Node};
+pub use model::{
+    CredentialMeta, Edge, LineageGraph, Node, MAX_REACH_RESOURCES, MAX_REACH_SERVICES,
+};

@@ -8,7 +8,7 @@ use lineage_core::event::{
     PrincipalKind,
 };
 use lineage_core::inventory::{HumanStatus, Inventory};
-use lineage_core::{AgentId, CredentialId, HumanId};
+use lineage_core::{AgentId, BlastRadius, CredentialId, HumanId};
 use petgraph::stable_graph::{NodeIndex, StableGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
@@ -73,7 +73,18 @@ pub struct CredentialMeta {
     pub first_used: Option<DateTime<Utc>>,
     /// Last time a use was observed.
     pub last_used: Option<DateTime<Utc>>,
+    /// Services used through this credential's lineage (when it is a root), capped.
+    pub services: Vec<SmolStr>,
+    /// Resources touched through this credential's lineage (when it is a root), capped.
+    pub resources: Vec<SmolStr>,
+    /// True when a cap cut `services` or `resources`.
+    pub reach_truncated: bool,
 }
+
+/// Services remembered per root credential for blast radius.
+pub const MAX_REACH_SERVICES: usize = 32;
+/// Resources remembered per root credential for blast radius.
+pub const MAX_REACH_RESOURCES: usize = 16;
 
 /// The identity-lineage graph with its lookup indexes.
 #[derive(Debug, Default)]
@@ -176,6 +187,9 @@ impl LineageGraph {
                 status: None,
                 first_used: None,
                 last_used: None,
+                services: Vec::new(),
+                resources: Vec::new(),
+                reach_truncated: false,
             },
         );
         node
@@ -289,6 +303,59 @@ impl LineageGraph {
         }
         if meta.source_identity.is_none() {
             meta.source_identity = source_identity;
+        }
+    }
+
+    /// Records that a use reached `service` and `resources` through `root`'s lineage.
+    pub fn record_reach(&mut self, root: &CredentialId, use_: &CredentialUse) {
+        let Some(meta) = self.credentials.get_mut(root) else {
+            return;
+        };
+        let service = &use_.operation.service;
+        if !meta.services.iter().any(|s| s == service) {
+            if meta.services.len() < MAX_REACH_SERVICES {
+                meta.services.push(service.clone());
+            } else {
+                meta.reach_truncated = true;
+            }
+        }
+        for r in &use_.resources {
+            if !meta.resources.iter().any(|x| x == r) {
+                if meta.resources.len() < MAX_REACH_RESOURCES {
+                    meta.resources.push(r.clone());
+                } else {
+                    meta.reach_truncated = true;
+                }
+            }
+        }
+    }
+
+    /// What a root credential reaches: its issued descendants and its lineage's observed reach.
+    pub fn blast_radius(&self, root: &CredentialId) -> BlastRadius {
+        let Some(meta) = self.credentials.get(root) else {
+            return BlastRadius {
+                root: Some(root.clone()),
+                ..BlastRadius::default()
+            };
+        };
+        // Walk issuance edges backwards (children point at their parent), bounded by the graph size.
+        let mut descendants = 0u64;
+        let mut stack = vec![meta.node];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(n) = stack.pop() {
+            for e in self.graph.edges_directed(n, Direction::Incoming) {
+                if matches!(e.weight(), Edge::IssuedFrom { .. }) && seen.insert(e.source()) {
+                    descendants += 1;
+                    stack.push(e.source());
+                }
+            }
+        }
+        BlastRadius {
+            root: Some(root.clone()),
+            descendant_credentials: descendants,
+            services: meta.services.clone(),
+            resources: meta.resources.clone(),
+            truncated: meta.reach_truncated,
         }
     }
 

@@ -6,9 +6,21 @@ use lineage_core::event::{AttributionMethod, PrincipalKind};
 use lineage_core::summary::Unattributed;
 use lineage_core::{AttributedEvent, Inventory};
 use lineage_detect::sigma::SigmaRules;
-use lineage_detect::{build_detectors, AlertBook, Detector, DetectorsConfig};
+use lineage_detect::{build_detectors, AlertBook, Detector, DetectorsConfig, Recorded};
 use lineage_graph::LineageGraph;
 use lineage_ingest::Normalized;
+
+/// Attaches the root credential's blast radius to a newly opened alert.
+fn fill_blast_radius(
+    book: &mut AlertBook,
+    graph: &LineageGraph,
+    recorded: Recorded,
+    event: &AttributedEvent,
+) {
+    if let (Recorded::New(i), Some(root)) = (recorded, &event.attribution.root_credential) {
+        book.set_blast_radius(i, graph.blast_radius(root));
+    }
+}
 
 const METHODS: [AttributionMethod; 6] = [
     AttributionMethod::Declared,
@@ -124,16 +136,21 @@ impl AttributeStage {
                 });
             entry.1 += 1;
         }
+        if let Some(root) = &attribution.root_credential {
+            self.graph.record_reach(root, &use_);
+        }
         let event = AttributedEvent { use_, attribution };
         for d in &mut self.detectors {
             for finding in d.observe(&event, &facts, &self.graph) {
-                self.book.record(finding, &event);
+                let recorded = self.book.record(finding, &event);
+                fill_blast_radius(&mut self.book, &self.graph, recorded, &event);
             }
         }
         if let Some(rules) = &self.sigma {
             for hit in rule_hits {
                 if let Some(finding) = rules.finding(hit, &event) {
-                    self.book.record(finding, &event);
+                    let recorded = self.book.record(finding, &event);
+                    fill_blast_radius(&mut self.book, &self.graph, recorded, &event);
                 }
             }
         }
@@ -181,8 +198,11 @@ impl AttributeStage {
         Ok(())
     }
 
-    /// Takes the alert book out (end of run).
-    pub fn into_alerts(self) -> AlertBook {
+    /// Takes the alert book out (end of run), with every alert's blast radius as of now.
+    pub fn into_alerts(mut self) -> AlertBook {
+        let graph = &self.graph;
+        self.book
+            .refresh_blast_radius(|root| graph.blast_radius(root));
         self.book
     }
 

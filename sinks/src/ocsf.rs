@@ -94,6 +94,7 @@ mod tests {
             mitre: vec!["T1078.004".into()],
             evidence: json!({"x": 1}),
             event_ids: vec!["e1".into()],
+            blast_radius: None,
         };
         let f = detection_finding(&a);
         assert_eq!(f["class_uid"], 2004);

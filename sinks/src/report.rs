@@ -57,6 +57,13 @@ pub fn render_summary(s: &RunSummary) -> String {
             format!(" ({})", detectors.join(", "))
         }
     );
+    if s.actions_requested > 0 {
+        let _ = writeln!(
+            out,
+            "revocations requested: {} (in actions.jsonl; nothing is executed by replay)",
+            s.actions_requested
+        );
+    }
     out
 }
 
@@ -67,8 +74,24 @@ pub fn render_alert(a: &Alert) -> String {
         .iter()
         .map(|s| format!("{}:{}", s.node, s.id))
         .collect();
+    let reach = a
+        .blast_radius
+        .as_ref()
+        .map(|b| {
+            format!(
+                "\n    blast radius: {} credential(s) issued from the root; services {}{}",
+                b.descendant_credentials,
+                if b.services.is_empty() {
+                    "-".to_owned()
+                } else {
+                    b.services.join(", ")
+                },
+                if b.truncated { " (and more)" } else { "" }
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "[{:?}] {} (x{}, {} → {})\n    lineage: {}\n    {}\n",
+        "[{:?}] {} (x{}, {} → {})\n    lineage: {}{reach}\n    {}\n",
         a.severity,
         a.title,
         a.count,
