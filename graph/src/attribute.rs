@@ -273,10 +273,14 @@ fn unbound_reason(
         String::new()
     };
     match meta {
-        Some((CredentialKind::AwsSessionKey, principal)) => format!(
+        Some((CredentialKind::AwsSessionKey, principal))
+            if principal.as_deref().is_none_or(|p| p.contains(":role/")) =>
+        {
+            format!(
             "root credential {root} is a session whose issuance is not in the logs{via}, and its role `{}` is bound to no agent",
             principal.as_deref().unwrap_or("unknown")
-        ),
+        )
+        }
         Some((_, Some(principal))) => format!(
             "root credential {root}{via} belongs to `{principal}`, which is bound to no agent and is no human's alias"
         ),
