@@ -185,6 +185,8 @@ fn main() {
             threads: t,
             limits: ParseLimits::default(),
             sigma: None,
+            detector_state: None,
+            detector_state: None,
         })
         .expect("replay");
         let secs = started.elapsed().as_secs_f64();

@@ -104,6 +104,10 @@ struct ReplayArgs {
     /// listed on stderr.
     #[arg(long, value_name = "DIR")]
     sigma_rules: Option<PathBuf>,
+    /// Detector state file (JSON): restored before the run if it exists and written
+    /// after it, so anomaly baselines carry over between replays.
+    #[arg(long, value_name = "FILE")]
+    detector_state: Option<PathBuf>,
     /// How many alerts to print (all are in alerts.jsonl).
     #[arg(long, default_value_t = 10)]
     show_alerts: usize,
@@ -268,6 +272,7 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
             max_record_bytes: args.max_record_bytes,
         },
         sigma,
+        detector_state: args.detector_state.clone(),
     };
     let output = replay(&config).context("replay failed")?;
     if args.alerts_jsonl {

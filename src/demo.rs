@@ -97,6 +97,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
         threads: 0,
         limits: ParseLimits::default(),
         sigma: None,
+        detector_state: None,
     })
     .context("replaying the simulated logs")?;
     print!("{}", render_summary(&output.summary));

@@ -58,3 +58,50 @@ fn unknown_setting_is_refused_naming_the_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn detector_state_carries_over_between_replays_and_bad_state_is_refused() {
+    let (logs, inventory) = common::invictus();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let run = |out: &std::path::Path| {
+        common::replay(
+            &[&logs],
+            out,
+            &[
+                "--inventory",
+                inventory.to_str().unwrap(),
+                "--detector-state",
+                state.to_str().unwrap(),
+            ],
+        )
+    };
+    let first = tempfile::tempdir().unwrap();
+    common::assert_exit(&run(first.path()), 0);
+    let snapshot: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert!(
+        snapshot["anomaly"]["credentials"]
+            .as_object()
+            .unwrap()
+            .len()
+            > 1,
+        "baselines saved"
+    );
+    // The second replay starts from the saved baselines: bert-jan's key is past its
+    // learning period from its first record on, so new-network/new-action rules are live.
+    let second = tempfile::tempdir().unwrap();
+    common::assert_exit(&run(second.path()), 0);
+    let restored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(
+        restored["anomaly"]["credentials"]["AKIATFQR7NSC8Q4X20BJ"]["first_seen"],
+        snapshot["anomaly"]["credentials"]["AKIATFQR7NSC8Q4X20BJ"]["first_seen"],
+        "the baseline's first sighting survives the second run"
+    );
+    std::fs::write(&state, "{not json").unwrap();
+    let third = tempfile::tempdir().unwrap();
+    let out = run(third.path());
+    common::assert_exit(&out, 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("state.json"));
+}

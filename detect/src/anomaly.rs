@@ -26,6 +26,7 @@ use lineage_graph::LineageGraph;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::asn::AsnDatabase;
 use crate::{Detector, Finding};
 
 pub(crate) const NAME: &str = "anomaly";
@@ -66,6 +67,11 @@ pub struct AnomalyConfig {
     /// Credentials tracked at most (default 100,000).
     #[serde(default = "d_cap")]
     pub max_credentials: usize,
+    /// An `ip2asn`-style TSV (iptoasn.com format). When set, a source network is its
+    /// autonomous system (`AS64500 EXAMPLE-NET`) where the database knows the address,
+    /// and the /24 or /64 otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asn_database: Option<std::path::PathBuf>,
     /// Rules to run (default all): new-network, concurrent-networks, new-action,
     /// volume-spike, dormant-reactivated, denied-burst.
     #[serde(default = "d_rules")]
@@ -121,6 +127,7 @@ impl Default for AnomalyConfig {
             denied_burst: d_burst(),
             denied_window_secs: d_window(),
             max_credentials: d_cap(),
+            asn_database: None,
             rules: d_rules(),
         }
     }
@@ -175,6 +182,7 @@ type RuleHit = (
 pub struct AnomalyDetector {
     config: AnomalyConfig,
     state: AnomalyState,
+    asn: Option<AsnDatabase>,
 }
 
 /// The network of an address: IPv4 /24 or IPv6 /64; `None` for non-addresses
@@ -198,7 +206,29 @@ impl AnomalyDetector {
         Self {
             config,
             state: AnomalyState::default(),
+            asn: None,
         }
+    }
+
+    /// A detector with these settings, loading the ASN database they name.
+    pub fn from_config(config: AnomalyConfig) -> Result<Self, String> {
+        let asn = match &config.asn_database {
+            Some(path) => Some(AsnDatabase::load(path)?),
+            None => None,
+        };
+        Ok(Self {
+            config,
+            state: AnomalyState::default(),
+            asn,
+        })
+    }
+
+    fn network(&self, ip: &str) -> Option<String> {
+        let addr: IpAddr = ip.parse().ok()?;
+        if let Some((asn, name)) = self.asn.as_ref().and_then(|db| db.lookup(addr)) {
+            return Some(format!("AS{asn} {name}").trim_end().to_owned());
+        }
+        network_of(ip)
     }
 
     /// The learned state.
@@ -259,6 +289,11 @@ impl Detector for AnomalyDetector {
         let [new_network, concurrent, new_action, spike, dormant, denied_burst] = rules[..] else {
             unreachable!("six rules")
         };
+        let network = use_
+            .client
+            .source_ip
+            .as_deref()
+            .and_then(|ip| self.network(ip));
         let b = self
             .state
             .credentials
@@ -297,7 +332,6 @@ impl Detector for AnomalyDetector {
             ));
         }
 
-        let network = use_.client.source_ip.as_deref().and_then(network_of);
         if let Some(net) = &network {
             let known = b.networks.iter().any(|(n, _)| n == net);
             if !learning && !known {

@@ -13,6 +13,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod anomaly;
+pub mod asn;
 mod book;
 mod departed;
 pub mod fingerprint;
@@ -119,8 +120,21 @@ impl Default for DetectorsConfig {
     }
 }
 
+/// A detector could not be built from its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    /// A file a detector needs could not be loaded.
+    #[error("detector `{detector}`: {reason}")]
+    Setup {
+        /// The detector.
+        detector: &'static str,
+        /// What went wrong, naming the file.
+        reason: String,
+    },
+}
+
 /// The enabled detectors, built from config.
-pub fn build_detectors(config: &DetectorsConfig) -> Vec<Box<dyn Detector>> {
+pub fn build_detectors(config: &DetectorsConfig) -> Result<Vec<Box<dyn Detector>>, DetectError> {
     let mut out: Vec<Box<dyn Detector>> = Vec::new();
     if config.out_of_scope.enabled {
         out.push(Box::new(OutOfScopeDetector::new(
@@ -141,9 +155,15 @@ pub fn build_detectors(config: &DetectorsConfig) -> Vec<Box<dyn Detector>> {
         )));
     }
     if config.anomaly.enabled {
-        out.push(Box::new(AnomalyDetector::new(config.anomaly.clone())));
+        let d = AnomalyDetector::from_config(config.anomaly.clone()).map_err(|reason| {
+            DetectError::Setup {
+                detector: anomaly::NAME,
+                reason,
+            }
+        })?;
+        out.push(Box::new(d));
     }
-    out
+    Ok(out)
 }
 
 /// Name and one-line description of every detector, for `lineage detectors`.

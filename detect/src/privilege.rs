@@ -7,6 +7,7 @@
 //! | `role-chain` | a use through `max_session_hops` or more chained role sessions |
 //! | `entra-credential-added` | a client secret, certificate or federated credential added to an Entra app/SP |
 //! | `pat-granted` | a GitHub PAT granted access to an organisation |
+//! | `vault-root-token` | a Vault/OpenBao token issued with the root identity (display name `root`) (critical) |
 //! | `vault-sensitive-path` | a write to Vault `sys/audit*`, `sys/policy*`, `sys/policies/*`, `sys/auth*`, or `sys/generate-root*` (critical) |
 
 use lineage_core::event::{CredentialKind, FactKind, IssuanceMethod};
@@ -129,6 +130,17 @@ impl Detector for PrivilegeChangeDetector {
                     child.id.to_string(),
                     &["T1098.001"],
                     json!({ "new_key": child.id, "for_user": to, "by": issued_by }),
+                ));
+            }
+            if fact.source == Source::Vault && to == "root" {
+                out.push(finding(
+                    "vault-root-token",
+                    Severity::Critical,
+                    format!("{actor} created a Vault root token ({})", child.id),
+                    "A token with the root policy can do anything in Vault, including disable its audit devices; root tokens should exist only during break-glass.".to_owned(),
+                    child.id.to_string(),
+                    &["T1078.001", "T1098"],
+                    json!({ "token_accessor": child.id, "created_by": issued_by }),
                 ));
             }
             match child.kind {

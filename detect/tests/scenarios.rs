@@ -97,7 +97,7 @@ fn call(key: &str, user: &str, at: DateTime<Utc>, action: (&str, &str), ip: &str
 fn run(records: Vec<Rec>) -> Vec<Alert> {
     let inv = Inventory::from_toml_str(INVENTORY, Path::new("inv.toml")).unwrap();
     let mut graph = LineageGraph::from_inventory(&inv);
-    let mut detectors = build_detectors(&DetectorsConfig::default());
+    let mut detectors = build_detectors(&DetectorsConfig::default()).unwrap();
     let mut book = AlertBook::default();
     for r in records {
         for f in &r.facts {
@@ -174,7 +174,7 @@ fn departed_owner_agent_still_using_its_key() {
 fn departure_learned_from_the_logs_triggers_revocation_requests() {
     let inv = Inventory::from_toml_str(INVENTORY, Path::new("inv.toml")).unwrap();
     let mut graph = LineageGraph::from_inventory(&inv);
-    let mut detectors = build_detectors(&DetectorsConfig::default());
+    let mut detectors = build_detectors(&DetectorsConfig::default()).unwrap();
     let mut book = AlertBook::default();
     let departure = LineageFact {
         time: t0() + Duration::days(1),
@@ -623,4 +623,69 @@ fn state_stays_bounded_for_a_million_credentials() {
     assert!(d.state().len() <= cap);
     // One credential with one network and one action costs well under 1 KiB serialized.
     assert!(bytes < cap * 1024, "{bytes}");
+}
+
+#[test]
+fn with_an_asn_database_a_network_is_its_autonomous_system() {
+    let dir = tempfile_dir();
+    let db = dir.join("ip2asn.tsv");
+    std::fs::write(
+        &db,
+        "10.0.0.0\t10.0.255.255\t64496\tZZ\tCORP-NET\n198.51.100.0\t198.51.100.255\t64500\tZZ\tELSEWHERE\n",
+    )
+    .unwrap();
+    let inv = Inventory::from_toml_str(INVENTORY, Path::new("inv.toml")).unwrap();
+    let graph = LineageGraph::from_inventory(&inv);
+    let config = AnomalyConfig {
+        asn_database: Some(db.clone()),
+        ..AnomalyConfig::default()
+    };
+    let mut d = AnomalyDetector::from_config(config).unwrap();
+    let mut observe = |r: Rec| {
+        let a = graph.attribute(&r.use_);
+        d.observe(
+            &AttributedEvent {
+                use_: r.use_,
+                attribution: a,
+            },
+            &[],
+            &graph,
+        )
+    };
+    for r in baseline("AKIASVC0000000000001", "svc", 2) {
+        assert!(observe(r).is_empty());
+    }
+    let later = t0() + Duration::days(2) + Duration::hours(6);
+    // Another /24 of the same autonomous system: not new.
+    assert!(observe(call(
+        "AKIASVC0000000000001",
+        "svc",
+        later,
+        ("dynamodb", "GetItem"),
+        "10.0.2.30"
+    ))
+    .is_empty());
+    // Another autonomous system: new.
+    let found = observe(call(
+        "AKIASVC0000000000001",
+        "svc",
+        later + Duration::hours(1),
+        ("dynamodb", "GetItem"),
+        "198.51.100.7",
+    ));
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].evidence["network"], "AS64500 ELSEWHERE");
+    // A missing database is an error naming the file.
+    let err = AnomalyDetector::from_config(AnomalyConfig {
+        asn_database: Some(dir.join("missing.tsv")),
+        ..AnomalyConfig::default()
+    })
+    .unwrap_err();
+    assert!(err.contains("missing.tsv"), "{err}");
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lineage-asn-{}-{}", std::process::id(), line!()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

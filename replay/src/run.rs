@@ -42,6 +42,9 @@ pub struct ReplayConfig {
     pub limits: ParseLimits,
     /// Sigma rules evaluated on every raw record of their log source.
     pub sigma: Option<std::sync::Arc<SigmaRules>>,
+    /// Detector state file: restored before the run when it exists, written after it
+    /// (so a replay of next month's archive continues this month's baselines).
+    pub detector_state: Option<PathBuf>,
 }
 
 /// What a replay produced.
@@ -68,6 +71,17 @@ struct Keyed {
 pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     let started = Instant::now();
     let files = expand_inputs(&config.inputs)?;
+    // Detector settings that name files (an ASN database) fail here, before any parsing.
+    let mut stage = AttributeStage::new(&config.inventory, &config.detectors, config.sigma.clone())
+        .map_err(|e| ReplayError::Stage(e.to_string()))?;
+    if let Some(path) = config.detector_state.as_ref().filter(|p| p.exists()) {
+        let bad =
+            |why: String| ReplayError::Output(format!("detector state {}: {why}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not a state snapshot: {e}")))?;
+        stage.restore(&map).map_err(bad)?;
+    }
     std::fs::create_dir_all(&config.out_dir)
         .map_err(|e| ReplayError::Output(format!("creating {}: {e}", config.out_dir.display())))?;
     let mut dead_sink = JsonLinesSink::create(&config.out_dir.join("dead_letters.jsonl"))?;
@@ -121,7 +135,16 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     dead_sink.flush()?;
     pool.install(|| keyed.par_sort_unstable_by_key(|k| (k.time, k.priority, k.file, k.index)));
 
-    let (stage, events_written) = run_stages(config, keyed)?;
+    let (stage, events_written) = run_stages(config, stage, keyed)?;
+    if let Some(path) = &config.detector_state {
+        let text = serde_json::to_string(&stage.snapshot()).expect("state serializes");
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| {
+                ReplayError::Output(format!("writing detector state {}: {e}", path.display()))
+            })?;
+    }
     summary.lineage_facts = stage.facts;
     summary.service_events = stage.service_events;
     summary.attributed = stage.attributed;
@@ -171,6 +194,7 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
 /// Merge stage → attribute stage → (optional) events sink, connected by the embedded bus.
 fn run_stages(
     config: &ReplayConfig,
+    mut stage: AttributeStage,
     keyed: Vec<Keyed>,
 ) -> Result<(AttributeStage, u64), ReplayError> {
     let (events_tx, events_rx) = bus::channel::<Normalized>("lineage.events", IN_FLIGHT);
@@ -179,10 +203,7 @@ fn run_stages(
     let write_events = config.write_events;
     let events_path = config.out_dir.join("events.jsonl");
     std::thread::scope(|scope| {
-        let inventory = &config.inventory;
-        let detectors = &config.detectors;
         let attribute = scope.spawn(move || {
-            let mut stage = AttributeStage::new(inventory, detectors, config.sigma.clone());
             for batch in events_rx {
                 let out: Vec<AttributedEvent> =
                     batch.into_iter().map(|r| stage.process(r)).collect();

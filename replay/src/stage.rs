@@ -75,16 +75,17 @@ impl std::fmt::Debug for AttributeStage {
 }
 
 impl AttributeStage {
-    /// A stage over a graph seeded from `inventory`.
+    /// A stage over a graph seeded from `inventory`; fails when a detector's settings
+    /// name a file that cannot be loaded.
     pub fn new(
         inventory: &Inventory,
         detectors: &DetectorsConfig,
         sigma: Option<std::sync::Arc<SigmaRules>>,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, lineage_detect::DetectError> {
+        Ok(Self {
             sigma,
             graph: LineageGraph::from_inventory(inventory),
-            detectors: build_detectors(detectors),
+            detectors: build_detectors(detectors)?,
             book: AlertBook::with_suppression(chrono::Duration::seconds(
                 detectors.suppression_secs.min(i64::MAX as u64) as i64,
             )),
@@ -94,7 +95,7 @@ impl AttributeStage {
             unattributed: 0,
             method_counts: [0; METHODS.len()],
             unattributed_subjects: HashMap::new(),
-        }
+        })
     }
 
     /// Processes one normalized record: facts into the graph, then attribution and detection.
