@@ -42,7 +42,7 @@ impl AsnDatabase {
                 ranges.push(range);
             }
         }
-        ranges.sort_by(|a, b| a.0.cmp(&b.0));
+        ranges.sort_by_key(|r| r.0);
         Ok(Self { ranges })
     }
 
