@@ -186,7 +186,6 @@ fn main() {
             limits: ParseLimits::default(),
             sigma: None,
             detector_state: None,
-            detector_state: None,
         })
         .expect("replay");
         let secs = started.elapsed().as_secs_f64();
