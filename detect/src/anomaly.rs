@@ -181,8 +181,41 @@ type RuleHit = (
 #[derive(Debug)]
 pub struct AnomalyDetector {
     config: AnomalyConfig,
+    /// Which of the six rules run, in `d_rules()` order (resolved once, not per event).
+    enabled: [bool; 6],
     state: AnomalyState,
     asn: Option<AsnDatabase>,
+}
+
+/// The numeric settings the hot path reads, copied out of the config once per event.
+#[derive(Clone, Copy)]
+struct Limits {
+    learning_secs: i64,
+    dormant_days: i64,
+    concurrent_window_secs: i64,
+    spike_factor: f64,
+    spike_min: u32,
+    denied_burst: usize,
+    denied_window_secs: i64,
+}
+
+impl From<&AnomalyConfig> for Limits {
+    fn from(c: &AnomalyConfig) -> Self {
+        Self {
+            learning_secs: c.learning_secs,
+            dormant_days: c.dormant_days,
+            concurrent_window_secs: c.concurrent_window_secs,
+            spike_factor: c.spike_factor,
+            spike_min: c.spike_min,
+            denied_burst: c.denied_burst,
+            denied_window_secs: c.denied_window_secs,
+        }
+    }
+}
+
+fn enabled_rules(config: &AnomalyConfig) -> [bool; 6] {
+    let all = d_rules();
+    std::array::from_fn(|i| config.rules.iter().any(|r| *r == all[i]))
 }
 
 /// The network of an address: IPv4 /24 or IPv6 /64; `None` for non-addresses
@@ -204,6 +237,7 @@ impl AnomalyDetector {
     /// A detector with these settings.
     pub fn new(config: AnomalyConfig) -> Self {
         Self {
+            enabled: enabled_rules(&config),
             config,
             state: AnomalyState::default(),
             asn: None,
@@ -212,11 +246,16 @@ impl AnomalyDetector {
 
     /// A detector with these settings, loading the ASN database they name.
     pub fn from_config(config: AnomalyConfig) -> Result<Self, String> {
+        let known = d_rules();
+        if let Some(bad) = config.rules.iter().find(|r| !known.contains(r)) {
+            return Err(format!("unknown rule `{bad}` in `rules` (known: {})", known.join(", ")));
+        }
         let asn = match &config.asn_database {
             Some(path) => Some(AsnDatabase::load(path)?),
             None => None,
         };
         Ok(Self {
+            enabled: enabled_rules(&config),
             config,
             state: AnomalyState::default(),
             asn,
@@ -236,9 +275,6 @@ impl AnomalyDetector {
         &self.state
     }
 
-    fn on(&self, rule: &str) -> bool {
-        self.config.rules.iter().any(|r| r == rule)
-    }
 
     fn evict_if_full(&mut self) {
         let cap = self.config.max_credentials.max(1);
@@ -284,11 +320,8 @@ impl Detector for AnomalyDetector {
         if !self.state.credentials.contains_key(&key) {
             self.evict_if_full();
         }
-        let cfg = self.config.clone();
-        let rules: Vec<bool> = d_rules().iter().map(|r| self.on(r)).collect();
-        let [new_network, concurrent, new_action, spike, dormant, denied_burst] = rules[..] else {
-            unreachable!("six rules")
-        };
+        let cfg = Limits::from(&self.config);
+        let [new_network, concurrent, new_action, spike, dormant, denied_burst] = self.enabled;
         let network = use_
             .client
             .source_ip
