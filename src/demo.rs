@@ -98,6 +98,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
         limits: ParseLimits::default(),
         sigma: None,
         detector_state: None,
+        sweep_owner: None,
     })
     .context("replaying the simulated logs")?;
     print!("{}", render_summary(&output.summary));

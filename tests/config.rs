@@ -105,3 +105,38 @@ fn detector_state_carries_over_between_replays_and_bad_state_is_refused() {
     common::assert_exit(&out, 1);
     assert!(String::from_utf8_lossy(&out.stderr).contains("state.json"));
 }
+
+#[test]
+fn alert_sinks_from_the_settings_file_receive_every_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lineage.toml");
+    let ocsf = dir.path().join("soc/findings.jsonl");
+    std::fs::write(
+        &config,
+        format!(
+            "[[alerts.sinks]]\ntype = \"ocsf\"\npath = \"{}\"\n\n[[alerts.sinks]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/closed\"\nmax_attempts = 1\nbackoff_ms = 1\ntimeout_secs = 1\n",
+            ocsf.display()
+        ),
+    )
+    .unwrap();
+    let (logs, inventory) = common::invictus();
+    let out = tempfile::tempdir().unwrap();
+    let output = common::replay(
+        &[&logs],
+        out.path(),
+        &[
+            "--inventory",
+            inventory.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    common::assert_exit(&output, 0);
+    let alerts = common::jsonl(&out.path().join("alerts.jsonl"));
+    let findings = common::jsonl(&ocsf);
+    assert_eq!(findings.len(), alerts.len());
+    // The webhook receiver is down: nothing is lost, every alert waits in the spool.
+    let spooled = common::jsonl(&out.path().join("spool/webhook.jsonl"));
+    assert_eq!(spooled.len(), alerts.len());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("spooled"));
+}

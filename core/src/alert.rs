@@ -163,4 +163,9 @@ pub struct Action {
     /// Result or error text once executed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
+    /// What the executor needs to find the credential, by kind: `user_name` (AWS key),
+    /// `role_name` (AWS sessions), `org` (GitHub), `app_object_id` / `service_principal_id`
+    /// (Entra), `accessor` is the credential id itself for Vault.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub target: serde_json::Value,
 }

@@ -172,6 +172,7 @@ fn attributed_event_alert_and_action_round_trip() {
         requested_at: t,
         status: ActionStatus::DryRun,
         result: None,
+        target: serde_json::json!({"user_name": "svc"}),
     });
     round_trip(&DeadLetter::new(
         Source::Vault,

@@ -248,7 +248,10 @@ impl AnomalyDetector {
     pub fn from_config(config: AnomalyConfig) -> Result<Self, String> {
         let known = d_rules();
         if let Some(bad) = config.rules.iter().find(|r| !known.contains(r)) {
-            return Err(format!("unknown rule `{bad}` in `rules` (known: {})", known.join(", ")));
+            return Err(format!(
+                "unknown rule `{bad}` in `rules` (known: {})",
+                known.join(", ")
+            ));
         }
         let asn = match &config.asn_database {
             Some(path) => Some(AsnDatabase::load(path)?),
@@ -274,7 +277,6 @@ impl AnomalyDetector {
     pub fn state(&self) -> &AnomalyState {
         &self.state
     }
-
 
     fn evict_if_full(&mut self) {
         let cap = self.config.max_credentials.max(1);

@@ -85,6 +85,70 @@ pub(crate) fn revocation_kind(kind: CredentialKind) -> Option<ActionKind> {
     })
 }
 
+/// What an executor needs to find the credential: the IAM user owning an AWS key,
+/// the role of a session, the GitHub org, the Entra application.
+fn target_of(graph: &LineageGraph, cred: &CredentialRef) -> serde_json::Value {
+    let principal = graph.credential(&cred.id).and_then(|m| m.principal.clone());
+    match cred.kind {
+        CredentialKind::AwsAccessKey => json!({
+            "user_name": principal.as_deref().map(|p| p.rsplit('/').next().unwrap_or(p)),
+            "account": cred.issuer,
+        }),
+        CredentialKind::AwsSessionKey => json!({
+            "role_name": principal.as_deref().filter(|p| p.contains(":role/")).map(|p| p.rsplit('/').next().unwrap_or(p)),
+            "account": cred.issuer,
+        }),
+        CredentialKind::GithubClassicPat
+        | CredentialKind::GithubFineGrainedPat
+        | CredentialKind::GithubAppToken
+        | CredentialKind::GithubOauthToken => {
+            json!({ "org": cred.issuer, "owner_login": principal })
+        }
+        CredentialKind::EntraClientSecret
+        | CredentialKind::EntraCertificate
+        | CredentialKind::EntraFederatedCredential => {
+            json!({ "app_id": principal, "tenant": cred.issuer })
+        }
+        _ => serde_json::Value::Null,
+    }
+}
+
+/// A revocation request for one credential of `owner`, raised by `by` (a detector
+/// name, or `operator` for a manual sweep); `None` for kinds nothing can revoke.
+pub fn revocation_request(
+    graph: &LineageGraph,
+    cred: &CredentialRef,
+    owner: &HumanId,
+    by: &str,
+    reason: String,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Option<Action> {
+    let kind = revocation_kind(cred.kind)?;
+    let mut target = target_of(graph, cred);
+    if !target.is_object() {
+        target = json!({});
+    }
+    target["owner"] = json!(owner);
+    if let Some(agent) = graph
+        .inventory()
+        .agents()
+        .iter()
+        .find(|a| &a.owner == owner && a.credentials.contains(&cred.id))
+    {
+        target["agent"] = json!(agent.id);
+    }
+    Some(Action {
+        idempotency_key: format!("{kind:?}:{}:{by}:{owner}", cred.id).to_ascii_lowercase(),
+        kind,
+        credential: cred.clone(),
+        reason,
+        requested_at: at,
+        status: ActionStatus::Requested,
+        result: None,
+        target,
+    })
+}
+
 impl Detector for DepartedOwnerDetector {
     fn name(&self) -> &'static str {
         NAME
@@ -156,20 +220,14 @@ impl Detector for DepartedOwnerDetector {
                 if requested.contains(id) {
                     continue;
                 }
-                let Some(kind) = revocation_kind(cred.kind) else {
+                let reason = format!("owner {owner} departed at {departed_at}");
+                let Some(action) =
+                    revocation_request(graph, cred, owner, "departed-owner", reason, use_.time)
+                else {
                     continue;
                 };
                 requested.insert(id.clone());
-                actions.push(Action {
-                    idempotency_key: format!("{kind:?}:{id}:departed-owner:{owner}")
-                        .to_ascii_lowercase(),
-                    kind,
-                    credential: cred.clone(),
-                    reason: format!("owner {owner} departed at {departed_at}"),
-                    requested_at: use_.time,
-                    status: ActionStatus::Requested,
-                    result: None,
-                });
+                actions.push(action);
             }
         }
         let root = a

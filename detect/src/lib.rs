@@ -30,7 +30,7 @@ pub use anomaly::{
     AnomalyConfig, AnomalyDetector, AnomalyState, CredentialBaseline, MAX_ACTIONS, MAX_NETWORKS,
 };
 pub use book::{AlertBook, Recorded};
-pub use departed::{DepartedOwnerConfig, DepartedOwnerDetector};
+pub use departed::{revocation_request, DepartedOwnerConfig, DepartedOwnerDetector};
 pub use longlived::{LongLivedConfig, LongLivedDetector};
 pub use privilege::{PrivilegeChangeConfig, PrivilegeChangeDetector};
 pub use scope::{OutOfScopeConfig, OutOfScopeDetector};

@@ -14,8 +14,8 @@ mod stage;
 
 pub use inputs::expand_inputs;
 pub use parse::{parse_file, ParsedFile};
-pub use run::{replay, ReplayConfig, ReplayOutput};
-pub use stage::AttributeStage;
+pub use run::{replay, ReplayConfig, ReplayOutput, SweepItem};
+pub use stage::{AttributeStage, OwnedCredential};
 
 /// What can stop a replay (bad records never do: they are dead-lettered).
 #[derive(Debug, thiserror::Error)]

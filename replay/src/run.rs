@@ -42,6 +42,9 @@ pub struct ReplayConfig {
     pub limits: ParseLimits,
     /// Sigma rules evaluated on every raw record of their log source.
     pub sigma: Option<std::sync::Arc<SigmaRules>>,
+    /// Collect everything attributed to this owner (human id, e-mail or any alias) and
+    /// prepare revocation requests for it (`lineage revoke --owner`).
+    pub sweep_owner: Option<String>,
     /// Detector state file: restored before the run when it exists, written after it
     /// (so a replay of next month's archive continues this month's baselines).
     pub detector_state: Option<PathBuf>,
@@ -56,6 +59,19 @@ pub struct ReplayOutput {
     pub alerts: Vec<Alert>,
     /// Revocation requests raised by detectors (also in `actions.jsonl`).
     pub actions: Vec<Action>,
+    /// With `sweep_owner`: the owner it resolved to and each credential of theirs.
+    pub sweep: Option<(lineage_core::HumanId, Vec<SweepItem>)>,
+}
+
+/// One credential of a swept owner.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SweepItem {
+    /// The credential, who used it last and when.
+    pub credential: crate::OwnedCredential,
+    /// What its lineage reaches.
+    pub blast_radius: lineage_core::BlastRadius,
+    /// The revocation request (`None` for kinds nothing can revoke).
+    pub action: Option<Action>,
 }
 
 struct Keyed {
@@ -136,6 +152,10 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     pool.install(|| keyed.par_sort_unstable_by_key(|k| (k.time, k.priority, k.file, k.index)));
 
     let (stage, events_written) = run_stages(config, stage, keyed)?;
+    let sweep = match &config.sweep_owner {
+        Some(who) => Some(sweep_of(&stage, who)?),
+        None => None,
+    };
     if let Some(path) = &config.detector_state {
         let text = serde_json::to_string(&stage.snapshot()).expect("state serializes");
         let tmp = path.with_extension("tmp");
@@ -188,6 +208,7 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
         summary,
         alerts,
         actions,
+        sweep,
     })
 }
 
@@ -257,6 +278,52 @@ fn run_stages(
         }
         Ok((stage, written))
     })
+}
+
+/// Everything attributed to `who`, with revocation requests raised by `operator`.
+fn sweep_of(
+    stage: &AttributeStage,
+    who: &str,
+) -> Result<(lineage_core::HumanId, Vec<SweepItem>), ReplayError> {
+    let graph = stage.graph();
+    let owner = match graph.human_by_alias(who) {
+        Ok(Some(h)) => h,
+        Ok(None) => {
+            return Err(ReplayError::Output(format!(
+                "`{who}` is no human in the inventory (id, e-mail or alias)"
+            )))
+        }
+        Err(many) => {
+            return Err(ReplayError::Output(format!(
+                "`{who}` is ambiguous: {}",
+                many.iter()
+                    .map(|h| h.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    };
+    let mut items: Vec<SweepItem> = stage
+        .credentials_of(&owner)
+        .into_iter()
+        .map(|credential| {
+            let action = lineage_detect::revocation_request(
+                graph,
+                &credential.credential,
+                &owner,
+                "operator",
+                format!("operator sweep of {owner}'s credentials"),
+                chrono::Utc::now(),
+            );
+            SweepItem {
+                blast_radius: graph.blast_radius(&credential.credential.id),
+                credential,
+                action,
+            }
+        })
+        .collect();
+    items.sort_by_key(|i| std::cmp::Reverse(i.credential.last_used));
+    Ok((owner, items))
 }
 
 fn write_summary(dir: &Path, summary: &RunSummary) -> Result<(), ReplayError> {

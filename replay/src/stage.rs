@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use lineage_core::event::{AttributionMethod, PrincipalKind};
+use lineage_core::event::{CredentialKind, CredentialRef};
 use lineage_core::summary::Unattributed;
-use lineage_core::{AttributedEvent, Inventory};
+use lineage_core::{AgentId, AttributedEvent, CredentialId, HumanId, Inventory};
 use lineage_detect::sigma::SigmaRules;
 use lineage_detect::{build_detectors, AlertBook, Detector, DetectorsConfig, Recorded};
 use lineage_graph::LineageGraph;
@@ -62,6 +63,22 @@ pub struct AttributeStage {
     pub unattributed: u64,
     method_counts: [u64; METHODS.len()],
     unattributed_subjects: HashMap<String, (String, u64)>,
+    /// Credentials seen in use per owner: roots and non-session credentials, with the
+    /// agent that used them and the last use (for `lineage revoke --owner`).
+    owned: HashMap<HumanId, BTreeMap<CredentialId, OwnedCredential>>,
+}
+
+/// A credential an owner (or one of their agents) was seen using.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct OwnedCredential {
+    /// The credential.
+    pub credential: CredentialRef,
+    /// The agent that used it last, when one did.
+    pub agent: Option<AgentId>,
+    /// Last use (event time).
+    pub last_used: chrono::DateTime<chrono::Utc>,
+    /// Uses seen.
+    pub uses: u64,
 }
 
 impl std::fmt::Debug for AttributeStage {
@@ -95,6 +112,7 @@ impl AttributeStage {
             unattributed: 0,
             method_counts: [0; METHODS.len()],
             unattributed_subjects: HashMap::new(),
+            owned: HashMap::new(),
         })
     }
 
@@ -140,6 +158,46 @@ impl AttributeStage {
         if let Some(root) = &attribution.root_credential {
             self.graph.record_reach(root, &use_);
         }
+        if let Some(owner) = &attribution.owner {
+            let owned = self.owned.entry(owner.clone()).or_default();
+            let mut note = |c: CredentialRef| {
+                let entry = owned
+                    .entry(c.id.clone())
+                    .or_insert_with(|| OwnedCredential {
+                        credential: c,
+                        agent: None,
+                        last_used: use_.time,
+                        uses: 0,
+                    });
+                entry.uses += 1;
+                entry.last_used = entry.last_used.max(use_.time);
+                if attribution.agent.is_some() {
+                    entry.agent = attribution.agent.clone();
+                }
+            };
+            // Hourly session keys are covered by their root; keep the long-lived ones.
+            if let Some(c) = use_
+                .credential
+                .as_ref()
+                .filter(|c| c.kind != CredentialKind::AwsSessionKey)
+            {
+                note(c.clone());
+            }
+            if let Some(root) = attribution.root_credential.as_ref() {
+                if use_.credential.as_ref().map(|c| &c.id) != Some(root) {
+                    let kind = self
+                        .graph
+                        .credential(root)
+                        .map(|m| m.kind)
+                        .unwrap_or(CredentialKind::Unknown);
+                    note(CredentialRef {
+                        kind,
+                        id: root.clone(),
+                        issuer: None,
+                    });
+                }
+            }
+        }
         let event = AttributedEvent { use_, attribution };
         for d in &mut self.detectors {
             for finding in d.observe(&event, &facts, &self.graph) {
@@ -166,6 +224,14 @@ impl AttributeStage {
             .filter(|(_, n)| *n > 0)
             .map(|(m, n)| (method_name(*m), n))
             .collect()
+    }
+
+    /// Credentials seen in use by an owner and their agents.
+    pub fn credentials_of(&self, owner: &HumanId) -> Vec<OwnedCredential> {
+        self.owned
+            .get(owner)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The graph.

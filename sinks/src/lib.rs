@@ -4,9 +4,11 @@
 //! will live here too. Sinks write; they never decide what is an alert.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod alerts;
 mod jsonl;
 pub mod ocsf;
 mod report;
+pub mod response;
 
 pub use jsonl::JsonLinesSink;
 pub use report::{render_alert, render_summary};

@@ -1,0 +1,153 @@
+//! The response path from the command line: the departed-owner detector's requests
+//! and the operator's sweep go through the same policy and ledger; queued requests
+//! are approved or rejected by id; dry-run is the default.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+fn lineage(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lineage"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("LINEAGE_LOG")
+        .output()
+        .unwrap()
+}
+
+fn simulate(dir: &Path) {
+    let out = lineage(
+        dir,
+        &[
+            "simulate",
+            "--seed",
+            "7",
+            "--days",
+            "2",
+            "--calls-per-agent-day",
+            "48",
+            "--out",
+            "sim",
+        ],
+    );
+    common::assert_exit(&out, 0);
+}
+
+const LOGS: [&str; 4] = ["sim/AWSLogs", "sim/Entra", "sim/GitHub", "sim/Vault"];
+
+#[test]
+fn detector_requests_go_through_policy_and_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    simulate(dir.path());
+    std::fs::write(
+        dir.path().join("lineage.toml"),
+        "[response]\nledger = \"state/ledger.jsonl\"\n\n[[response.policy.allow]]\nowner = \"*\"\n",
+    )
+    .unwrap();
+    let mut args = vec!["replay"];
+    args.extend(LOGS);
+    args.extend([
+        "--inventory",
+        "sim/inventory.toml",
+        "--out",
+        "out",
+        "--config",
+        "lineage.toml",
+        "--respond",
+    ]);
+    let out = lineage(dir.path(), &args);
+    common::assert_exit(&out, 0);
+    let actions = common::jsonl(&dir.path().join("out/actions.jsonl"));
+    assert!(
+        !actions.is_empty(),
+        "the departed owner's credentials are requested"
+    );
+    // Allowed, mode auto for departed-owner, but dry-run by default: nothing called.
+    assert!(
+        actions.iter().all(|a| a["status"] == "dry-run"),
+        "{actions:#?}"
+    );
+    let ledger = common::jsonl(&dir.path().join("state/ledger.jsonl"));
+    assert_eq!(ledger.len(), actions.len());
+    // The same replay again is idempotent for the ledger's keys: dry-run entries are
+    // re-evaluated (still dry-run), never duplicated as new keys.
+    common::assert_exit(&lineage(dir.path(), &args), 0);
+    let keys: std::collections::BTreeSet<String> =
+        common::jsonl(&dir.path().join("state/ledger.jsonl"))
+            .iter()
+            .map(|e| e["action"]["idempotency_key"].as_str().unwrap().to_owned())
+            .collect();
+    assert_eq!(keys.len(), actions.len());
+}
+
+#[test]
+fn operator_sweep_queues_then_approve_and_reject_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    simulate(dir.path());
+    std::fs::write(
+        dir.path().join("lineage.toml"),
+        "[response]\nledger = \"state/ledger.jsonl\"\n\n[response.policy]\nmodes = { operator = \"approve\" }\n\n[[response.policy.allow]]\nowner = \"*\"\n\n[[response.policy.deny]]\nkind = \"revoke-vault-accessor\"\n",
+    )
+    .unwrap();
+    let mut args = vec![
+        "revoke",
+        "--owner",
+        "frank@example.com",
+        "--inventory",
+        "sim/inventory.toml",
+        "--config",
+        "lineage.toml",
+    ];
+    args.extend(LOGS);
+    let out = lineage(dir.path(), &args);
+    common::assert_exit(&out, 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("attributed to frank"), "{stdout}");
+    assert!(stdout.contains("PendingApproval"), "{stdout}");
+    assert!(
+        stdout.contains("Refused: denylist rule #1"),
+        "Vault tokens are denylisted: {stdout}"
+    );
+
+    let list = lineage(dir.path(), &["actions", "list", "--config", "lineage.toml"]);
+    common::assert_exit(&list, 0);
+    let listing = String::from_utf8_lossy(&list.stdout).to_string();
+    let pending: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.contains("PendingApproval"))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert!(pending.len() >= 2, "{listing}");
+
+    let approved = lineage(
+        dir.path(),
+        &["actions", "approve", pending[0], "--config", "lineage.toml"],
+    );
+    common::assert_exit(&approved, 0);
+    assert!(
+        String::from_utf8_lossy(&approved.stdout).starts_with("DryRun"),
+        "dry-run still applies after approval"
+    );
+    let rejected = lineage(
+        dir.path(),
+        &[
+            "actions",
+            "reject",
+            pending[1],
+            "--reason",
+            "break-glass",
+            "--config",
+            "lineage.toml",
+        ],
+    );
+    common::assert_exit(&rejected, 0);
+    assert!(String::from_utf8_lossy(&rejected.stdout).contains("rejected by operator: break-glass"));
+    // A request that is no longer pending cannot be approved.
+    let again = lineage(
+        dir.path(),
+        &["actions", "approve", pending[1], "--config", "lineage.toml"],
+    );
+    common::assert_exit(&again, 1);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not pending approval"));
+}
