@@ -10,6 +10,7 @@ args=("$@")
 [ ${#args[@]} -eq 0 ] && args=(--events 100000)
 out=$(mktemp)
 cargo bench --bench replay -- "${args[@]}" | tee "$out"
+cargo build --release --quiet
 {
   echo
   echo "## Replay throughput, $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -19,6 +20,12 @@ cargo bench --bench replay -- "${args[@]}" | tee "$out"
   echo "- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/ {print $2}') GiB memory, $(uname -sr)"
   echo
   grep '^|' "$out"
+  echo
+  echo "Quality on the same revision (\`lineage demo\`, seed 7, all four sources, against the simulator's ground truth):"
+  echo
+  echo '```'
+  ./target/release/lineage demo --show-alerts 0 | sed -n '/score against/,$p' | grep -v '^=='
+  echo '```'
 } >> BENCHMARKS.md
 rm -f "$out"
 echo "appended to BENCHMARKS.md"
