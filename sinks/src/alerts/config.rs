@@ -1,5 +1,6 @@
 //! The `[alerts]` configuration: which sinks, and where undeliverable alerts wait.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,8 @@ pub enum AlertSinkConfig {
     Webhook(WebhookConfig),
     /// A Slack-compatible incoming webhook (`{"text": …}`).
     Slack(SlackConfig),
+    /// A Kafka topic: the alert's JSON as the value, its `dedup_key` as the key.
+    Kafka(KafkaSinkConfig),
 }
 
 impl AlertSinkConfig {
@@ -67,6 +70,7 @@ impl AlertSinkConfig {
             AlertSinkConfig::Ocsf(_) => "ocsf",
             AlertSinkConfig::Webhook(_) => "webhook",
             AlertSinkConfig::Slack(_) => "slack",
+            AlertSinkConfig::Kafka(_) => "kafka",
         }
     }
 
@@ -76,6 +80,7 @@ impl AlertSinkConfig {
             AlertSinkConfig::Jsonl(c) | AlertSinkConfig::Ocsf(c) => c.name.as_deref(),
             AlertSinkConfig::Webhook(c) => c.name.as_deref(),
             AlertSinkConfig::Slack(c) => c.name.as_deref(),
+            AlertSinkConfig::Kafka(c) => c.name.as_deref(),
         }
     }
 }
@@ -158,6 +163,72 @@ pub struct SlackConfig {
     pub cooldown_secs: u64,
 }
 
+/// A Kafka topic the alerts are produced to (any Kafka-protocol broker).
+///
+/// Each alert is one message: key = the alert's `dedup_key` (so every update of one
+/// finding lands in one partition, in order, and a compacted topic keeps the
+/// latest), value = the alert as JSON, headers `idempotency-key` (`<id>:<count>`,
+/// as for the webhook) and `content-type: application/json`. The producer is
+/// idempotent with `acks=all`; a send waits for the broker's acknowledgement. An
+/// alert not acknowledged within `timeout_secs` is spooled and re-sent like the
+/// HTTP sinks' (see [`AlertSinksConfig::spool_dir`]).
+///
+/// ```toml
+/// [[sinks]]
+/// type = "kafka"
+/// brokers = "kafka-1.example:9093,kafka-2.example:9093"
+/// topic = "lineage.alerts"
+/// [sinks.librdkafka]
+/// "security.protocol" = "SASL_SSL"
+/// "sasl.mechanism" = "SCRAM-SHA-512"
+/// "sasl.username" = "lineage"
+/// "sasl.password" = "…"
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// Name in stats and logs, and of its spool file (default: `kafka`, then
+    /// `kafka-2`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Bootstrap brokers, `host:port[,host:port…]` (librdkafka `bootstrap.servers`).
+    pub brokers: String,
+    /// The topic (default `lineage.alerts`). It must exist unless the broker
+    /// auto-creates topics.
+    #[serde(default = "d_topic")]
+    pub topic: String,
+    /// How long librdkafka may keep trying to deliver one alert, connecting and its
+    /// own retries included (default 10 s; librdkafka `message.timeout.ms`).
+    #[serde(default = "d_timeout_secs")]
+    pub timeout_secs: u64,
+    /// As for the webhook: untried spooling for this long after a failed delivery
+    /// (default 30 s).
+    #[serde(default = "d_cooldown_secs")]
+    pub cooldown_secs: u64,
+    /// librdkafka properties passed through verbatim, applied after lineage's own
+    /// (`enable.idempotence=true`, `acks=all`, `message.timeout.ms`), e.g. TLS and
+    /// SASL settings. Values are never logged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+impl KafkaSinkConfig {
+    /// A sink producing to the default topic on `brokers`.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            name: None,
+            brokers: brokers.into(),
+            topic: d_topic(),
+            timeout_secs: d_timeout_secs(),
+            cooldown_secs: d_cooldown_secs(),
+            librdkafka: BTreeMap::new(),
+        }
+    }
+}
+
+fn d_topic() -> String {
+    "lineage.alerts".to_owned()
+}
 const fn d_spool_max_bytes() -> u64 {
     100 * 1024 * 1024
 }
@@ -218,5 +289,47 @@ impl SlackConfig {
             backoff_ms: d_backoff_ms(),
             cooldown_secs: d_cooldown_secs(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_sink_parses_with_defaults_and_passes_librdkafka_through() {
+        let cfg: AlertSinksConfig = serde_json::from_value(serde_json::json!({
+            "sinks": [
+                { "type": "kafka", "brokers": "127.0.0.1:9092" },
+                {
+                    "type": "kafka", "name": "soc", "brokers": "a:9093,b:9093",
+                    "topic": "soc.alerts", "timeout_secs": 3,
+                    "librdkafka": { "security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN" }
+                }
+            ]
+        }))
+        .unwrap();
+        assert_eq!(
+            cfg.sinks[0],
+            AlertSinkConfig::Kafka(KafkaSinkConfig::new("127.0.0.1:9092"))
+        );
+        let AlertSinkConfig::Kafka(k) = &cfg.sinks[0] else {
+            unreachable!()
+        };
+        assert_eq!((k.topic.as_str(), k.timeout_secs), ("lineage.alerts", 10));
+        assert_eq!(cfg.sinks[1].kind(), "kafka");
+        assert_eq!(cfg.sinks[1].name(), Some("soc"));
+        let AlertSinkConfig::Kafka(k) = &cfg.sinks[1] else {
+            unreachable!()
+        };
+        assert_eq!(k.topic, "soc.alerts");
+        assert_eq!(k.timeout_secs, 3);
+        assert_eq!(k.librdkafka["security.protocol"], "SASL_SSL");
+        assert_eq!(k.librdkafka.len(), 2);
+
+        let unknown = serde_json::from_value::<AlertSinksConfig>(serde_json::json!({
+            "sinks": [{ "type": "kafka", "brokers": "x:1", "acks": "1" }]
+        }));
+        assert!(unknown.is_err());
     }
 }

@@ -1,5 +1,6 @@
-//! HTTP alert sinks (generic webhook, Slack-compatible): retries with exponential
-//! backoff, then an on-disk spool re-sent in order.
+//! Remote alert sinks (generic webhook, Slack-compatible, Kafka): retries with
+//! exponential backoff, then an on-disk spool re-sent in order. The spooling is the
+//! same for every transport; [`Transport`] is what differs.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use hmac::{Hmac, Mac};
 use lineage_core::Alert;
 use sha2::Sha256;
 
+use super::kafka::{KafkaSettings, KafkaTransport};
 use super::spool::{Spool, SpoolError};
 use super::{io_error, SinkStats};
 use crate::SinkError;
@@ -29,7 +31,7 @@ pub(crate) enum Format {
 
 /// How one delivery failed.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     /// Worth retrying later: a transport error, a timeout, a 5xx, a 429, any other
     /// non-2xx that is not a payload rejection.
     Transient(String),
@@ -38,12 +40,33 @@ enum Failure {
     Rejected(String),
 }
 
-/// The settings an HTTP sink is built from.
+/// Where a remote sink delivers.
+pub(crate) enum Target {
+    /// POST to a URL.
+    Http {
+        format: Format,
+        url: String,
+        secret: Option<Vec<u8>>,
+    },
+    /// Produce to a Kafka topic.
+    Kafka(KafkaSettings),
+}
+
+/// How a built sink delivers.
+enum Transport {
+    Http {
+        format: Format,
+        url: String,
+        secret: Option<Vec<u8>>,
+        agent: ureq::Agent,
+    },
+    Kafka(Box<KafkaTransport>),
+}
+
+/// The settings a remote sink is built from.
 pub(crate) struct HttpSettings {
     pub(crate) name: String,
-    pub(crate) format: Format,
-    pub(crate) url: String,
-    pub(crate) secret: Option<Vec<u8>>,
+    pub(crate) target: Target,
     pub(crate) timeout: Duration,
     pub(crate) max_attempts: u32,
     pub(crate) backoff: Duration,
@@ -52,13 +75,10 @@ pub(crate) struct HttpSettings {
     pub(crate) spool_max_bytes: u64,
 }
 
-/// One webhook or Slack sink with its spool.
+/// One webhook, Slack or Kafka sink with its spool.
 pub(crate) struct HttpSink {
     name: String,
-    format: Format,
-    url: String,
-    secret: Option<Vec<u8>>,
-    agent: ureq::Agent,
+    transport: Transport,
     max_attempts: u32,
     backoff: Duration,
     cooldown: Duration,
@@ -72,13 +92,17 @@ pub(crate) struct HttpSink {
 
 impl std::fmt::Debug for HttpSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Neither the URL (Slack's carries its token) nor the secret.
-        f.debug_struct("HttpSink")
-            .field("name", &self.name)
-            .field("format", &self.format)
-            .field("signed", &self.secret.is_some())
-            .field("spool", &self.spool.path())
-            .finish()
+        // Neither the URL (Slack's carries its token) nor the secret, nor the
+        // librdkafka properties (SASL credentials).
+        let mut d = f.debug_struct("HttpSink");
+        d.field("name", &self.name);
+        match &self.transport {
+            Transport::Http { format, secret, .. } => {
+                d.field("format", format).field("signed", &secret.is_some())
+            }
+            Transport::Kafka(k) => d.field("brokers", &k.brokers()).field("topic", &k.topic()),
+        };
+        d.field("spool", &self.spool.path()).finish()
     }
 }
 
@@ -98,12 +122,28 @@ impl HttpSink {
                 "alerts left in the spool by an earlier run; they are re-sent first"
             );
         }
-        let agent = ureq::AgentBuilder::new()
-            .timeout(s.timeout)
-            .timeout_connect(s.timeout)
-            .redirects(0)
-            .user_agent(concat!("lineage/", env!("CARGO_PKG_VERSION")))
-            .build();
+        let transport = match s.target {
+            Target::Http {
+                format,
+                url,
+                secret,
+            } => Transport::Http {
+                format,
+                url,
+                secret,
+                agent: ureq::AgentBuilder::new()
+                    .timeout(s.timeout)
+                    .timeout_connect(s.timeout)
+                    .redirects(0)
+                    .user_agent(concat!("lineage/", env!("CARGO_PKG_VERSION")))
+                    .build(),
+            },
+            Target::Kafka(k) => {
+                Transport::Kafka(Box::new(KafkaTransport::new(k).map_err(|e| {
+                    super::config_error(format!("alert sink {}: {e}", s.name))
+                })?))
+            }
+        };
         let stats = SinkStats {
             name: s.name.clone(),
             kind: kind.to_owned(),
@@ -113,10 +153,7 @@ impl HttpSink {
         Ok(Self {
             corrupt: s.spool_dir.join(format!("{}.corrupt", s.name)),
             name: s.name,
-            format: s.format,
-            url: s.url,
-            secret: s.secret,
-            agent,
+            transport,
             max_attempts: s.max_attempts.max(1),
             backoff: s.backoff,
             cooldown: s.cooldown,
@@ -275,10 +312,19 @@ impl HttpSink {
             .body(alert)
             .map_err(|e| Failure::Rejected(e.to_string()))?;
         let key = idempotency_key(alert);
-        let signature = self.secret.as_deref().map(|s| signature(s, &body));
+        let signature = match &self.transport {
+            Transport::Http { secret, .. } => secret.as_deref().map(|s| signature(s, &body)),
+            Transport::Kafka(_) => None,
+        };
         let mut attempt = 1;
         loop {
-            match self.post_once(&body, &key, signature.as_deref()) {
+            let once = match &mut self.transport {
+                Transport::Http { url, agent, .. } => {
+                    post_once(agent, url, &body, &key, signature.as_deref())
+                }
+                Transport::Kafka(k) => k.deliver(alert, &body),
+            };
+            match once {
                 Ok(()) => return Ok(()),
                 Err(Failure::Transient(why)) if attempt < self.max_attempts => {
                     let delay = backoff_delay(self.backoff, attempt);
@@ -293,45 +339,53 @@ impl HttpSink {
     }
 
     fn body(&self, alert: &Alert) -> Result<Vec<u8>, serde_json::Error> {
-        match self.format {
-            Format::Webhook => serde_json::to_vec(alert),
-            Format::Slack => serde_json::to_vec(&serde_json::json!({ "text": slack_text(alert) })),
+        match &self.transport {
+            Transport::Http {
+                format: Format::Slack,
+                ..
+            } => serde_json::to_vec(&serde_json::json!({ "text": slack_text(alert) })),
+            _ => serde_json::to_vec(alert),
         }
     }
+}
 
-    fn post_once(&self, body: &[u8], key: &str, signature: Option<&str>) -> Result<(), Failure> {
-        let mut req = self
-            .agent
-            .post(&self.url)
-            .set("Content-Type", "application/json")
-            .set("Idempotency-Key", key);
-        if let Some(sig) = signature {
-            req = req.set("X-Lineage-Signature", sig);
-        }
-        // Errors are described without the URL: a Slack webhook URL is a credential.
-        match req.send_bytes(body) {
-            Ok(resp) => {
-                let status = resp.status();
-                drain(resp);
-                if (200..300).contains(&status) {
-                    Ok(())
-                } else {
-                    Err(Failure::Transient(format!("HTTP {status}")))
-                }
+fn post_once(
+    agent: &ureq::Agent,
+    url: &str,
+    body: &[u8],
+    key: &str,
+    signature: Option<&str>,
+) -> Result<(), Failure> {
+    let mut req = agent
+        .post(url)
+        .set("Content-Type", "application/json")
+        .set("Idempotency-Key", key);
+    if let Some(sig) = signature {
+        req = req.set("X-Lineage-Signature", sig);
+    }
+    // Errors are described without the URL: a Slack webhook URL is a credential.
+    match req.send_bytes(body) {
+        Ok(resp) => {
+            let status = resp.status();
+            drain(resp);
+            if (200..300).contains(&status) {
+                Ok(())
+            } else {
+                Err(Failure::Transient(format!("HTTP {status}")))
             }
-            Err(ureq::Error::Status(status, resp)) => {
-                drain(resp);
-                if matches!(status, 400 | 413 | 415 | 422) {
-                    Err(Failure::Rejected(format!("HTTP {status}")))
-                } else {
-                    Err(Failure::Transient(format!("HTTP {status}")))
-                }
-            }
-            Err(ureq::Error::Transport(t)) => Err(Failure::Transient(match t.message() {
-                Some(m) => format!("{}: {m}", t.kind()),
-                None => t.kind().to_string(),
-            })),
         }
+        Err(ureq::Error::Status(status, resp)) => {
+            drain(resp);
+            if matches!(status, 400 | 413 | 415 | 422) {
+                Err(Failure::Rejected(format!("HTTP {status}")))
+            } else {
+                Err(Failure::Transient(format!("HTTP {status}")))
+            }
+        }
+        Err(ureq::Error::Transport(t)) => Err(Failure::Transient(match t.message() {
+            Some(m) => format!("{}: {m}", t.kind()),
+            None => t.kind().to_string(),
+        })),
     }
 }
 

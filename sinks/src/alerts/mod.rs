@@ -1,5 +1,10 @@
 //! SOC alert sinks: every alert goes to each configured sink (rotated JSON-lines
-//! files, OCSF files, signed webhooks, Slack-compatible webhooks), several at once.
+//! files, OCSF files, signed webhooks, Slack-compatible webhooks, Kafka topics),
+//! several at once.
+//!
+//! A Kafka sink is spooled like the HTTP sinks below: an alert the broker has not
+//! acknowledged within `timeout_secs` (librdkafka retrying meanwhile) goes to its
+//! spool and is re-sent, in order, first (see [`KafkaSinkConfig`]).
 //!
 //! HTTP sinks retry a failed delivery with exponential backoff; an alert that still
 //! fails is appended to that sink's spool (`<spool_dir>/<name>.jsonl`) and re-sent,
@@ -20,6 +25,7 @@
 mod config;
 mod file;
 mod http;
+mod kafka;
 mod spool;
 
 use std::path::{Path, PathBuf};
@@ -30,9 +36,12 @@ use serde::Serialize;
 
 use crate::SinkError;
 use file::RotatingFile;
-use http::{Format, HttpSettings, HttpSink};
+use http::{Format, HttpSettings, HttpSink, Target};
+use kafka::KafkaSettings;
 
-pub use config::{AlertSinkConfig, AlertSinksConfig, FileSinkConfig, SlackConfig, WebhookConfig};
+pub use config::{
+    AlertSinkConfig, AlertSinksConfig, FileSinkConfig, KafkaSinkConfig, SlackConfig, WebhookConfig,
+};
 pub use http::{idempotency_key, signature, slack_text};
 
 /// What one sink has done since it was built.
@@ -40,7 +49,7 @@ pub use http::{idempotency_key, signature, slack_text};
 pub struct SinkStats {
     /// The sink's name (its spool file is `<spool_dir>/<name>.jsonl`).
     pub name: String,
-    /// `jsonl`, `ocsf`, `webhook` or `slack`.
+    /// `jsonl`, `ocsf`, `webhook`, `slack` or `kafka`.
     pub kind: String,
     /// Alerts delivered (written, for a file sink), re-sent ones included.
     pub delivered: u64,
@@ -199,9 +208,11 @@ impl AlertFanout {
                     };
                     let settings = HttpSettings {
                         name,
-                        format: Format::Webhook,
-                        url: c.url.clone(),
-                        secret,
+                        target: Target::Http {
+                            format: Format::Webhook,
+                            url: c.url.clone(),
+                            secret,
+                        },
                         timeout: Duration::from_secs(c.timeout_secs),
                         max_attempts: c.max_attempts,
                         backoff: Duration::from_millis(c.backoff_ms),
@@ -214,9 +225,11 @@ impl AlertFanout {
                 AlertSinkConfig::Slack(c) => {
                     let settings = HttpSettings {
                         name,
-                        format: Format::Slack,
-                        url: c.url.clone(),
-                        secret: None,
+                        target: Target::Http {
+                            format: Format::Slack,
+                            url: c.url.clone(),
+                            secret: None,
+                        },
                         timeout: Duration::from_secs(c.timeout_secs),
                         max_attempts: c.max_attempts,
                         backoff: Duration::from_millis(c.backoff_ms),
@@ -225,6 +238,39 @@ impl AlertFanout {
                         spool_max_bytes: cfg.spool_max_bytes,
                     };
                     fanout.add_http(settings, kind, c.timeout_secs, c.max_attempts)?;
+                }
+                AlertSinkConfig::Kafka(c) => {
+                    if c.brokers.trim().is_empty() || c.topic.is_empty() {
+                        return Err(config_error(format!(
+                            "alert sink {name}: brokers and topic must not be empty"
+                        )));
+                    }
+                    if c.timeout_secs == 0 {
+                        return Err(config_error(format!(
+                            "alert sink {name}: timeout_secs must be > 0"
+                        )));
+                    }
+                    let settings = HttpSettings {
+                        name: name.clone(),
+                        target: Target::Kafka(KafkaSettings {
+                            name,
+                            brokers: c.brokers.clone(),
+                            topic: c.topic.clone(),
+                            timeout: Duration::from_secs(c.timeout_secs),
+                            librdkafka: c.librdkafka.clone(),
+                        }),
+                        timeout: Duration::from_secs(c.timeout_secs),
+                        // librdkafka retries within its message timeout.
+                        max_attempts: 1,
+                        backoff: Duration::ZERO,
+                        cooldown: Duration::from_secs(c.cooldown_secs),
+                        spool_dir: spool_dir.clone(),
+                        spool_max_bytes: cfg.spool_max_bytes,
+                    };
+                    std::fs::create_dir_all(&spool_dir).map_err(|e| io_error(&spool_dir, e))?;
+                    let sink = HttpSink::new(settings, kind)?;
+                    fanout.order.push((true, fanout.http.len()));
+                    fanout.http.push(sink);
                 }
             }
         }
@@ -238,14 +284,17 @@ impl AlertFanout {
         timeout_secs: u64,
         max_attempts: u32,
     ) -> Result<(), SinkError> {
-        let scheme_ok = s
-            .url
+        let url = match &s.target {
+            Target::Http { url, .. } => url.as_str(),
+            Target::Kafka(_) => "",
+        };
+        let scheme_ok = url
             .get(..8)
             .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
-            || s.url
+            || url
                 .get(..7)
                 .is_some_and(|p| p.eq_ignore_ascii_case("http://"));
-        if !scheme_ok || s.url.len() <= 8 {
+        if !scheme_ok || url.len() <= 8 {
             // The URL itself is not quoted: a Slack webhook URL is a credential.
             return Err(config_error(format!(
                 "alert sink {}: url must start with http:// or https://",
@@ -380,7 +429,7 @@ pub(crate) fn io_error(path: &Path, source: std::io::Error) -> SinkError {
     }
 }
 
-fn config_error(msg: String) -> SinkError {
+pub(crate) fn config_error(msg: String) -> SinkError {
     SinkError::Io {
         target: "alert sink configuration".into(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, msg),
