@@ -1,7 +1,10 @@
-//! `lineage-sinks` owns every place the pipeline writes to: alerts as JSON lines (a
-//! file or stdout), dead letters as JSON lines, the run summary (`summary.json`) and
-//! its human-readable rendering, OCSF Detection Findings. Revocation executors and Parquet lineage tables
-//! will live here too. Sinks write; they never decide what is an alert.
+//! `lineage-sinks` owns every place the pipeline writes to or acts on: alerts as JSON
+//! lines (a file or stdout), dead letters, the run summary and its human-readable
+//! rendering, OCSF Detection Findings, the SOC alert sinks ([`alerts`]: rotated
+//! files, webhooks, Slack, Kafka, with retries and an on-disk spool) and the
+//! response path ([`response`]: policy, idempotency ledger and the AWS, Vault, GitHub
+//! and Entra revocation executors). Parquet lineage tables will live here too. Sinks
+//! write and execute; they never decide what is an alert or what deserves revocation.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod alerts;
