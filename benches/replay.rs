@@ -187,6 +187,8 @@ fn main() {
             sigma: None,
             detector_state: None,
             sweep_owner: None,
+            tables: None,
+            archive: Default::default(),
         })
         .expect("replay");
         let secs = started.elapsed().as_secs_f64();

@@ -29,3 +29,21 @@ cargo build --release --quiet
 } >> BENCHMARKS.md
 rm -f "$out"
 echo "appended to BENCHMARKS.md"
+
+# --- Kafka path (scripts/bench_kafka.sh): throughput and ingest → detect latency on tansu ---
+# Skip with LINEAGE_BENCH_KAFKA=0.
+if [ "${LINEAGE_BENCH_KAFKA:-1}" != 0 ]; then
+  kout=$(mktemp)
+  scripts/bench_kafka.sh | tee "$kout"
+  {
+    echo
+    echo "## Kafka path, $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo
+    echo "- command: \`scripts/bench_kafka.sh\` (tansu in-memory broker, one \`lineage run\` with all stages)"
+    echo "- revision: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+    echo
+    grep '^|' "$kout"
+  } >> BENCHMARKS.md
+  rm -f "$kout"
+fi
+# --- end Kafka path ---

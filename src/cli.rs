@@ -38,6 +38,14 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Query the lineage tables with SQL (DataFusion), or serve them to Postgres clients.
+    ///
+    /// Tables: events, credentials, identities, edges, alerts, actions, dead_letters
+    /// (written by `lineage replay --out DIR` under DIR/tables). Without a query, an
+    /// interactive shell reads queries from stdin. Exit 1 on a bad query.
+    ///
+    /// Example: lineage sql --tables out/tables "SELECT owner, count(*) FROM events GROUP BY owner"
+    Sql(crate::sql_cmd::SqlArgs),
     /// Simulate a small enterprise, replay its logs, print alerts and score the result.
     ///
     /// Needs nothing but this binary: no Kafka, no cloud account. Exits 2 when the
@@ -81,6 +89,26 @@ enum Command {
         /// The inventory TOML file.
         file: PathBuf,
     },
+    /// Run a live connector (S3+SQS, LookupEvents, Vault socket/file, GitHub, Entra)
+    /// and write what it receives as raw JSON-lines files, one per batch, acking
+    /// each batch (advancing the checkpoint) only after its file is durable.
+    ///
+    /// Example: lineage connect vault-file /var/log/bao/audit.log --checkpoint cp.json --out raw/
+    Connect(crate::connect_cmd::ConnectArgs),
+    /// Lineage pictures from the lineage tables.
+    Graph {
+        #[command(subcommand)]
+        command: crate::graph_cmd::GraphCommand,
+    },
+    /// Send raw audit-log records to Kafka (`lineage.raw.<source>`, keyed by event id).
+    ///
+    /// Example: lineage ingest auto --from logs/ --to kafka --brokers 127.0.0.1:9092
+    Ingest(crate::ingest_cmd::IngestArgs),
+    /// Run the live pipeline (`[bus]`, `[run]` in --config): on the Kafka bus every
+    /// stage is a consumer group, so more processes share the partitions.
+    ///
+    /// Example: lineage run --config lineage.toml --stages normalize,graph,detect,sinks
+    Run(crate::run_cmd::RunArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -134,6 +162,12 @@ struct ReplayArgs {
     /// of the human-readable summary, which then goes to stderr.
     #[arg(long)]
     alerts_jsonl: bool,
+    /// Do not write the Parquet lineage tables (by default under --out/tables, for
+    /// `lineage sql`).
+    #[arg(long)]
+    no_tables: bool,
+    #[command(flatten)]
+    archive: crate::archive_args::ArchiveArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -178,7 +212,7 @@ enum ActionsCommand {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum SourceArg {
+pub(crate) enum SourceArg {
     Auto,
     Cloudtrail,
     Entra,
@@ -187,7 +221,7 @@ enum SourceArg {
 }
 
 impl SourceArg {
-    fn source(self) -> Option<Source> {
+    pub(crate) fn source(self) -> Option<Source> {
         match self {
             SourceArg::Auto => None,
             SourceArg::Cloudtrail => Some(Source::CloudTrail),
@@ -237,6 +271,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => crate::demo::run(args),
         Command::Replay(args) => run_replay(args),
+        Command::Sql(args) => crate::sql_cmd::run(args),
         Command::Simulate(args) => crate::demo::simulate(&args).map(|_| ExitCode::SUCCESS),
         Command::Revoke(args) => run_revoke(args),
         Command::Actions { command, config } => run_actions(command, config.as_deref()),
@@ -251,6 +286,10 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Connect(args) => crate::connect_cmd::run(args),
+        Command::Graph { command } => crate::graph_cmd::run(command),
+        Command::Ingest(args) => crate::ingest_cmd::run(args),
+        Command::Run(args) => crate::run_cmd::run(args),
         Command::Inventory { file } => {
             let inv = load_inventory(&file)?;
             println!(
@@ -272,23 +311,29 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
 /// The settings file.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+pub(crate) struct FileConfig {
     /// Directory of Sigma rules (same as --sigma-rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sigma_rules: Option<PathBuf>,
     /// Detector settings.
     #[serde(default)]
-    detectors: DetectorsConfig,
+    pub(crate) detectors: DetectorsConfig,
     /// Response: revocation policy, ledger and executors (dry-run by default).
     #[serde(default)]
     response: lineage_sinks::response::ResponseConfig,
     /// SOC alert sinks beyond `alerts.jsonl`: rotated JSON lines, OCSF, webhooks,
     /// Slack; failing HTTP sinks retry and spool to disk.
     #[serde(default)]
-    alerts: lineage_sinks::alerts::AlertSinksConfig,
+    pub(crate) alerts: lineage_sinks::alerts::AlertSinksConfig,
+    /// How the live pipeline's stages are connected (`lineage run`, `lineage ingest`).
+    #[serde(default)]
+    pub(crate) bus: lineage_replay::live::BusConfig,
+    /// `lineage run`: metrics address, inventory, inputs (embedded bus), out dir.
+    #[serde(default)]
+    pub(crate) run: lineage_replay::live::RunConfig,
 }
 
-fn load_settings(path: &Path) -> Result<FileConfig> {
+pub(crate) fn load_settings(path: &Path) -> Result<FileConfig> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
@@ -351,6 +396,8 @@ fn run_revoke(args: RevokeArgs) -> Result<ExitCode> {
         sigma: None,
         detector_state: None,
         sweep_owner: Some(args.owner.clone()),
+        tables: None,
+        archive: Default::default(),
     })
     .context("replaying the logs to find the owner's credentials")?;
     let (owner, items) = output.sweep.expect("sweep requested");
@@ -481,6 +528,8 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
         sigma,
         detector_state: args.detector_state.clone(),
         sweep_owner: None,
+        tables: (!args.no_tables).then(|| args.out.join(lineage_sinks::tables::TABLES_DIR)),
+        archive: args.archive.options()?,
     };
     let mut output = replay(&config).context("replay failed")?;
     if args.respond && !output.actions.is_empty() {

@@ -99,6 +99,8 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
         sigma: None,
         detector_state: None,
         sweep_owner: None,
+        tables: Some(out_dir.join(lineage_sinks::tables::TABLES_DIR)),
+        archive: Default::default(),
     })
     .context("replaying the simulated logs")?;
     print!("{}", render_summary(&output.summary));

@@ -1,8 +1,14 @@
 //! The `lineage` command line: parses arguments, builds the pipeline from the
 //! library crates and reports. It holds no pipeline logic of its own.
 
+mod archive_args;
 mod cli;
+mod connect_cmd;
 mod demo;
+mod graph_cmd;
+mod ingest_cmd;
+mod run_cmd;
+mod sql_cmd;
 
 use std::process::ExitCode;
 

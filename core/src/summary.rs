@@ -65,6 +65,21 @@ pub struct RunSummary {
     /// Revocation requests raised by detectors (executed or not by the response policy).
     #[serde(default)]
     pub actions_requested: u64,
+    /// Normalized records outside `--since`/`--until`: before `since` only their
+    /// lineage facts were applied; after `until` they were skipped.
+    #[serde(default)]
+    pub outside_time_range: u64,
+    /// Records older than what the event-time merge had already released (their
+    /// file's name promised later times): delivered out of order. Zero unless file
+    /// names understate how old their records are; widen `--merge-window` then.
+    #[serde(default)]
+    pub late_records: u64,
+    /// Most parsed records held by the event-time merge at once (its memory bound).
+    #[serde(default)]
+    pub peak_buffered_records: u64,
+    /// Most files held by the event-time merge at once.
+    #[serde(default)]
+    pub peak_buffered_files: u64,
     /// Wall-clock seconds.
     pub elapsed_secs: f64,
     /// Records read per second.

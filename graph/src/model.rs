@@ -425,6 +425,20 @@ impl LineageGraph {
         &self.inventory
     }
 
+    /// Every credential the graph knows, with what it knows of it (any order).
+    pub fn credentials(&self) -> impl Iterator<Item = (&CredentialId, &CredentialMeta)> + '_ {
+        self.credentials.iter()
+    }
+
+    /// Every edge as (from, to, edge), in no particular order: `IssuedFrom` goes child
+    /// credential → parent, `BoundTo` credential → agent, `OwnedBy` agent → human.
+    pub fn edges(&self) -> impl Iterator<Item = (&Node, &Node, &Edge)> + '_ {
+        self.graph.edge_indices().filter_map(|e| {
+            let (from, to) = self.graph.edge_endpoints(e)?;
+            Some((&self.graph[from], &self.graph[to], &self.graph[e]))
+        })
+    }
+
     /// Number of credentials known.
     pub fn credential_count(&self) -> usize {
         self.credentials.len()

@@ -10,6 +10,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod cloudtrail;
+pub mod connect;
 pub mod entra;
 pub mod framing;
 pub mod github;

@@ -8,13 +8,20 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod inputs;
+pub mod live;
+mod merge;
 mod parse;
 mod run;
+mod s3;
 mod stage;
 
-pub use inputs::expand_inputs;
-pub use parse::{parse_file, ParsedFile};
-pub use run::{replay, ReplayConfig, ReplayOutput, SweepItem};
+pub use inputs::{expand_inputs, split_s3_inputs, InputFile};
+pub use merge::MergeStats;
+pub use parse::{parse_buffer, parse_file, ParsedFile};
+pub use run::{
+    replay, ArchiveOptions, Progress, ProgressHook, ReplayConfig, ReplayOutput, SweepItem,
+};
+pub use s3::S3Archive;
 pub use stage::{AttributeStage, OwnedCredential};
 
 /// What can stop a replay (bad records never do: they are dead-lettered).
@@ -38,6 +45,9 @@ pub enum ReplayError {
     /// A sink failed.
     #[error(transparent)]
     Sink(#[from] lineage_sinks::SinkError),
+    /// S3 could not be listed or reached.
+    #[error("S3: {0}")]
+    S3(String),
     /// A pipeline stage stopped unexpectedly.
     #[error("pipeline stage failed: {0}")]
     Stage(String),

@@ -4,6 +4,8 @@ use std::path::Path;
 
 use lineage_core::{DeadLetter, Provenance, Source};
 use lineage_detect::sigma::SigmaRules;
+
+use crate::{InputFile, S3Archive};
 use lineage_ingest::{
     decompress, join_request_response, parse_bytes_with_raw, parser_for, sniff_source, Normalized,
     ParseCounts, ParseLimits,
@@ -48,23 +50,55 @@ pub fn parse_file(
     sigma: Option<&SigmaRules>,
 ) -> ParsedFile {
     let origin = path.display().to_string();
-    let mut out = ParsedFile::default();
-    let raw = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) => {
-            out.dead(
-                forced.unwrap_or(Source::CloudTrail),
-                format!("could not read file: {e}"),
-                &origin,
-                b"",
-            );
-            return out;
+    match std::fs::read(path) {
+        Ok(raw) => parse_buffer(&raw, &origin, forced, limits, sigma),
+        Err(e) => unreadable(&origin, forced, format!("could not read file: {e}")),
+    }
+}
+
+/// Reads and parses one input, local or in S3, like [`parse_file`].
+pub(crate) fn parse_input(
+    input: &InputFile,
+    s3: Option<&S3Archive>,
+    forced: Option<Source>,
+    limits: ParseLimits,
+    sigma: Option<&SigmaRules>,
+) -> ParsedFile {
+    match input {
+        InputFile::Local(path) => parse_file(path, forced, limits, sigma),
+        InputFile::S3 { bucket, key, .. } => {
+            let origin = input.name();
+            let fetched = match s3 {
+                Some(s3) => s3.get(bucket, key),
+                None => Err("no S3 client configured".to_string()),
+            };
+            match fetched {
+                Ok(raw) => parse_buffer(&raw, &origin, forced, limits, sigma),
+                Err(e) => unreadable(&origin, forced, format!("could not fetch object: {e}")),
+            }
         }
-    };
+    }
+}
+
+pub(crate) fn unreadable(origin: &str, forced: Option<Source>, reason: String) -> ParsedFile {
+    let mut out = ParsedFile::default();
+    out.dead(forced.unwrap_or(Source::CloudTrail), reason, origin, b"");
+    out
+}
+
+/// Parses a file's bytes (gzip or plain) named `origin` in provenance.
+pub fn parse_buffer(
+    raw: &[u8],
+    origin: &str,
+    forced: Option<Source>,
+    limits: ParseLimits,
+    sigma: Option<&SigmaRules>,
+) -> ParsedFile {
+    let mut out = ParsedFile::default();
     let compressed = raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b;
     // The compressed bytes are what a dead letter keeps when decompression fails.
-    let original_for_error = compressed.then_some(raw.as_slice());
-    let (bytes, decode_error) = decompress(&raw);
+    let original_for_error = compressed.then_some(raw);
+    let (bytes, decode_error) = decompress(raw);
     out.bytes = bytes.len() as u64;
     let source = forced.or_else(|| sniff_source(&bytes));
     out.source = source;
@@ -74,33 +108,33 @@ pub fn parse_file(
             out.dead(
                 Source::CloudTrail,
                 why,
-                &origin,
+                origin,
                 original_for_error.unwrap_or(&bytes),
             );
         } else if !bytes.iter().all(u8::is_ascii_whitespace) {
             out.dead(
                 Source::CloudTrail,
                 "could not tell which source wrote this file (no CloudTrail, Entra, GitHub or Vault field names in its first 64 KiB); pass --source".into(),
-                &origin,
+                origin,
                 original_for_error.unwrap_or(&bytes),
             );
         }
         return out;
     };
     if let Some(why) = decode_error {
-        out.dead(source, why, &origin, original_for_error.unwrap_or(&[]));
+        out.dead(source, why, origin, original_for_error.unwrap_or(&[]));
     }
     let Some(parser) = parser_for(source) else {
         out.dead(
             source,
             format!("no parser for source `{source}` in this build yet"),
-            &origin,
+            origin,
             &bytes,
         );
         return out;
     };
     let sigma = sigma.filter(|rules| !rules.none_for(source));
-    let counts = parse_bytes_with_raw(parser, &bytes, &origin, limits, |r, raw| match r {
+    let counts = parse_bytes_with_raw(parser, &bytes, origin, limits, |r, raw| match r {
         Ok(mut n) => {
             if let Some(rules) = sigma {
                 n.rule_hits = rules.matching(source, raw);

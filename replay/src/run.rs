@@ -11,10 +11,14 @@ use lineage_core::{Action, Alert, AttributedEvent, Inventory, RunSummary, Source
 use lineage_detect::sigma::SigmaRules;
 use lineage_detect::DetectorsConfig;
 use lineage_ingest::{Normalized, ParseLimits};
+use lineage_sinks::tables::{EventsTable, EventsWritten, LineageTables, TablesOptions};
 use lineage_sinks::JsonLinesSink;
-use rayon::prelude::*;
 
-use crate::{expand_inputs, parse_file, AttributeStage, ReplayError};
+use crate::merge::{merge, MergeInput};
+use crate::parse::{parse_input, unreadable};
+use crate::{
+    expand_inputs, split_s3_inputs, AttributeStage, InputFile, ParsedFile, ReplayError, S3Archive,
+};
 
 /// Records per batch on the embedded bus.
 const BATCH: usize = 4096;
@@ -48,6 +52,72 @@ pub struct ReplayConfig {
     /// Detector state file: restored before the run when it exists, written after it
     /// (so a replay of next month's archive continues this month's baselines).
     pub detector_state: Option<PathBuf>,
+    /// Write the Parquet lineage tables under this directory (`lineage replay` uses
+    /// `<out>/tables`); `None` skips them.
+    pub tables: Option<PathBuf>,
+    /// Where the archive is and how to merge it (S3, merge window, time range, progress).
+    pub archive: ArchiveOptions,
+}
+
+/// How replay reads an archive: S3 access, the event-time merge, a time range and
+/// progress reporting. The defaults suit local files and any archive whose file
+/// names carry their time (CloudTrail's S3 layout, dated files or directories).
+#[derive(Clone, Debug)]
+pub struct ArchiveOptions {
+    /// Endpoint for `s3://` inputs instead of AWS (MinIO, LocalStack, moto); also
+    /// switches to path-style addressing.
+    pub s3_endpoint: Option<String>,
+    /// How much older than its name's time a file's records may be (delivery delay).
+    pub merge_window: chrono::Duration,
+    /// Files parsed ahead of the merge (0 = four per parser thread).
+    pub lookahead: usize,
+    /// Uses before this time only teach the graph (their lineage facts are applied).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Records after this time are skipped, and files whose name says they start
+    /// after it (by more than the merge window) are not read.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Called after each file is merged and at the end.
+    pub progress: Option<ProgressHook>,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> Self {
+        Self {
+            s3_endpoint: None,
+            merge_window: chrono::Duration::hours(1),
+            lookahead: 0,
+            since: None,
+            until: None,
+            progress: None,
+        }
+    }
+}
+
+/// Where a replay is: for progress bars and periodic log lines.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Progress {
+    /// Files merged so far.
+    pub files_done: u64,
+    /// Files in the run.
+    pub files_total: u64,
+    /// Bytes of the merged files (compressed, as stored), when sizes are known.
+    pub bytes_done: u64,
+    /// Bytes of all files, when sizes are known.
+    pub bytes_total: u64,
+    /// Records read so far.
+    pub records: u64,
+    /// True on the last call.
+    pub finished: bool,
+}
+
+/// A progress callback.
+#[derive(Clone)]
+pub struct ProgressHook(pub std::sync::Arc<dyn Fn(&Progress) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressHook")
+    }
 }
 
 /// What a replay produced.
@@ -74,20 +144,37 @@ pub struct SweepItem {
     pub action: Option<Action>,
 }
 
-struct Keyed {
-    time: i64,
-    /// 0 when the record changes lineage: applied before uses in the same instant.
-    priority: u8,
-    file: u32,
-    index: u32,
-    record: Normalized,
-}
-
 /// Runs a replay.
 pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     let started = Instant::now();
-    let files = expand_inputs(&config.inputs)?;
-    // Detector settings that name files (an ASN database) fail here, before any parsing.
+    let (local, remote) = split_s3_inputs(&config.inputs);
+    let s3 = (!remote.is_empty())
+        .then(|| S3Archive::connect(config.archive.s3_endpoint.as_deref()))
+        .transpose()?;
+    let mut files: Vec<InputFile> = if local.is_empty() {
+        Vec::new()
+    } else {
+        expand_inputs(&local)?
+            .into_iter()
+            .map(InputFile::Local)
+            .collect()
+    };
+    if let Some(s3) = &s3 {
+        for (bucket, prefix) in &remote {
+            files.extend(s3.list(bucket, prefix)?);
+        }
+    }
+    let window = config
+        .archive
+        .merge_window
+        .num_microseconds()
+        .unwrap_or(i64::MAX);
+    let lower_bound = |f: &InputFile| f.time_hint().map_or(i64::MIN, |t| t.saturating_sub(window));
+    if let Some(until) = config.archive.until {
+        // Nothing in a file that starts after `until` would be kept.
+        let until = until.timestamp_micros();
+        files.retain(|f| lower_bound(f) <= until);
+    }
     let mut stage = AttributeStage::new(&config.inventory, &config.detectors, config.sigma.clone())
         .map_err(|e| ReplayError::Stage(e.to_string()))?;
     if let Some(path) = config.detector_state.as_ref().filter(|p| p.exists()) {
@@ -101,24 +188,63 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     std::fs::create_dir_all(&config.out_dir)
         .map_err(|e| ReplayError::Output(format!("creating {}: {e}", config.out_dir.display())))?;
     let mut dead_sink = JsonLinesSink::create(&config.out_dir.join("dead_letters.jsonl"))?;
+    let tables = (config.tables.as_ref())
+        .map(|dir| LineageTables::new(dir, TablesOptions::default()))
+        .transpose()?;
+    let mut dead_table = tables
+        .as_ref()
+        .map(LineageTables::dead_letters)
+        .transpose()?;
+    let events_table = tables.as_ref().map(LineageTables::events).transpose()?;
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads)
         .build()
         .map_err(|e| ReplayError::Stage(e.to_string()))?;
-    let parsed: Vec<_> = pool.install(|| {
-        files
-            .par_iter()
-            .map(|p| parse_file(p, config.source, config.limits, config.sigma.as_deref()))
-            .collect()
-    });
-
+    let inputs: Vec<MergeInput> = files
+        .iter()
+        .enumerate()
+        .map(|(rank, f)| MergeInput {
+            rank: rank as u32,
+            lower_bound: lower_bound(f),
+        })
+        .collect();
+    let lookahead = match config.archive.lookahead {
+        0 => 4 * pool.current_num_threads(),
+        n => n,
+    };
     let mut summary = RunSummary {
         files: files.len() as u64,
         ..RunSummary::default()
     };
-    let mut keyed = Vec::new();
-    for (file_index, mut file) in parsed.into_iter().enumerate() {
+    let mut progress = Progress {
+        files_total: files.len() as u64,
+        bytes_total: files.iter().filter_map(InputFile::size).sum(),
+        ..Progress::default()
+    };
+    let since = config.archive.since.map(|t| t.timestamp_micros());
+    let until = config.archive.until.map(|t| t.timestamp_micros());
+    let mut outside = 0u64;
+    let parse = |i: usize| {
+        let file = &files[i];
+        let run = || {
+            parse_input(
+                file,
+                s3.as_ref(),
+                config.source,
+                config.limits,
+                config.sigma.as_deref(),
+            )
+        };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
+            unreadable(
+                &file.name(),
+                config.source,
+                "the parser panicked on this file (a bug: please report it with the file)".into(),
+            )
+        })
+    };
+    let on_file = |i: usize, mut file: ParsedFile| -> Result<(), ReplayError> {
         let c = &file.counts;
         summary.read += c.read;
         summary.normalized += c.normalized;
@@ -134,24 +260,49 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
         entry.dead_lettered += c.dead_lettered;
         for d in file.dead_letters.drain(..) {
             dead_sink.write(&d)?;
+            if let Some(t) = dead_table.as_mut() {
+                t.write(&d)?;
+            }
         }
-        keyed.extend(
-            file.records
-                .into_iter()
-                .enumerate()
-                .map(|(i, record)| Keyed {
-                    time: record.use_.time.timestamp_micros(),
-                    priority: u8::from(record.facts.is_empty()),
-                    file: file_index as u32,
-                    index: i as u32,
-                    record,
-                }),
+        progress.files_done += 1;
+        progress.bytes_done += files[i].size().unwrap_or(0);
+        progress.records = summary.read;
+        if let Some(hook) = &config.archive.progress {
+            (hook.0)(&progress);
+        }
+        Ok(())
+    };
+    let (stage, events_written, merged, events_table) =
+        run_stages(config, stage, events_table, |emit| {
+            merge(&inputs, &pool, lookahead, parse, on_file, |record| {
+                let t = record.use_.time.timestamp_micros();
+                if until.is_some_and(|u| t > u) {
+                    outside += 1;
+                    return Ok(());
+                }
+                if since.is_some_and(|s| t < s) {
+                    outside += 1;
+                    return emit(Emitted::FactsOnly(record));
+                }
+                emit(Emitted::Record(record))
+            })
+        })?;
+    dead_sink.flush()?;
+    let dead_rows = dead_table.map(|t| t.finish()).transpose()?;
+    summary.outside_time_range = outside;
+    summary.late_records = merged.late_records;
+    summary.peak_buffered_records = merged.peak_buffered_records;
+    summary.peak_buffered_files = merged.peak_buffered_files;
+    if merged.late_records > 0 {
+        tracing::warn!(
+            late = merged.late_records,
+            "records were older than their file names suggest and were replayed out of time order; widen --merge-window"
         );
     }
-    dead_sink.flush()?;
-    pool.install(|| keyed.par_sort_unstable_by_key(|k| (k.time, k.priority, k.file, k.index)));
-
-    let (stage, events_written) = run_stages(config, stage, keyed)?;
+    progress.finished = true;
+    if let Some(hook) = &config.archive.progress {
+        (hook.0)(&progress);
+    }
     let sweep = match &config.sweep_owner {
         Some(who) => Some(sweep_of(&stage, who)?),
         None => None,
@@ -177,6 +328,10 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     };
     summary.by_method = stage.by_method();
     summary.top_unattributed = stage.top_unattributed(20);
+    let table_counts = match (&tables, &events_table) {
+        (Some(t), Some(events)) => Some(t.write_graph(events, stage.graph())?),
+        _ => None,
+    };
     let (alerts, actions) = stage.into_alerts().into_parts();
     let mut by_detector = BTreeMap::new();
     for a in &alerts {
@@ -200,6 +355,10 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     }
     action_sink.flush()?;
     summary.actions_requested = actions.len() as u64;
+    if let (Some(t), Some(mut counts)) = (&tables, table_counts) {
+        counts.dead_letters = dead_rows.unwrap_or(0);
+        t.write_outcomes(&alerts, &actions, &mut counts)?;
+    }
     summary.elapsed_secs = started.elapsed().as_secs_f64();
     summary.records_per_sec = summary.read as f64 / summary.elapsed_secs.max(1e-9);
     tracing::debug!(events_written, "replay finished");
@@ -212,23 +371,39 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     })
 }
 
-/// Merge stage → attribute stage → (optional) events sink, connected by the embedded bus.
-fn run_stages(
+/// What the merge hands the attribute stage.
+enum Emitted {
+    /// A record to attribute and run detectors on.
+    Record(Normalized),
+    /// A record before `--since`: only its lineage facts are applied.
+    FactsOnly(Normalized),
+}
+
+/// Producer (the merge) → attribute stage → (optional) events sink, connected by the
+/// embedded bus. `produce` gets a function that sends one record downstream.
+fn run_stages<T>(
     config: &ReplayConfig,
     mut stage: AttributeStage,
-    keyed: Vec<Keyed>,
-) -> Result<(AttributeStage, u64), ReplayError> {
-    let (events_tx, events_rx) = bus::channel::<Normalized>("lineage.events", IN_FLIGHT);
+    events_table: Option<EventsTable>,
+    produce: impl FnOnce(&mut dyn FnMut(Emitted) -> Result<(), ReplayError>) -> Result<T, ReplayError>,
+) -> Result<(AttributeStage, u64, T, Option<EventsWritten>), ReplayError> {
+    let (events_tx, events_rx) = bus::channel::<Emitted>("lineage.events", IN_FLIGHT);
     let (attributed_tx, attributed_rx) =
         bus::channel::<AttributedEvent>("lineage.attributed", IN_FLIGHT);
     let write_events = config.write_events;
+    let publish = write_events || events_table.is_some();
     let events_path = config.out_dir.join("events.jsonl");
     std::thread::scope(|scope| {
         let attribute = scope.spawn(move || {
             for batch in events_rx {
-                let out: Vec<AttributedEvent> =
-                    batch.into_iter().map(|r| stage.process(r)).collect();
-                if write_events {
+                let mut out: Vec<AttributedEvent> = Vec::with_capacity(batch.len());
+                for emitted in batch {
+                    match emitted {
+                        Emitted::Record(r) => out.push(stage.process(r)),
+                        Emitted::FactsOnly(r) => stage.apply_facts(&r),
+                    }
+                }
+                if publish {
                     attributed_tx
                         .publish(out)
                         .map_err(|e| ReplayError::Stage(e.to_string()))?;
@@ -237,46 +412,57 @@ fn run_stages(
             Ok::<_, ReplayError>(stage)
         });
         let sink = scope.spawn(move || {
-            if !write_events {
+            if !publish {
                 drop(attributed_rx);
-                return Ok::<u64, ReplayError>(0);
+                return Ok::<_, ReplayError>((0, None));
             }
-            let mut sink = JsonLinesSink::create(&events_path)?;
+            let mut sink = write_events
+                .then(|| JsonLinesSink::create(&events_path))
+                .transpose()?;
+            let mut table = events_table;
             for batch in attributed_rx {
                 for e in &batch {
-                    sink.write(e)?;
+                    if let Some(sink) = sink.as_mut() {
+                        sink.write(e)?;
+                    }
+                    if let Some(table) = table.as_mut() {
+                        table.write(e)?;
+                    }
                 }
             }
-            sink.flush()?;
-            Ok(sink.written())
+            let written = match sink.as_mut() {
+                Some(sink) => {
+                    sink.flush()?;
+                    sink.written()
+                }
+                None => 0,
+            };
+            Ok((written, table.map(EventsTable::finish).transpose()?))
         });
         let mut batch = Vec::with_capacity(BATCH);
-        let mut publish_error = None;
-        for k in keyed {
-            batch.push(k.record);
+        let mut send = |record: Emitted| -> Result<(), ReplayError> {
+            batch.push(record);
             if batch.len() == BATCH {
-                if let Err(e) =
-                    events_tx.publish(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                {
-                    publish_error = Some(e);
-                    break;
-                }
+                events_tx
+                    .publish(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                    .map_err(|e| ReplayError::Stage(e.to_string()))?;
             }
-        }
-        if publish_error.is_none() {
-            publish_error = events_tx.publish(batch).err();
-        }
+            Ok(())
+        };
+        let produced = produce(&mut send);
+        let flushed = events_tx
+            .publish(batch)
+            .map_err(|e| ReplayError::Stage(e.to_string()));
         drop(events_tx);
         let stage = attribute
             .join()
             .map_err(|_| ReplayError::Stage("attribute stage panicked".into()))??;
-        let written = sink
+        let (written, table) = sink
             .join()
             .map_err(|_| ReplayError::Stage("events sink panicked".into()))??;
-        if let Some(e) = publish_error {
-            return Err(ReplayError::Stage(e.to_string()));
-        }
-        Ok((stage, written))
+        let produced = produced?;
+        flushed?;
+        Ok((stage, written, produced, table))
     })
 }
 

@@ -116,6 +116,21 @@ impl AttributeStage {
         })
     }
 
+    /// Applies a record's lineage facts only (a record before `--since`: it teaches
+    /// the graph but is not attributed, detected or written).
+    pub fn apply_facts(&mut self, record: &Normalized) {
+        for fact in &record.facts {
+            self.graph.apply(fact);
+            self.facts += 1;
+        }
+    }
+
+    /// Applies one lineage fact learned elsewhere (the live pipeline's identity table:
+    /// facts from other partitions). Not counted in `facts`; detectors do not see it.
+    pub fn apply_identity_fact(&mut self, fact: &lineage_core::LineageFact) {
+        self.graph.apply(fact);
+    }
+
     /// Processes one normalized record: facts into the graph, then attribution and detection.
     pub fn process(&mut self, record: Normalized) -> AttributedEvent {
         let Normalized {

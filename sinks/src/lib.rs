@@ -3,7 +3,7 @@
 //! rendering, OCSF Detection Findings, the SOC alert sinks ([`alerts`]: rotated
 //! files, webhooks, Slack, Kafka, with retries and an on-disk spool) and the
 //! response path ([`response`]: policy, idempotency ledger and the AWS, Vault, GitHub
-//! and Entra revocation executors). Parquet lineage tables will live here too. Sinks
+//! and Entra revocation executors) and the Parquet lineage tables ([`tables`]). Sinks
 //! write and execute; they never decide what is an alert or what deserves revocation.
 #![warn(missing_docs, unreachable_pub)]
 
@@ -12,6 +12,7 @@ mod jsonl;
 pub mod ocsf;
 mod report;
 pub mod response;
+pub mod tables;
 
 pub use jsonl::JsonLinesSink;
 pub use report::{render_alert, render_summary};
@@ -34,5 +35,13 @@ pub enum SinkError {
         target: String,
         /// Underlying error.
         source: serde_json::Error,
+    },
+    /// A lineage table could not be encoded or written.
+    #[error("lineage table {table}: {message}")]
+    Table {
+        /// Table name.
+        table: String,
+        /// What went wrong.
+        message: String,
     },
 }

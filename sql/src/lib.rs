@@ -1,15 +1,45 @@
-//! `lineage-sql` will own SQL over the lineage tables: a DataFusion session with
-//! the Parquet tables registered by name, the `lineage sql` command (table, CSV or
-//! JSON output, an interactive shell) and a read-only Postgres-wire server so psql,
-//! Grafana and Metabase can query lineage. It must never write the tables: replay
-//! and the live pipeline do, through `lineage-sinks`.
-//!
-//! Until the query engine lands, this crate holds the names and meanings of the
-//! tables and the settings of the server, which the rest of the pipeline already
-//! codes against.
+//! `lineage-sql` owns SQL over the lineage tables: a DataFusion session with every
+//! Parquet table registered by name ([`open_session`]; a table with no files yet is
+//! registered empty with its schema), read-only query execution ([`run_query`]),
+//! result printing as an aligned table, CSV or JSON ([`format_batches`]) and a
+//! read-only Postgres-wire server with optional password authentication
+//! ([`serve`]) so psql, Grafana and Metabase can query lineage. It never writes the
+//! tables: replay and the live pipeline do, through `lineage-sinks`.
 #![warn(missing_docs, unreachable_pub)]
 
 use serde::{Deserialize, Serialize};
+
+mod format;
+pub mod picture;
+mod serve;
+mod session;
+
+pub use format::format_batches;
+pub use serve::{serve, ReadOnlyHook, ServeHandle};
+pub use session::{open_session, run_query};
+
+/// The DataFusion session type the functions here take.
+pub use datafusion::prelude::SessionContext;
+
+/// What can go wrong in a SQL session.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// The tables directory cannot be used.
+    #[error("tables directory {0}: {1}")]
+    Tables(String, String),
+    /// The query failed to parse, plan or run.
+    #[error("{0}")]
+    Query(String),
+    /// The statement would change something; the session is read-only.
+    #[error("read-only session: {0} statements are not allowed (only queries)")]
+    ReadOnly(String),
+    /// Results could not be printed.
+    #[error("formatting results: {0}")]
+    Format(String),
+    /// The server could not start.
+    #[error("server on {0}: {1}")]
+    Serve(String, String),
+}
 
 /// The lineage tables, as registered in a SQL session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,0 +1,192 @@
+//! The live pipeline over Kafka (`lineage ingest`, `lineage run`): it owns how the
+//! normalize, graph/detect and sinks stages are connected through topics, how each
+//! stage commits its input, and how state survives crashes and rebalances.
+//!
+//! # Topics and keys
+//!
+//! | topic | key | value |
+//! |---|---|---|
+//! | `lineage.raw.<source>` | the source event id (content hash when the record has none) | the raw record bytes; headers `origin`, and `broken` (reason) for unframeable bytes |
+//! | `lineage.events` | the *root* credential of the use's lineage chain (the credential id when the root is unknown) | [`WireEvent`] JSON: the normalized use, its facts, the raw key |
+//! | `lineage.identity` (compacted) | hash of the fact | a `LineageFact` |
+//! | `lineage.alerts` | alert dedup key | `Alert` JSON, header `alert-id` |
+//! | `lineage.actions` | idempotency key | `Action` JSON |
+//! | `lineage.dlq` | the raw record's key | `DeadLetter` JSON (reason + original bytes) |
+//!
+//! # Stages
+//!
+//! - **normalize** (group `<group_id>.normalize`, input: the raw topics). Parses each
+//!   record with its source's parser; a record that does not parse goes to the DLQ.
+//!   Facts go to `lineage.identity` (flushed *before* the events that carry them, so a
+//!   graph instance that sees an event can already read its facts). Each use is keyed
+//!   by its root credential, looked up in a lineage graph this stage keeps from the
+//!   inventory, its own facts and the identity table. Vault/OpenBao log every call
+//!   twice (request, response; same request id): a request is held until its
+//!   response arrives and then dropped (the response repeats it), as replay's join
+//!   does; a request whose response never comes is emitted alone after
+//!   [`VAULT_REQUEST_HOLD`] further Vault records or when the input goes idle. The
+//!   committed offset never passes a held request, so a crash cannot lose it.
+//!   Raw topics have one partition by default: a source's records must be
+//!   normalized in ingest order (an `AssumeRole` before the session's first use).
+//! - **graph** + **detect** (group `<group_id>.graph`, input: `lineage.events`). One
+//!   loop, because attribution and detection share the graph ([`AttributeStage`]).
+//!   Keying events by root credential puts every event of a lineage chain on one
+//!   partition, so per-credential detector state (baselines, dedup windows) is
+//!   complete in whichever instance owns the partition. Facts learned on *other*
+//!   partitions (an Entra departure that concerns an AWS key's owner, issuance
+//!   edges) come from the identity table: every instance reads `lineage.identity` in
+//!   full before it processes anything, then catches up to its high watermark before
+//!   each batch, and applies a fact just before the first event at or after the
+//!   fact's time (event-time order, as replay does).
+//!   *State after a crash or rebalance*: detector state is in memory, so when an
+//!   instance gets a partition (start, restart, rebalance) it first replays that
+//!   partition's history from offset 0 up to the first offset it is handed, with
+//!   outputs suppressed, and so rebuilds exactly the state it had. (Bounded by the
+//!   topic's retention; a detector-state snapshot per partition would bound it
+//!   further — not done yet.) On any revocation the whole state is dropped and
+//!   rebuilt the same way, because it cannot be split by partition.
+//! - **sinks** (group `<group_id>.sinks`, input: alerts and actions). Appends them to
+//!   `alerts.jsonl` / `actions.jsonl` in the out dir and sends alerts through the
+//!   configured alert sinks (webhooks, Slack, Kafka, …).
+//!
+//! *Known difference from replay*: the departed-owner detector's
+//! `credentials_of_owner` evidence lists the owner's credentials it has seen on
+//! every root so far, so on the Kafka bus it depends on how partitions interleave
+//! (and, with several instances, covers only the instance's own partitions). Every
+//! other alert field at open time equals replay's (tested).
+//!
+//! # Delivery
+//!
+//! Every stage commits its input offsets only after the outputs of those messages
+//! are acknowledged by the broker (producer flush with per-message delivery
+//! reports) or written by the sink. A crash therefore re-delivers; duplicates are
+//! removed downstream: the graph stage drops an event whose id (source, event id,
+//! half) it has seen, and never emits an alert id or action idempotency key that is
+//! already on `lineage.alerts`/`lineage.actions` (it reads both in full at start);
+//! the sinks stage drops alert ids / action keys already in its files. So alerts and
+//! actions appear once despite at-least-once delivery. Transactions (exactly-once)
+//! are not used: tansu, the broker the tests run on, does not implement them.
+//!
+//! Producer errors and broker loss are retried by librdkafka until
+//! `message.timeout.ms`; a batch whose outputs still fail is not committed and the
+//! stage stops with an error (exit 1, no panic); the next start resumes from the last
+//! commit. SIGTERM/SIGINT finish the in-flight batch, flush, commit and exit 0.
+//!
+//! # Tansu (the test broker) notes
+//!
+//! Tansu 0.6 does not auto-create topics (`lineage run`/`ingest` create them through
+//! the admin API, identity with `cleanup.policy=compact`); its consumer groups,
+//! idempotent producer and offset commits work with librdkafka.
+
+mod http;
+mod ingest;
+mod kafka;
+mod metrics;
+mod run;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use lineage_core::{CredentialUse, LineageFact};
+use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
+
+pub use http::serve as serve_metrics;
+pub use ingest::{ingest_to_kafka, IngestConfig, IngestReport};
+pub use kafka::{ensure_topics, BusConfig, BusKind, PartitionCounts, TopicNames};
+pub use metrics::Metrics;
+pub use run::{run_kafka, LiveConfig, StageName};
+
+/// Vault records a held request waits for its response before it is emitted alone.
+pub const VAULT_REQUEST_HOLD: u64 = 5_000;
+
+/// What stops a live stage (bad records never do: they are dead-lettered).
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// Bad settings.
+    #[error("config: {0}")]
+    Config(String),
+    /// Kafka refused or failed.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// A file could not be read or written.
+    #[error("{0}")]
+    Io(String),
+    /// A stage failed.
+    #[error("stage {0}: {1}")]
+    Stage(&'static str, String),
+}
+
+/// `[run]`: settings of `lineage run`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Address of `/metrics` and `/health` (e.g. `127.0.0.1:9464`); none when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<String>,
+    /// The inventory file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<PathBuf>,
+    /// Embedded bus: the files, directories or globs to run through the pipeline.
+    pub inputs: Vec<String>,
+    /// Where outputs go (embedded: everything `replay` writes; kafka: the sinks
+    /// stage's `alerts.jsonl` and `actions.jsonl`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_dir: Option<PathBuf>,
+    /// Messages per batch (0 = 2000).
+    pub batch: usize,
+    /// How long a poll waits for the first message of a batch, ms (0 = 200).
+    pub poll_ms: u64,
+}
+
+/// Raises the returned flag on SIGTERM or SIGINT.
+pub fn shutdown_on_signals() -> Result<Arc<AtomicBool>, LiveError> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let f = flag.clone();
+        // SAFETY: the action only stores to an atomic, which is async-signal-safe.
+        unsafe { signal_hook_registry::register(signal, move || f.store(true, Ordering::SeqCst)) }
+            .map_err(|e| LiveError::Config(format!("installing a signal handler: {e}")))?;
+    }
+    Ok(flag)
+}
+
+/// Which half of a call logged twice (Vault/OpenBao) a record is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WireHalf {
+    /// The request entry of the call with this id.
+    Request(SmolStr),
+    /// The response entry.
+    Response(SmolStr),
+}
+
+/// A normalized record on `lineage.events`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireEvent {
+    /// The raw record's key (source event id): what accounting by event id uses.
+    pub raw_key: String,
+    /// When the raw record was produced (ms since the epoch), for latency.
+    pub ingested_ms: i64,
+    /// Which half, for sources that log a call twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub half: Option<WireHalf>,
+    /// The use.
+    pub use_: CredentialUse,
+    /// The lineage facts the record implies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<LineageFact>,
+}
+
+impl WireEvent {
+    /// The id duplicates are recognised by: source, event id and half.
+    pub fn dedup_id(&self) -> String {
+        let half = match &self.half {
+            None => "",
+            Some(WireHalf::Request(_)) => ":req",
+            Some(WireHalf::Response(_)) => ":resp",
+        };
+        format!("{}:{}{half}", self.use_.source, self.use_.event_id)
+    }
+}

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Kafka-path benchmark (not a test): throughput of normalize → graph → detect on the
+# Kafka bus and ingest → graph/detect output latency p50/p99 at fixed offered rates,
+# on a local tansu broker (in-memory storage). Prints a Markdown table.
+#
+#   scripts/bench_kafka.sh [--agents N] [--days N] [--calls N]
+#
+# Each measurement gets a fresh broker. "max" ingests everything first and times
+# `lineage run` from healthy to the graph stage having emitted every event; the
+# fixed rates start `lineage run` first and offer records with `lineage ingest
+# --rate R`. Latency is the /metrics histogram lineage_processing_latency_seconds
+# (raw message timestamp at ingest → event processed by graph/detect), p50/p99
+# interpolated within its buckets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+agents=40 days=4 calls=300
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --agents) agents=$2; shift 2 ;;
+    --days) days=$2; shift 2 ;;
+    --calls) calls=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 1 ;;
+  esac
+done
+cargo build --release --quiet
+bin=./target/release/lineage
+tansu=$(scripts/services/tansu.sh install)
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+$bin simulate --out "$work/sim" --agents "$agents" --days "$days" --calls-per-agent-day "$calls" >/dev/null
+inputs=$(find "$work/sim" -mindepth 1 -maxdepth 1 -type d | sort)
+
+start_broker() {
+  bport=$(free_port)
+  (cd "$work" && exec "$tansu" broker --storage-engine memory://tansu/ \
+    --listener-url "tcp://127.0.0.1:$bport" --advertised-listener-url "tcp://127.0.0.1:$bport" \
+    >"$work/tansu-$bport.log" 2>&1) &
+  broker_pid=$!; pids+=("$broker_pid")
+  for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$bport) 2>/dev/null && break; sleep 0.1; done
+}
+start_run() {
+  mport=$(free_port)
+  cat >"$work/lineage.toml" <<TOML
+[bus]
+kind = "kafka"
+brokers = "127.0.0.1:$bport"
+group_id = "bench"
+[run]
+metrics_addr = "127.0.0.1:$mport"
+inventory = "$work/sim/inventory.toml"
+out_dir = "$work/out-$bport"
+TOML
+  $bin run --config "$work/lineage.toml" 2>"$work/run-$bport.log" &
+  run_pid=$!; pids+=("$run_pid")
+  for _ in $(seq 300); do curl -sf "http://127.0.0.1:$mport/health" >/dev/null && break; sleep 0.1; done
+}
+metric() { # sum of a metric's lines matching a filter
+  curl -s "http://127.0.0.1:$mport/metrics" | awk -v n="$1" -v f="$2" 'index($0,n)==1 && index($0,f) {s+=$NF} END {print s+0}'
+}
+wait_done() { # until graph out + duplicates + dead letters == normalize out (events emitted)
+  local want=$1
+  while :; do
+    g=$(curl -s "http://127.0.0.1:$mport/metrics" | awk 'index($0,"lineage_events_total{stage=\"graph\"") && index($0,"outcome=\"in\"") {s+=$NF} END {print s+0}')
+    n=$(curl -s "http://127.0.0.1:$mport/metrics" | awk 'index($0,"lineage_events_total{stage=\"normalize\"") && index($0,"outcome=\"in\"") {s+=$NF} END {print s+0}')
+    lag=$(metric lineage_consumer_lag '')
+    if [ "$n" -ge "$want" ] && [ "$lag" = 0 ] && [ "$g" -gt 0 ]; then break; fi
+    sleep 0.2
+  done
+}
+percentiles() {
+  curl -s "http://127.0.0.1:$mport/metrics" | python3 -c '
+import sys,re
+b=[]
+for l in sys.stdin:
+    m=re.match(r"lineage_processing_latency_seconds_bucket\{le=\"([^\"]+)\"\} (\d+)",l)
+    if m: b.append((float("inf") if m.group(1)=="+Inf" else float(m.group(1)),int(m.group(2))))
+total=b[-1][1]
+def q(p):
+    t=p*total; lo=0.0; prev=0
+    for le,c in b:
+        if c>=t:
+            if le==float("inf"): return lo
+            return lo+(le-lo)*((t-prev)/max(c-prev,1))
+        lo,prev=le,c
+print("%.0f ms | %.0f ms" % (q(0.5)*1000,q(0.99)*1000))'
+}
+
+echo "| offered rate | records | events/s (normalize → graph → detect) | latency p50 | latency p99 |"
+echo "|---|---|---|---|---|"
+# max: everything ingested first
+start_broker
+report=$($bin ingest auto --to kafka --brokers "127.0.0.1:$bport" --from $inputs)
+records=$(echo "$report" | python3 -c 'import json,sys; print(json.load(sys.stdin)["read"])')
+t0=$(date +%s.%N); start_run; wait_done "$records"; t1=$(date +%s.%N)
+eps=$(python3 -c "print(round($records/($t1-$t0)))")
+echo "| max (pre-ingested) | $records | $eps | $(percentiles) |"
+kill "$run_pid" "$broker_pid" 2>/dev/null || true
+for rate in 1000 10000; do
+  start_broker; start_run
+  t0=$(date +%s.%N)
+  $bin ingest auto --to kafka --brokers "127.0.0.1:$bport" --rate "$rate" --from $inputs >/dev/null
+  wait_done "$records"; t1=$(date +%s.%N)
+  eps=$(python3 -c "print(round($records/($t1-$t0)))")
+  echo "| $rate/s | $records | $eps | $(percentiles) |"
+  kill "$run_pid" "$broker_pid" 2>/dev/null || true
+done

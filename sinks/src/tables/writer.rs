@@ -1,0 +1,186 @@
+//! One table's Parquet writer: rows buffered per `date=` partition, converted to
+//! Arrow record batches, written zstd-compressed, files rolled by row count and
+//! size. A file is written under a hidden temporary name and renamed to
+//! `part-<n>.parquet` only once closed, so a reader never sees half a file.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::SchemaRef;
+use arrow::json::reader::{Decoder, ReaderBuilder};
+use arrow::record_batch::RecordBatch;
+use chrono::NaiveDate;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use super::schema::TableRow;
+use super::TablesOptions;
+use crate::SinkError;
+
+fn table_error(table: &str, what: impl std::fmt::Display) -> SinkError {
+    SinkError::Table {
+        table: table.to_owned(),
+        message: what.to_string(),
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> SinkError {
+    SinkError::Io {
+        target: path.display().to_string(),
+        source,
+    }
+}
+
+/// An open part file of one partition.
+struct OpenPart {
+    writer: ArrowWriter<File>,
+    temp: PathBuf,
+    final_path: PathBuf,
+    rows: usize,
+}
+
+/// Writes the rows of one table.
+pub struct TableWriter<R: TableRow> {
+    dir: PathBuf,
+    schema: SchemaRef,
+    options: TablesOptions,
+    decoder: Decoder,
+    /// Rows waiting to become a record batch, per partition date.
+    pending: BTreeMap<NaiveDate, Vec<R>>,
+    open: BTreeMap<NaiveDate, OpenPart>,
+    next_part: BTreeMap<NaiveDate, u32>,
+    rows: u64,
+    files: u64,
+    _row: PhantomData<R>,
+}
+
+impl<R: TableRow> TableWriter<R> {
+    /// A writer for `R`'s table under `root` (`root/<table>/date=…/part-<n>.parquet`).
+    /// Earlier files of the table are removed: a tables directory holds one run.
+    pub fn create(root: &Path, options: TablesOptions) -> Result<Self, SinkError> {
+        let dir = root.join(R::TABLE);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        let schema = R::schema();
+        let decoder = ReaderBuilder::new(schema.clone())
+            .with_batch_size(options.batch_rows.max(1))
+            .build_decoder()
+            .map_err(|e| table_error(R::TABLE, e))?;
+        Ok(Self {
+            dir,
+            schema,
+            options,
+            decoder,
+            pending: BTreeMap::new(),
+            open: BTreeMap::new(),
+            next_part: BTreeMap::new(),
+            rows: 0,
+            files: 0,
+            _row: PhantomData,
+        })
+    }
+
+    /// Adds one row.
+    pub fn write(&mut self, row: R) -> Result<(), SinkError> {
+        let date = row.date();
+        let pending = self.pending.entry(date).or_default();
+        pending.push(row);
+        self.rows += 1;
+        if pending.len() >= self.options.batch_rows {
+            let rows = std::mem::take(pending);
+            self.write_batch(date, &rows)?;
+        }
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    fn encode_batch(&mut self, rows: &[R]) -> Result<RecordBatch, SinkError> {
+        self.decoder
+            .serialize(rows)
+            .map_err(|e| table_error(R::TABLE, e))?;
+        let batch = self.decoder.flush().map_err(|e| table_error(R::TABLE, e))?;
+        Ok(batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
+    }
+
+    fn write_batch(&mut self, date: NaiveDate, rows: &[R]) -> Result<(), SinkError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = self.encode_batch(rows)?;
+        if !self.open.contains_key(&date) {
+            let part = self.open_part(date)?;
+            self.open.insert(date, part);
+        }
+        let part = self.open.get_mut(&date).expect("opened above");
+        part.writer
+            .write(&batch)
+            .map_err(|e| table_error(R::TABLE, e))?;
+        part.rows += batch.num_rows();
+        let size = part.writer.bytes_written() + part.writer.in_progress_size();
+        if part.rows >= self.options.max_rows_per_file || size >= self.options.max_bytes_per_file {
+            let part = self.open.remove(&date).expect("present");
+            self.close_part(part)?;
+        }
+        Ok(())
+    }
+
+    fn open_part(&mut self, date: NaiveDate) -> Result<OpenPart, SinkError> {
+        let dir = self.dir.join(format!("date={}", date.format("%Y-%m-%d")));
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        let n = self.next_part.entry(date).or_insert(0);
+        let final_path = dir.join(format!("part-{n}.parquet"));
+        let temp = dir.join(format!(".part-{n}.parquet.inprogress"));
+        *n += 1;
+        let file = File::create(&temp).map_err(|e| io_error(&temp, e))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).expect("valid level"),
+            ))
+            .set_max_row_group_row_count(Some(128 * 1024))
+            .build();
+        let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(props))
+            .map_err(|e| table_error(R::TABLE, e))?;
+        Ok(OpenPart {
+            writer,
+            temp,
+            final_path,
+            rows: 0,
+        })
+    }
+
+    fn close_part(&mut self, part: OpenPart) -> Result<(), SinkError> {
+        part.writer.close().map_err(|e| table_error(R::TABLE, e))?;
+        std::fs::rename(&part.temp, &part.final_path).map_err(|e| io_error(&part.final_path, e))?;
+        self.files += 1;
+        tracing::debug!(table = R::TABLE, file = %part.final_path.display(), rows = part.rows, "table file closed");
+        Ok(())
+    }
+
+    /// Writes what is buffered and closes every open file. Returns the rows written.
+    pub fn finish(mut self) -> Result<u64, SinkError> {
+        let pending = std::mem::take(&mut self.pending);
+        for (date, rows) in pending {
+            self.write_batch(date, &rows)?;
+        }
+        let open = std::mem::take(&mut self.open);
+        for (_, part) in open {
+            self.close_part(part)?;
+        }
+        tracing::debug!(
+            table = R::TABLE,
+            rows = self.rows,
+            files = self.files,
+            "table written"
+        );
+        Ok(self.rows)
+    }
+}
