@@ -36,6 +36,28 @@ pub(crate) struct ArchiveArgs {
     /// Progress display: a bar on a terminal, a line every 10 seconds otherwise.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     progress: ProgressMode,
+    /// How often to checkpoint (at most; at file boundaries): the manifest of
+    /// finished files `<out>/replay-manifest.json` and the run's state under
+    /// `<out>/replay-state/`, so `--resume` continues a killed replay. `off` disables.
+    #[arg(long, value_name = "DURATION|off", default_value = "5m", value_parser = parse_every)]
+    checkpoint_every: Every,
+    /// Continue the interrupted replay whose checkpoint is in the output directory
+    /// (same inputs and settings; refused otherwise). Without a checkpoint, starts over.
+    #[arg(long)]
+    resume: bool,
+}
+
+/// A checkpoint interval, or none.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Every(Option<Duration>);
+
+fn parse_every(s: &str) -> Result<Every, String> {
+    if s.eq_ignore_ascii_case("off") || s.eq_ignore_ascii_case("never") {
+        return Ok(Every(None));
+    }
+    humantime::parse_duration(s)
+        .map(|d| Every(Some(d)))
+        .map_err(|e| format!("{e}: expected a duration such as 30s, 5m, 1h, or `off`"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -69,6 +91,8 @@ impl ArchiveArgs {
             since: self.since,
             until: self.until,
             progress: progress_hook(mode),
+            checkpoint_every: self.checkpoint_every.0,
+            resume: self.resume,
         })
     }
 }

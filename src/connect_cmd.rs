@@ -4,15 +4,21 @@
 //! advances its checkpoint or deletes its SQS message. A batch re-delivered after a
 //! crash has the same key and replaces its file: the output holds each record once.
 //! Dead letters a connector produced go to `<out>/<batch key>.dead_letters.jsonl`.
+//!
+//! The connector definitions ([`ConnectKind`]), [`build`] and the poll → deliver →
+//! ack loop ([`run_connector`]) are shared with `lineage ingest <source>
+//! --from-checkpoint FILE <connector>`, which delivers to Kafka instead of files.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use lineage_core::Source;
 use lineage_ingest::connect::aws::AwsSettings;
 use lineage_ingest::connect::checkpoint::write_atomically;
 use lineage_ingest::connect::entra_graph::{EntraGraphConfig, EntraGraphConnector, EntraStream};
@@ -26,6 +32,11 @@ use lineage_ingest::connect::{single_line, CheckpointStore, Connector, RawBatch}
 
 /// Arguments of `lineage connect`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "To send batches to Kafka (`lineage.raw.<source>`) instead of files, \
+use `lineage ingest <source> --to kafka --brokers HOST:PORT --from-checkpoint FILE <connector> …` \
+with the same connector arguments."
+)]
 pub(crate) struct ConnectArgs {
     #[command(subcommand)]
     kind: ConnectKind,
@@ -36,6 +47,13 @@ pub(crate) struct ConnectArgs {
     /// Output directory: one `<batch key>.jsonl` per batch.
     #[arg(long, short, global = true, value_name = "DIR")]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    run: LoopArgs,
+}
+
+/// How long a connector runs; shared by `lineage connect` and `lineage ingest`.
+#[derive(Debug, Args)]
+pub(crate) struct LoopArgs {
     /// Exit 0 after this many seconds without new data (default: run until killed).
     #[arg(long, global = true, value_name = "SECS")]
     idle_exit: Option<u64>,
@@ -47,8 +65,9 @@ pub(crate) struct ConnectArgs {
     max_batches: Option<u64>,
 }
 
+/// The live connectors (`lineage connect <kind>`, `lineage ingest … <kind>`).
 #[derive(Debug, Subcommand)]
-enum ConnectKind {
+pub(crate) enum ConnectKind {
     /// CloudTrail delivery files announced by S3 event notifications on an SQS queue.
     S3Sqs {
         /// The queue URL.
@@ -93,6 +112,9 @@ enum ConnectKind {
     VaultFile {
         /// The audit log file.
         path: PathBuf,
+        /// Largest batch in bytes (a batch ends at the last whole line within it).
+        #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
+        max_batch_bytes: usize,
     },
     /// GitHub organization or enterprise audit log (REST API).
     GithubAudit {
@@ -159,7 +181,7 @@ enum ConnectKind {
 }
 
 #[derive(Debug, Args)]
-struct AwsArgs {
+pub(crate) struct AwsArgs {
     /// AWS region (default: the standard chain).
     #[arg(long)]
     region: Option<String>,
@@ -187,15 +209,40 @@ fn time_ms(s: &str) -> Result<i64> {
         .with_context(|| format!("`{s}` is not an RFC 3339 time (2024-05-01T00:00:00Z)"))
 }
 
-fn store(args: &ConnectArgs, name: &str) -> CheckpointStore {
-    match &args.checkpoint {
-        Some(p) => CheckpointStore::new(p, name),
-        None => CheckpointStore::ephemeral(name),
+impl ConnectKind {
+    /// The source whose records this connector hands out.
+    pub(crate) fn source(&self) -> Source {
+        match self {
+            ConnectKind::S3Sqs { .. } | ConnectKind::LookupEvents { .. } => Source::CloudTrail,
+            ConnectKind::VaultSocket { .. } | ConnectKind::VaultFile { .. } => Source::Vault,
+            ConnectKind::GithubAudit { .. } => Source::GitHub,
+            ConnectKind::EntraGraph { .. } => Source::Entra,
+        }
+    }
+
+    /// True when the connector keeps no position of its own in a checkpoint file
+    /// (the SQS queue is its position; a socket cannot be replayed).
+    pub(crate) fn needs_no_checkpoint(&self) -> bool {
+        matches!(
+            self,
+            ConnectKind::S3Sqs { .. } | ConnectKind::VaultSocket { .. }
+        )
+    }
+
+    /// True when the connector waits inside `poll` (long poll, socket accept).
+    fn waits_in_poll(&self) -> bool {
+        self.needs_no_checkpoint()
     }
 }
 
-fn build(args: &ConnectArgs) -> Result<Box<dyn Connector>> {
-    Ok(match &args.kind {
+/// Builds the connector `kind`, keeping its checkpoint in `checkpoint` (none: every
+/// run starts over).
+pub(crate) fn build(kind: &ConnectKind, checkpoint: Option<&Path>) -> Result<Box<dyn Connector>> {
+    let store = |name: &str| match checkpoint {
+        Some(p) => CheckpointStore::new(p, name),
+        None => CheckpointStore::ephemeral(name),
+    };
+    Ok(match kind {
         ConnectKind::S3Sqs {
             queue_url,
             aws,
@@ -221,7 +268,7 @@ fn build(args: &ConnectArgs) -> Result<Box<dyn Connector>> {
                 Some(s) => time_ms(s)?,
                 None => chrono::Utc::now().timestamp_millis() - 24 * 3600 * 1000,
             };
-            let mut cfg = LookupEventsConfig::new(start, store(args, "lookup-events"));
+            let mut cfg = LookupEventsConfig::new(start, store("lookup-events"));
             cfg.aws = aws.settings();
             cfg.until_ms = until.as_deref().map(time_ms).transpose()?;
             cfg.max_window = Duration::from_secs(*max_window);
@@ -233,10 +280,14 @@ fn build(args: &ConnectArgs) -> Result<Box<dyn Connector>> {
             eprintln!("listening on {}", l.local_addr());
             Box::new(l)
         }
-        ConnectKind::VaultFile { path } => Box::new(FileTailConnector::new(FileTailConfig::new(
+        ConnectKind::VaultFile {
             path,
-            store(args, "vault-file"),
-        ))?),
+            max_batch_bytes,
+        } => {
+            let mut cfg = FileTailConfig::new(path, store("vault-file"));
+            cfg.max_batch_bytes = (*max_batch_bytes).max(1);
+            Box::new(FileTailConnector::new(cfg)?)
+        }
         ConnectKind::GithubAudit {
             org,
             enterprise,
@@ -252,7 +303,7 @@ fn build(args: &ConnectArgs) -> Result<Box<dyn Connector>> {
                 (None, None) => bail!("give --org or --enterprise"),
             };
             let token = Secret::from_env_or_file(Some(token_env.as_str()), token_file.as_deref())?;
-            let mut cfg = GitHubAuditConfig::new(scope, token, store(args, "github-audit"));
+            let mut cfg = GitHubAuditConfig::new(scope, token, store("github-audit"));
             cfg.api_base = api_url.clone();
             cfg.phrase = phrase.clone();
             cfg.start_ms = since.as_deref().map(time_ms).transpose()?;
@@ -273,8 +324,7 @@ fn build(args: &ConnectArgs) -> Result<Box<dyn Connector>> {
                 Some(client_secret_env.as_str()),
                 client_secret_file.as_deref(),
             )?;
-            let mut cfg =
-                EntraGraphConfig::new(tenant, client_id, secret, store(args, "entra-graph"));
+            let mut cfg = EntraGraphConfig::new(tenant, client_id, secret, store("entra-graph"));
             cfg.graph_base = graph_url.clone();
             if let Some(t) = token_url {
                 cfg.token_url = t.clone();
@@ -338,56 +388,82 @@ pub(crate) fn run(args: ConnectArgs) -> Result<ExitCode> {
         bail!("--out DIR is required");
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let mut connector = build(&args)?;
+    let mut connector = build(&args.kind, args.checkpoint.as_deref())?;
+    run_connector(&args.kind, &args.run, connector.as_mut(), |batch| {
+        write_batch(&out, batch)
+    })?;
+    let stats = serde_json::to_string(connector.stats())?;
+    let mut err = std::io::stderr().lock();
+    writeln!(err, "connect: {stats}")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sleeps `d`, waking early when `stop` is raised.
+fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let until = Instant::now() + d;
+    while !stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        if now >= until {
+            break;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(100)));
+    }
+}
+
+/// The connector loop: poll a batch, `deliver` it (durably: a file on disk, or
+/// every message acknowledged by Kafka), and only then ack it, which advances the
+/// checkpoint or deletes the SQS message. A crash before the ack re-delivers the
+/// batch on the next start. Returns the number of batches delivered when
+/// `--max-batches` or `--idle-exit` ends the run, or on SIGTERM/SIGINT (the
+/// in-flight batch is finished and acked first).
+pub(crate) fn run_connector(
+    kind: &ConnectKind,
+    opts: &LoopArgs,
+    connector: &mut dyn Connector,
+    mut deliver: impl FnMut(&RawBatch) -> Result<()>,
+) -> Result<u64> {
+    let stop = lineage_replay::live::shutdown_on_signals()?;
     let mut last_data = Instant::now();
     let mut batches = 0u64;
+    let idle = |last_data: Instant| {
+        opts.idle_exit
+            .is_some_and(|s| last_data.elapsed() >= Duration::from_secs(s))
+    };
     loop {
-        if args.max_batches.is_some_and(|m| batches >= m) {
+        if opts.max_batches.is_some_and(|m| batches >= m) || stop.load(Ordering::SeqCst) {
             break;
         }
         match connector.poll() {
             Ok(Some(batch)) => {
                 batches += 1;
                 let had_data = !batch.is_empty();
-                write_batch(&out, &batch)?;
+                deliver(&batch).with_context(|| format!("delivering batch {}", batch.key))?;
                 connector
                     .ack(batch.id)
                     .with_context(|| format!("acking batch {}", batch.key))?;
-                tracing::info!(key = %batch.key, records = batch.records.len(), dead_letters = batch.dead_letters.len(), position = %batch.position, "batch written");
+                tracing::info!(key = %batch.key, records = batch.records.len(), dead_letters = batch.dead_letters.len(), position = %batch.position, "batch delivered");
                 if had_data {
                     last_data = Instant::now();
                 }
             }
             Ok(None) => {
-                if args
-                    .idle_exit
-                    .is_some_and(|s| last_data.elapsed() >= Duration::from_secs(s))
-                {
+                if idle(last_data) {
                     break;
                 }
                 // The SQS and socket connectors wait inside poll; the pollers sleep here.
-                if !matches!(
-                    args.kind,
-                    ConnectKind::S3Sqs { .. } | ConnectKind::VaultSocket { .. }
-                ) {
-                    std::thread::sleep(Duration::from_secs(args.poll_interval));
+                if !kind.waits_in_poll() {
+                    sleep_unless(&stop, Duration::from_secs(opts.poll_interval));
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "poll failed; retrying after the poll interval");
-                eprintln!("connect: {e}");
-                if args
-                    .idle_exit
-                    .is_some_and(|s| last_data.elapsed() >= Duration::from_secs(s))
-                {
+                eprintln!("connector: {e}");
+                if idle(last_data) {
                     bail!("{e}");
                 }
-                std::thread::sleep(Duration::from_secs(args.poll_interval.max(1)));
+                sleep_unless(&stop, Duration::from_secs(opts.poll_interval.max(1)));
             }
         }
     }
-    let stats = serde_json::to_string(connector.stats())?;
-    let mut err = std::io::stderr().lock();
-    writeln!(err, "connect: {stats}")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(batches)
 }

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{assert_counts_add_up, assert_exit, jsonl, replay, summary};
+use common::{assert_counts_add_up, assert_exit, files_under, jsonl, replay, summary, table_rows};
 use serde_json::{json, Value};
 
 fn lineage(args: &[&str]) -> std::process::Output {
@@ -19,17 +19,6 @@ fn lineage(args: &[&str]) -> std::process::Output {
         .env_remove("LINEAGE_LOG")
         .output()
         .expect("the lineage binary runs")
-}
-
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files_under(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
 }
 
 /// Alerts without where their evidence came from (file paths differ between disk and S3).
@@ -150,33 +139,7 @@ fn replay_from_s3_equals_replay_from_disk() {
     }
     assert!(s3["alerts"].as_u64().unwrap() > 0);
     assert_eq!(comparable_alerts(&from_disk), comparable_alerts(&from_s3));
-    let tables = |out: &Path| -> Vec<(String, usize)> {
-        let mut names: Vec<(String, usize)> = std::fs::read_dir(out.join("tables"))
-            .unwrap()
-            .map(|e| {
-                let p = e.unwrap().path();
-                let mut parts = Vec::new();
-                files_under(&p, &mut parts);
-                let rows = parts
-                    .iter()
-                    .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
-                    .map(|f| {
-                        let file = std::fs::File::open(f).unwrap();
-                        parquet::file::reader::SerializedFileReader::new(file)
-                            .map(|r| {
-                                use parquet::file::reader::FileReader;
-                                r.metadata().file_metadata().num_rows() as usize
-                            })
-                            .unwrap()
-                    })
-                    .sum();
-                (p.file_name().unwrap().to_string_lossy().into_owned(), rows)
-            })
-            .collect();
-        names.sort();
-        names
-    };
-    let (disk_tables, s3_tables) = (tables(&from_disk), tables(&from_s3));
+    let (disk_tables, s3_tables) = (table_rows(&from_disk), table_rows(&from_s3));
     assert!(
         disk_tables
             .iter()

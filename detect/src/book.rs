@@ -14,12 +14,29 @@ use crate::Finding;
 const MAX_EVIDENCE_IDS: usize = 50;
 
 /// The alerts of a run, one per dedup key and suppression window, in order of first sighting.
-#[derive(Debug)]
+///
+/// It serializes whole (replay checkpoints carry it).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct AlertBook {
     alerts: Vec<Alert>,
     by_key: HashMap<String, usize>,
     actions: Vec<Action>,
+    #[serde(with = "seconds")]
     suppression: Duration,
+}
+
+/// A `chrono::Duration` as whole seconds.
+mod seconds {
+    use chrono::Duration;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(d.num_seconds())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        i64::deserialize(d).map(Duration::seconds)
+    }
 }
 
 impl Default for AlertBook {

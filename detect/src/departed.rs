@@ -149,9 +149,33 @@ pub fn revocation_request(
     })
 }
 
+/// What the departed-owner detector has learned (credentials seen per owner and
+/// those already in a revocation request), for snapshots.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DepartedState {
+    seen: HashMap<HumanId, BTreeMap<String, CredentialRef>>,
+    requested: HashMap<HumanId, std::collections::BTreeSet<String>>,
+}
+
 impl Detector for DepartedOwnerDetector {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn snapshot(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(DepartedState {
+            seen: self.seen.clone(),
+            requested: self.requested.clone(),
+        })
+        .ok()
+    }
+
+    fn restore(&mut self, state: serde_json::Value) -> Result<(), String> {
+        let state: DepartedState =
+            serde_json::from_value(state).map_err(|e| format!("departed-owner state: {e}"))?;
+        self.seen = state.seen;
+        self.requested = state.requested;
+        Ok(())
     }
 
     fn observe(

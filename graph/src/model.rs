@@ -26,7 +26,7 @@ const VAULT_AUTH_PREFIXES: &[&str] = &[
 ];
 
 /// A vertex of the lineage graph.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Node {
     /// A credential.
     Credential(CredentialId),
@@ -37,7 +37,7 @@ pub enum Node {
 }
 
 /// An edge of the lineage graph.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Edge {
     /// Child credential → the credential whose call issued it.
     IssuedFrom {
@@ -53,7 +53,7 @@ pub enum Edge {
 }
 
 /// What the graph knows about one credential.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CredentialMeta {
     /// Graph vertex.
     pub node: NodeIndex,
@@ -87,7 +87,10 @@ pub const MAX_REACH_SERVICES: usize = 32;
 pub const MAX_REACH_RESOURCES: usize = 16;
 
 /// The identity-lineage graph with its lookup indexes.
-#[derive(Debug, Default)]
+///
+/// It serializes (for replay checkpoints) without its inventory: a checkpoint is
+/// restored with [`LineageGraph::restore`] against the same inventory.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct LineageGraph {
     pub(crate) graph: StableGraph<Node, Edge>,
     pub(crate) credentials: HashMap<CredentialId, CredentialMeta>,
@@ -102,11 +105,19 @@ pub struct LineageGraph {
     /// Lower-cased alias → humans that claim it (more than one = ambiguous).
     pub(crate) alias_humans: HashMap<String, Vec<HumanId>>,
     pub(crate) departures: HashMap<HumanId, DateTime<Utc>>,
+    #[serde(skip)]
     pub(crate) inventory: Inventory,
     facts_applied: u64,
 }
 
 impl LineageGraph {
+    /// A graph serialized (with serde) by a checkpoint, given back the inventory it
+    /// was built from (not serialized: the caller checks it is the same file).
+    pub fn restore(mut self, inventory: &Inventory) -> Self {
+        self.inventory = inventory.clone();
+        self
+    }
+
     /// A graph seeded from the inventory: humans, agents, declared bindings and aliases.
     pub fn from_inventory(inventory: &Inventory) -> Self {
         let mut g = Self {

@@ -7,6 +7,7 @@
 //! lives in `lineage-graph`, `lineage-detect` and `lineage-sinks`.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod checkpoint;
 mod inputs;
 pub mod live;
 mod merge;
@@ -16,13 +17,13 @@ mod s3;
 mod stage;
 
 pub use inputs::{expand_inputs, split_s3_inputs, InputFile};
-pub use merge::MergeStats;
+pub use merge::{MergeCursor, MergeStats};
 pub use parse::{parse_buffer, parse_file, ParsedFile};
 pub use run::{
     replay, ArchiveOptions, Progress, ProgressHook, ReplayConfig, ReplayOutput, SweepItem,
 };
 pub use s3::S3Archive;
-pub use stage::{AttributeStage, OwnedCredential};
+pub use stage::{AttributeStage, OwnedCredential, StageState};
 
 /// What can stop a replay (bad records never do: they are dead-lettered).
 #[derive(Debug, thiserror::Error)]

@@ -27,7 +27,7 @@
 //! the same whether files come from disk or S3 and whatever order they are given in.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::mpsc;
 
 use lineage_ingest::Normalized;
@@ -56,24 +56,63 @@ pub(crate) struct MergeInput {
 }
 
 struct Stream {
+    /// Records the file had (including those a resume skipped).
+    total: u64,
     records: VecDeque<(Key, Normalized)>,
 }
 
+/// Where a merge stood after a step: the state a replay checkpoint records so a
+/// resumed merge releases exactly the records the interrupted one had not.
+///
+/// After step `s` every file of the first `s` in lower-bound order has been taken in
+/// (its counts and dead letters handed to `on_file`); of those, `finished` files are
+/// fully released and `released` says how many of each other file's sorted records
+/// were. The records still held all sort at or after the next file's lower bound,
+/// so a resumed merge (which skips them) releases the rest in the same order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MergeCursor {
+    /// Files taken into the merge.
+    pub steps: u64,
+    /// Ranks (input order) of the taken files whose records were all released.
+    pub finished: BTreeSet<u32>,
+    /// Records released so far per taken, unfinished file rank.
+    pub released: BTreeMap<u32, u64>,
+    /// Latest record time released (µs), for counting late records.
+    pub released_up_to: i64,
+    /// The merge's statistics so far.
+    pub stats: MergeStats,
+}
+
+/// What the merge hands its consumer.
+#[allow(clippy::large_enum_variant)] // boxing every record would cost an allocation per record
+pub(crate) enum Merged<'a> {
+    /// The next record in event-time order.
+    Record(Normalized),
+    /// A step is complete: a checkpoint may be taken here, its cursor computed on demand.
+    Step(&'a dyn Fn() -> MergeCursor),
+}
+
 /// Parses `inputs` on `pool` (`parse(i)` for input `i`), merges their records in
-/// event-time order and hands them to `emit`; `on_file` receives each parsed file
-/// (with its records taken out) in merge order, for counts and dead letters.
+/// event-time order and hands them to `emit`, with a [`Merged::Step`] after each
+/// file taken in; `on_file` receives each parsed file (with its records taken out)
+/// in merge order, for counts and dead letters. With `resume`, the merge continues
+/// from that cursor: finished files are not read, the others' released records are
+/// skipped, and `on_file` is not called again for files already taken in.
 pub(crate) fn merge<E>(
     inputs: &[MergeInput],
     pool: &rayon::ThreadPool,
     lookahead: usize,
+    resume: Option<&MergeCursor>,
     parse: impl Fn(usize) -> ParsedFile + Sync,
     mut on_file: impl FnMut(usize, ParsedFile) -> Result<(), E>,
-    mut emit: impl FnMut(Normalized) -> Result<(), E>,
+    mut emit: impl FnMut(Merged<'_>) -> Result<(), E>,
 ) -> Result<MergeStats, E> {
     let mut order: Vec<usize> = (0..inputs.len()).collect();
     order.sort_by_key(|&i| (inputs[i].lower_bound, inputs[i].rank));
     let lookahead = lookahead.max(1);
-    let mut stats = MergeStats::default();
+    let empty = MergeCursor::default();
+    let resume = resume.unwrap_or(&empty);
+    let mut stats = resume.stats;
     let parse = &parse;
     pool.in_place_scope(|scope| {
         let (tx, rx) = mpsc::channel::<(usize, ParsedFile, Vec<(Key, Normalized)>)>();
@@ -82,14 +121,26 @@ pub(crate) fn merge<E>(
         let mut streams: Vec<Stream> = Vec::new();
         let mut heap: BinaryHeap<Reverse<(Key, usize)>> = BinaryHeap::new();
         let mut buffered_records = 0u64;
-        let mut released_up_to = i64::MIN;
+        let mut released_up_to = if resume.steps > 0 {
+            resume.released_up_to
+        } else {
+            i64::MIN
+        };
+        // The stream of each step's file (none when it had no records).
+        let mut stream_of_step: Vec<Option<usize>> = Vec::with_capacity(order.len());
         let mut result = Ok(());
         for (step, &input) in order.iter().enumerate() {
             while dispatched < order.len() && dispatched < step + lookahead {
                 let i = order[dispatched];
                 let rank = inputs[i].rank;
                 let tx = tx.clone();
+                let finished = resume.finished.contains(&rank);
+                let skip = resume.released.get(&rank).copied().unwrap_or(0) as usize;
                 scope.spawn(move |_| {
+                    if finished {
+                        let _ = tx.send((i, ParsedFile::default(), Vec::new()));
+                        return;
+                    }
                     let mut file = parse(i);
                     let mut keyed: Vec<(Key, Normalized)> = file
                         .records
@@ -106,6 +157,7 @@ pub(crate) fn merge<E>(
                         })
                         .collect();
                     keyed.sort_unstable_by_key(|(k, _)| *k);
+                    keyed.drain(..skip.min(keyed.len()));
                     // The merge may have stopped on an error; nothing to deliver to then.
                     let _ = tx.send((i, file, keyed));
                 });
@@ -122,10 +174,14 @@ pub(crate) fn merge<E>(
             if result.is_err() {
                 continue;
             }
-            stats.late_records += keyed.iter().filter(|(k, _)| k.0 < released_up_to).count() as u64;
-            if let Err(e) = on_file(input, file) {
-                result = Err(e);
-                continue;
+            let taken_before = (step as u64) < resume.steps;
+            if !taken_before {
+                stats.late_records +=
+                    keyed.iter().filter(|(k, _)| k.0 < released_up_to).count() as u64;
+                if let Err(e) = on_file(input, file) {
+                    result = Err(e);
+                    continue;
+                }
             }
             buffered_records += keyed.len() as u64;
             let mut records: VecDeque<_> = keyed.into();
@@ -133,7 +189,18 @@ pub(crate) fn merge<E>(
                 let slot = streams.len();
                 heap.push(Reverse((first.0, slot)));
                 records.push_front(first);
-                streams.push(Stream { records });
+                let skipped = resume
+                    .released
+                    .get(&inputs[input].rank)
+                    .copied()
+                    .unwrap_or(0);
+                streams.push(Stream {
+                    total: records.len() as u64 + skipped,
+                    records,
+                });
+                stream_of_step.push(Some(slot));
+            } else {
+                stream_of_step.push(None);
             }
             let open = streams.iter().filter(|s| !s.records.is_empty()).count() as u64;
             stats.peak_buffered_records = stats.peak_buffered_records.max(buffered_records);
@@ -156,11 +223,40 @@ pub(crate) fn merge<E>(
                 }
                 buffered_records -= 1;
                 released_up_to = released_up_to.max(key.0);
-                if let Err(e) = emit(record) {
+                if let Err(e) = emit(Merged::Record(record)) {
                     result = Err(e);
                     heap.clear();
                     break;
                 }
+            }
+            // Steps a resumed merge redoes are not checkpoints: the state they would
+            // record is older than the cursor it resumed from.
+            if result.is_err() || (step as u64) + 1 < resume.steps {
+                continue;
+            }
+            let cursor = || {
+                let mut c = MergeCursor {
+                    steps: step as u64 + 1,
+                    released_up_to,
+                    stats,
+                    ..MergeCursor::default()
+                };
+                for (j, slot) in stream_of_step.iter().enumerate() {
+                    let rank = inputs[order[j]].rank;
+                    match slot.map(|s| &streams[s]) {
+                        Some(s) if !s.records.is_empty() => {
+                            c.released.insert(rank, s.total - s.records.len() as u64);
+                        }
+                        _ => {
+                            c.finished.insert(rank);
+                        }
+                    }
+                }
+                c
+            };
+            if let Err(e) = emit(Merged::Step(&cursor)) {
+                result = Err(e);
+                heap.clear();
             }
         }
         result
@@ -224,6 +320,7 @@ mod tests {
             &inputs,
             &pool(),
             lookahead,
+            None,
             |i| ParsedFile {
                 records: times[i]
                     .iter()
@@ -235,13 +332,100 @@ mod tests {
                 seen.push(i);
                 Ok(())
             },
-            |r| {
-                out.push(r.use_.time.timestamp());
+            |m| {
+                if let Merged::Record(r) = m {
+                    out.push(r.use_.time.timestamp());
+                }
                 Ok(())
             },
         )
         .unwrap();
         (out, stats, seen)
+    }
+
+    /// Merges from `resume`, returning the released times (with a `-1` marker after
+    /// each step), the cursors after each step, and the files `on_file` saw.
+    fn run_from(
+        times: &[Vec<i64>],
+        bounds: &[i64],
+        resume: Option<&MergeCursor>,
+    ) -> (Vec<i64>, Vec<MergeCursor>, Vec<usize>) {
+        let inputs: Vec<MergeInput> = bounds
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| MergeInput {
+                rank: i as u32,
+                lower_bound: b,
+            })
+            .collect();
+        let (mut out, mut cursors, mut seen) = (Vec::new(), Vec::new(), Vec::new());
+        merge::<()>(
+            &inputs,
+            &pool(),
+            2,
+            resume,
+            |i| ParsedFile {
+                records: times[i]
+                    .iter()
+                    .map(|&t| record(t, &format!("{i}-{t}")))
+                    .collect(),
+                ..ParsedFile::default()
+            },
+            |i, _| {
+                seen.push(i);
+                Ok(())
+            },
+            |m| {
+                match m {
+                    Merged::Record(r) => out.push(r.use_.time.timestamp()),
+                    Merged::Step(cursor) => {
+                        out.push(-1);
+                        cursors.push(cursor());
+                    }
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+        (out, cursors, seen)
+    }
+
+    #[test]
+    fn a_merge_resumed_from_any_step_releases_exactly_the_rest() {
+        // Overlapping files (records reach past the next file's bound), one empty
+        // file and one late record.
+        let times = vec![
+            vec![10, 150, 20],
+            vec![],
+            vec![120, 260, 110, 5],
+            vec![210, 390, 220],
+            vec![300, 330],
+        ];
+        let bounds = [0, 50, 100, 200, 300].map(|b: i64| b * 1_000_000);
+        let (full, cursors, _) = run_from(&times, &bounds, None);
+        let records = |v: &[i64]| v.iter().copied().filter(|&t| t >= 0).collect::<Vec<_>>();
+        for (s, cursor) in cursors.iter().enumerate() {
+            // What the interrupted run had released when it checkpointed after step s.
+            let cut = full
+                .iter()
+                .enumerate()
+                .filter(|(_, &t)| t == -1)
+                .nth(s)
+                .unwrap()
+                .0;
+            let (rest, _, seen) = run_from(&times, &bounds, Some(cursor));
+            let mut joined = records(&full[..cut]);
+            joined.extend(records(&rest));
+            assert_eq!(joined, records(&full), "resumed after step {s}");
+            assert_eq!(rest.iter().filter(|&&t| t == -1).count(), times.len() - s);
+            assert!(
+                seen.iter().all(|&i| i > s),
+                "on_file called again for a file taken before the checkpoint: {seen:?}"
+            );
+            assert_eq!(seen.len(), times.len() - s - 1);
+        }
+        assert_eq!(cursors.last().unwrap().finished.len(), times.len());
+        assert_eq!(cursors.last().unwrap().stats.late_records, 1);
     }
 
     #[test]

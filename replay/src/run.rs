@@ -1,8 +1,10 @@
 //! One replay run: files → parse (parallel) → event-time merge → attribute/detect →
 //! sinks, with the counts written to `summary.json`.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use lineage_core::bus;
@@ -14,7 +16,8 @@ use lineage_ingest::{Normalized, ParseLimits};
 use lineage_sinks::tables::{EventsTable, EventsWritten, LineageTables, TablesOptions};
 use lineage_sinks::JsonLinesSink;
 
-use crate::merge::{merge, MergeInput};
+use crate::checkpoint::{self, Checkpoint, EventsState, InProgress, Manifest, SinkOffset};
+use crate::merge::{merge, MergeInput, Merged};
 use crate::parse::{parse_input, unreadable};
 use crate::{
     expand_inputs, split_s3_inputs, AttributeStage, InputFile, ParsedFile, ReplayError, S3Archive,
@@ -78,6 +81,11 @@ pub struct ArchiveOptions {
     pub until: Option<chrono::DateTime<chrono::Utc>>,
     /// Called after each file is merged and at the end.
     pub progress: Option<ProgressHook>,
+    /// Write a checkpoint (the manifest of finished files and the run's state, see
+    /// [`crate::checkpoint`]) at most this often, at file boundaries; `None` = never.
+    pub checkpoint_every: Option<std::time::Duration>,
+    /// Continue from the checkpoint in the output directory, when there is one.
+    pub resume: bool,
 }
 
 impl Default for ArchiveOptions {
@@ -89,6 +97,8 @@ impl Default for ArchiveOptions {
             since: None,
             until: None,
             progress: None,
+            checkpoint_every: None,
+            resume: false,
         }
     }
 }
@@ -187,15 +197,60 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     }
     std::fs::create_dir_all(&config.out_dir)
         .map_err(|e| ReplayError::Output(format!("creating {}: {e}", config.out_dir.display())))?;
-    let mut dead_sink = JsonLinesSink::create(&config.out_dir.join("dead_letters.jsonl"))?;
+    let out_dir = config.out_dir.as_path();
+    let names: Vec<String> = files.iter().map(InputFile::name).collect();
+    let fingerprint = run_fingerprint(config, &files);
+    let resumed = if config.archive.resume {
+        resume_point(out_dir, &fingerprint)?
+    } else {
+        checkpoint::clear(out_dir)?;
+        None
+    };
+    if let Some(cp) = &resumed {
+        let state = checkpoint::read_state_file(out_dir, &cp.state_file())?;
+        stage
+            .restore_state(state, &config.inventory)
+            .map_err(|why| ReplayError::Output(format!("restoring the checkpoint: {why}")))?;
+        tracing::info!(
+            files_done = cp.merge.steps,
+            files = files.len(),
+            records = cp.summary.read,
+            "resuming replay from its checkpoint"
+        );
+    }
+    let dead_path = out_dir.join("dead_letters.jsonl");
+    let mut dead_sink = match &resumed {
+        Some(cp) => JsonLinesSink::resume(
+            &dead_path,
+            cp.dead_letters_jsonl.bytes,
+            cp.dead_letters_jsonl.records,
+        )?,
+        None => JsonLinesSink::create(&dead_path)?,
+    };
     let tables = (config.tables.as_ref())
         .map(|dir| LineageTables::new(dir, TablesOptions::default()))
         .transpose()?;
-    let mut dead_table = tables
-        .as_ref()
-        .map(LineageTables::dead_letters)
-        .transpose()?;
-    let events_table = tables.as_ref().map(LineageTables::events).transpose()?;
+    let (mut dead_table, events_table) = match (&tables, &resumed) {
+        (None, _) => (None, None),
+        (Some(t), None) => (Some(t.dead_letters()?), Some(t.events()?)),
+        (Some(t), Some(cp)) => {
+            let events: EventsState = checkpoint::read_state_file(out_dir, &cp.events_file())?;
+            let missing = |what: &str| {
+                ReplayError::Output(format!(
+                    "the checkpoint has no {what} table position (it was written without tables); run without --resume"
+                ))
+            };
+            let dead = cp
+                .dead_letters_table
+                .as_ref()
+                .ok_or_else(|| missing("dead_letters"))?;
+            let ev = events.table.as_ref().ok_or_else(|| missing("events"))?;
+            (
+                Some(t.resume_dead_letters(dead)?),
+                Some(t.resume_events(ev)?),
+            )
+        }
+    };
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads)
@@ -213,18 +268,25 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
         0 => 4 * pool.current_num_threads(),
         n => n,
     };
-    let mut summary = RunSummary {
-        files: files.len() as u64,
-        ..RunSummary::default()
+    let mut summary = match &resumed {
+        Some(cp) => cp.summary.clone(),
+        None => RunSummary {
+            files: files.len() as u64,
+            ..RunSummary::default()
+        },
     };
     let mut progress = Progress {
         files_total: files.len() as u64,
         bytes_total: files.iter().filter_map(InputFile::size).sum(),
         ..Progress::default()
     };
+    if let Some(cp) = &resumed {
+        progress.files_done = cp.merge.steps;
+        progress.records = summary.read;
+    }
     let since = config.archive.since.map(|t| t.timestamp_micros());
     let until = config.archive.until.map(|t| t.timestamp_micros());
-    let mut outside = 0u64;
+    let mut outside = resumed.as_ref().map_or(0, |cp| cp.outside_time_range);
     let parse = |i: usize| {
         let file = &files[i];
         let run = || {
@@ -244,7 +306,28 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
             )
         })
     };
+    // The merge's file callback and its record callback (which takes checkpoints)
+    // both need the counts and the dead-letter outputs.
+    struct Taken<'a> {
+        summary: &'a mut RunSummary,
+        progress: &'a mut Progress,
+        dead_sink: &'a mut JsonLinesSink,
+        dead_table: &'a mut Option<lineage_sinks::tables::DeadLetterTable>,
+    }
+    let taken = RefCell::new(Taken {
+        summary: &mut summary,
+        progress: &mut progress,
+        dead_sink: &mut dead_sink,
+        dead_table: &mut dead_table,
+    });
     let on_file = |i: usize, mut file: ParsedFile| -> Result<(), ReplayError> {
+        let mut guard = taken.borrow_mut();
+        let Taken {
+            summary,
+            progress,
+            dead_sink,
+            dead_table,
+        } = &mut *guard;
         let c = &file.counts;
         summary.read += c.read;
         summary.normalized += c.normalized;
@@ -268,24 +351,80 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
         progress.bytes_done += files[i].size().unwrap_or(0);
         progress.records = summary.read;
         if let Some(hook) = &config.archive.progress {
-            (hook.0)(&progress);
+            (hook.0)(progress);
         }
         Ok(())
     };
+    let mut last_checkpoint = Instant::now();
+    let mut generation = resumed.as_ref().map_or(0, |cp| cp.generation);
+    let checkpoints = CheckpointContext {
+        out_dir,
+        names: &names,
+        fingerprint: &fingerprint,
+        events_jsonl: resumed.as_ref().and_then(|cp| cp.events_jsonl),
+        in_flight: AtomicBool::new(false),
+    };
     let (stage, events_written, merged, events_table) =
-        run_stages(config, stage, events_table, |emit| {
-            merge(&inputs, &pool, lookahead, parse, on_file, |record| {
-                let t = record.use_.time.timestamp_micros();
-                if until.is_some_and(|u| t > u) {
-                    outside += 1;
-                    return Ok(());
-                }
-                if since.is_some_and(|s| t < s) {
-                    outside += 1;
-                    return emit(Emitted::FactsOnly(record));
-                }
-                emit(Emitted::Record(record))
-            })
+        run_stages(config, stage, events_table, &checkpoints, |emit| {
+            let cursor = resumed.as_ref().map(|cp| &cp.merge);
+            merge(
+                &inputs,
+                &pool,
+                lookahead,
+                cursor,
+                parse,
+                on_file,
+                |merged| {
+                    let record = match merged {
+                        Merged::Record(r) => r,
+                        Merged::Step(cursor) => {
+                            // One checkpoint in the pipeline at a time: the next is due
+                            // an interval after the previous one was emitted and once it
+                            // is written.
+                            let due = config
+                                .archive
+                                .checkpoint_every
+                                .is_some_and(|every| last_checkpoint.elapsed() >= every)
+                                && !checkpoints.in_flight.load(Ordering::Acquire);
+                            if !due {
+                                return Ok(());
+                            }
+                            checkpoints.in_flight.store(true, Ordering::Release);
+                            generation += 1;
+                            let mut guard = taken.borrow_mut();
+                            let t = &mut *guard;
+                            t.dead_sink.flush()?;
+                            let dead_letters_table =
+                                t.dead_table.as_mut().map(|d| d.checkpoint()).transpose()?;
+                            let cp = Checkpoint {
+                                generation,
+                                merge: cursor(),
+                                summary: t.summary.clone(),
+                                outside_time_range: outside,
+                                dead_letters_jsonl: SinkOffset {
+                                    bytes: t.dead_sink.bytes(),
+                                    records: t.dead_sink.written(),
+                                },
+                                dead_letters_table,
+                                events_jsonl: None,
+                            };
+                            drop(guard);
+                            last_checkpoint = Instant::now();
+                            return emit(Emitted::Checkpoint(Box::new(cp)));
+                        }
+                    };
+                    let t = record.use_.time.timestamp_micros();
+                    if until.is_some_and(|u| t > u) {
+                        outside += 1;
+                        return Ok(());
+                    }
+                    if since.is_some_and(|s| t < s) {
+                        outside += 1;
+                        return emit(Emitted::FactsOnly(record));
+                    }
+                    emit(Emitted::Record(record))
+                },
+            )
         })?;
     dead_sink.flush()?;
     let dead_rows = dead_table.map(|t| t.finish()).transpose()?;
@@ -363,6 +502,21 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     summary.records_per_sec = summary.read as f64 / summary.elapsed_secs.max(1e-9);
     tracing::debug!(events_written, "replay finished");
     write_summary(&config.out_dir, &summary)?;
+    if config.archive.checkpoint_every.is_some() || resumed.is_some() {
+        checkpoint::write_manifest(
+            out_dir,
+            &Manifest {
+                version: checkpoint::VERSION,
+                fingerprint,
+                complete: true,
+                written_at: chrono::Utc::now(),
+                files_total: names.len() as u64,
+                finished: names,
+                in_progress: Vec::new(),
+                checkpoint: None,
+            },
+        )?;
+    }
     Ok(ReplayOutput {
         summary,
         alerts,
@@ -377,6 +531,99 @@ enum Emitted {
     Record(Normalized),
     /// A record before `--since`: only its lineage facts are applied.
     FactsOnly(Normalized),
+    /// Every record before this one is in: checkpoint (see [`crate::checkpoint`]).
+    Checkpoint(Box<Checkpoint>),
+}
+
+/// What the attribute stage hands the events sink.
+#[allow(clippy::large_enum_variant)] // boxing every event would cost an allocation per record
+enum Attributed {
+    /// An attributed event.
+    Event(AttributedEvent),
+    /// The stage's state for this checkpoint is written: the sink closes its files
+    /// and writes the manifest.
+    Checkpoint(Box<Checkpoint>),
+}
+
+/// What the events sink needs to write manifests.
+struct CheckpointContext<'a> {
+    out_dir: &'a Path,
+    /// Input file names by rank.
+    names: &'a [String],
+    fingerprint: &'a str,
+    /// Where `events.jsonl` stood at the checkpoint resumed from.
+    events_jsonl: Option<SinkOffset>,
+    /// A checkpoint is on its way through the pipeline.
+    in_flight: AtomicBool,
+}
+
+impl CheckpointContext<'_> {
+    fn manifest(&self, cp: Checkpoint) -> Manifest {
+        let m = &cp.merge;
+        Manifest {
+            version: checkpoint::VERSION,
+            fingerprint: self.fingerprint.to_owned(),
+            complete: false,
+            written_at: chrono::Utc::now(),
+            files_total: self.names.len() as u64,
+            finished: m
+                .finished
+                .iter()
+                .map(|&r| self.names[r as usize].clone())
+                .collect(),
+            in_progress: m
+                .released
+                .iter()
+                .map(|(&r, &released)| InProgress {
+                    name: self.names[r as usize].clone(),
+                    released,
+                })
+                .collect(),
+            checkpoint: Some(cp),
+        }
+    }
+}
+
+/// The inputs and settings a resume must match: file names and sizes, source,
+/// inventory, detector settings, time range, merge window and outputs.
+fn run_fingerprint(config: &ReplayConfig, files: &[InputFile]) -> String {
+    let mut parts: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| format!("{}\0{:?}", f.name(), f.size()).into_bytes())
+        .collect();
+    parts.push(format!("{:?}", config.source).into_bytes());
+    parts.push(serde_json::to_vec(&config.inventory.file).unwrap_or_default());
+    parts.push(serde_json::to_vec(&config.detectors).unwrap_or_default());
+    let a = &config.archive;
+    parts.push(format!("{:?} {:?} {:?}", a.since, a.until, a.merge_window).into_bytes());
+    parts.push(format!("{} {:?}", config.write_events, config.tables).into_bytes());
+    checkpoint::fingerprint(parts.iter().map(Vec::as_slice))
+}
+
+/// The checkpoint to resume from, after checking it belongs to these inputs.
+fn resume_point(out_dir: &Path, fingerprint: &str) -> Result<Option<Checkpoint>, ReplayError> {
+    let manifest_path = out_dir.join(checkpoint::MANIFEST_FILE);
+    let Some(manifest) = checkpoint::read_manifest(out_dir)? else {
+        tracing::warn!(
+            manifest = %manifest_path.display(),
+            "--resume: no checkpoint in the output directory; replaying from the beginning"
+        );
+        return Ok(None);
+    };
+    if manifest.complete {
+        return Err(ReplayError::Output(format!(
+            "--resume: the replay in {} already finished ({}); run without --resume to replay again",
+            out_dir.display(),
+            manifest_path.display()
+        )));
+    }
+    if manifest.fingerprint != fingerprint {
+        return Err(ReplayError::Output(format!(
+            "--resume: the inputs or settings differ from the interrupted run's ({}: input files, their sizes, inventory, detector settings, --since/--until, --merge-window and outputs must be the same); run without --resume to start over",
+            manifest_path.display()
+        )));
+    }
+    Ok(manifest.checkpoint)
 }
 
 /// Producer (the merge) → attribute stage → (optional) events sink, connected by the
@@ -385,48 +632,80 @@ fn run_stages<T>(
     config: &ReplayConfig,
     mut stage: AttributeStage,
     events_table: Option<EventsTable>,
+    checkpoints: &CheckpointContext<'_>,
     produce: impl FnOnce(&mut dyn FnMut(Emitted) -> Result<(), ReplayError>) -> Result<T, ReplayError>,
 ) -> Result<(AttributeStage, u64, T, Option<EventsWritten>), ReplayError> {
     let (events_tx, events_rx) = bus::channel::<Emitted>("lineage.events", IN_FLIGHT);
     let (attributed_tx, attributed_rx) =
-        bus::channel::<AttributedEvent>("lineage.attributed", IN_FLIGHT);
+        bus::channel::<Attributed>("lineage.attributed", IN_FLIGHT);
     let write_events = config.write_events;
     let publish = write_events || events_table.is_some();
     let events_path = config.out_dir.join("events.jsonl");
+    let out_dir = checkpoints.out_dir;
     std::thread::scope(|scope| {
         let attribute = scope.spawn(move || {
             for batch in events_rx {
-                let mut out: Vec<AttributedEvent> = Vec::with_capacity(batch.len());
+                let mut out: Vec<Attributed> = Vec::with_capacity(batch.len());
                 for emitted in batch {
                     match emitted {
-                        Emitted::Record(r) => out.push(stage.process(r)),
+                        Emitted::Record(r) => {
+                            let event = stage.process(r);
+                            if publish {
+                                out.push(Attributed::Event(event));
+                            }
+                        }
                         Emitted::FactsOnly(r) => stage.apply_facts(&r),
+                        Emitted::Checkpoint(cp) => {
+                            checkpoint::write_state_file(out_dir, &cp.state_file(), |w| {
+                                stage.write_state(w)
+                            })?;
+                            out.push(Attributed::Checkpoint(cp));
+                        }
                     }
                 }
-                if publish {
-                    attributed_tx
-                        .publish(out)
-                        .map_err(|e| ReplayError::Stage(e.to_string()))?;
-                }
+                attributed_tx
+                    .publish(out)
+                    .map_err(|e| ReplayError::Stage(e.to_string()))?;
             }
             Ok::<_, ReplayError>(stage)
         });
         let sink = scope.spawn(move || {
-            if !publish {
-                drop(attributed_rx);
-                return Ok::<_, ReplayError>((0, None));
-            }
-            let mut sink = write_events
-                .then(|| JsonLinesSink::create(&events_path))
-                .transpose()?;
+            let mut sink = match (write_events, checkpoints.events_jsonl) {
+                (false, _) => None,
+                (true, None) => Some(JsonLinesSink::create(&events_path)?),
+                (true, Some(at)) => {
+                    Some(JsonLinesSink::resume(&events_path, at.bytes, at.records)?)
+                }
+            };
             let mut table = events_table;
             for batch in attributed_rx {
-                for e in &batch {
+                for item in batch {
+                    let e = match item {
+                        Attributed::Event(e) => e,
+                        Attributed::Checkpoint(mut cp) => {
+                            if let Some(sink) = sink.as_mut() {
+                                sink.flush()?;
+                                cp.events_jsonl = Some(SinkOffset {
+                                    bytes: sink.bytes(),
+                                    records: sink.written(),
+                                });
+                            }
+                            let state = EventsState {
+                                table: table.as_mut().map(EventsTable::checkpoint).transpose()?,
+                            };
+                            checkpoint::write_state_file(out_dir, &cp.events_file(), |w| {
+                                serde_json::to_writer(w, &state)
+                            })?;
+                            checkpoint::write_manifest(out_dir, &checkpoints.manifest(*cp))?;
+                            checkpoints.in_flight.store(false, Ordering::Release);
+                            continue;
+                        }
+                    };
                     if let Some(sink) = sink.as_mut() {
-                        sink.write(e)?;
+                        sink.write(&e)?;
                     }
                     if let Some(table) = table.as_mut() {
-                        table.write(e)?;
+                        table.write(&e)?;
                     }
                 }
             }
@@ -437,7 +716,7 @@ fn run_stages<T>(
                 }
                 None => 0,
             };
-            Ok((written, table.map(EventsTable::finish).transpose()?))
+            Ok::<_, ReplayError>((written, table.map(EventsTable::finish).transpose()?))
         });
         let mut batch = Vec::with_capacity(BATCH);
         let mut send = |record: Emitted| -> Result<(), ReplayError> {

@@ -11,8 +11,26 @@ use crate::SinkError;
 /// Writes one JSON document per line to a file or to stdout.
 pub struct JsonLinesSink {
     target: String,
-    out: Box<dyn Write + Send>,
+    out: Counting<Box<dyn Write + Send>>,
     written: u64,
+}
+
+/// A writer that counts the bytes it is given.
+struct Counting<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 impl std::fmt::Debug for JsonLinesSink {
@@ -34,16 +52,62 @@ impl JsonLinesSink {
         })?;
         Ok(Self {
             target,
-            out: Box::new(BufWriter::with_capacity(256 * 1024, file)),
+            out: Counting {
+                inner: Box::new(BufWriter::with_capacity(256 * 1024, file)),
+                bytes: 0,
+            },
             written: 0,
         })
+    }
+
+    /// Continues `path` after a checkpoint that had flushed `bytes` bytes holding
+    /// `written` records: anything after them (written past the checkpoint before a
+    /// crash) is cut off, and new records are appended.
+    pub fn resume(path: &Path, bytes: u64, written: u64) -> Result<Self, SinkError> {
+        use std::io::{Seek, SeekFrom};
+        let target = path.display().to_string();
+        let io = |source| SinkError::Io {
+            target: target.clone(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if len < bytes {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("holds {len} bytes, the checkpoint recorded {bytes}"),
+            )));
+        }
+        file.set_len(bytes).map_err(io)?;
+        file.seek(SeekFrom::End(0)).map_err(io)?;
+        Ok(Self {
+            target: target.clone(),
+            out: Counting {
+                inner: Box::new(BufWriter::with_capacity(256 * 1024, file)),
+                bytes,
+            },
+            written,
+        })
+    }
+
+    /// Bytes written so far (flushed or buffered).
+    pub fn bytes(&self) -> u64 {
+        self.out.bytes
     }
 
     /// Writes to standard output.
     pub fn stdout() -> Self {
         Self {
             target: "stdout".into(),
-            out: Box::new(BufWriter::new(std::io::stdout())),
+            out: Counting {
+                inner: Box::new(BufWriter::new(std::io::stdout())),
+                bytes: 0,
+            },
             written: 0,
         }
     }
@@ -91,6 +155,28 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2);
         assert_eq!(sink.written(), 2);
+    }
+
+    #[test]
+    fn resume_cuts_what_came_after_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.jsonl");
+        let mut sink = JsonLinesSink::create(&path).unwrap();
+        sink.write(&serde_json::json!({"a": 1})).unwrap();
+        sink.flush().unwrap();
+        let (bytes, written) = (sink.bytes(), sink.written());
+        sink.write(&serde_json::json!({"lost": true})).unwrap();
+        sink.flush().unwrap();
+        drop(sink);
+        let mut sink = JsonLinesSink::resume(&path, bytes, written).unwrap();
+        sink.write(&serde_json::json!({"b": 2})).unwrap();
+        sink.flush().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"b\":2}\n"
+        );
+        assert_eq!(sink.written(), 2);
+        assert!(JsonLinesSink::resume(&path, 1 << 20, 9).is_err());
     }
 
     #[test]

@@ -92,3 +92,42 @@ pub fn assert_counts_add_up(summary: &Value) {
         );
     }
 }
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// Each table under `<out>/tables` with its row count, read from the Parquet
+/// footers (closed files only: in-progress files are hidden and not counted).
+pub fn table_rows(out: &Path) -> Vec<(String, usize)> {
+    use parquet::file::reader::FileReader;
+    let mut names: Vec<(String, usize)> = std::fs::read_dir(out.join("tables"))
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let mut parts = Vec::new();
+            files_under(&p, &mut parts);
+            let rows = parts
+                .iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+                .map(|f| {
+                    let file = std::fs::File::open(f).unwrap();
+                    parquet::file::reader::SerializedFileReader::new(file)
+                        .map(|r| r.metadata().file_metadata().num_rows() as usize)
+                        .unwrap()
+                })
+                .sum();
+            (p.file_name().unwrap().to_string_lossy().into_owned(), rows)
+        })
+        .collect();
+    names.sort();
+    names
+}

@@ -5,14 +5,24 @@
 //! are still sent (header `broken` = the reason) so the normalize stage
 //! dead-letters and counts them, and a file whose source cannot be told goes to the
 //! DLQ directly.
+//!
+//! [`RawProducer`] is the same producer for records that arrive in batches from a
+//! live connector (`lineage ingest <source> --from-checkpoint FILE <connector>`):
+//! [`RawProducer::produce_batch`] sends a batch with the same keys and headers and
+//! returns only once the broker acknowledged every message, so the caller acks the
+//! connector batch (advancing its checkpoint) only after that. A crash in between
+//! re-delivers the batch: its records reach the raw topic twice, with the same keys,
+//! and the graph stage drops events whose id it has seen (see "Delivery" in the
+//! module doc of [`crate::live`]).
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
 
 use lineage_core::{DeadLetter, Provenance, Source};
+use lineage_ingest::connect::{single_line, RawRecord};
 use lineage_ingest::framing::{frames, Frame};
-use lineage_ingest::{decompress, parser_for, sniff_source};
+use lineage_ingest::{decompress, parser_for, sniff_source, SourceParser};
 use sha2::{Digest, Sha256};
 use smol_str::SmolStr;
 
@@ -82,10 +92,111 @@ fn content_key(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(&d[..16]))
 }
 
+/// The raw-topic key of one record: the source event id when the source's parser
+/// reads one, a content hash otherwise. `path` and `n` (1-based record number) are the
+/// provenance the parser is handed.
+fn record_key(parser: Option<&dyn SourceParser>, path: &str, n: u64, record: &[u8]) -> String {
+    parser
+        .and_then(|p| {
+            p.parse_record(
+                record,
+                Provenance::File {
+                    path: SmolStr::new(path),
+                    record: n,
+                },
+            )
+            .ok()
+        })
+        .map(|r| r.use_.event_id.to_string())
+        .unwrap_or_else(|| content_key(record))
+}
+
+/// Sends a dead letter to the DLQ, keyed by a hash of its original bytes.
+fn send_dead_letter(
+    bus: &BusConfig,
+    producer: &OutputProducer,
+    dl: &DeadLetter,
+) -> Result<(), LiveError> {
+    let original = dl
+        .original
+        .as_deref()
+        .or(dl.original_base64.as_deref())
+        .unwrap_or_default();
+    let body = serde_json::to_vec(dl).expect("dead letter serializes");
+    producer.send(
+        &bus.topics.dlq,
+        content_key(original.as_bytes()).as_bytes(),
+        &body,
+        &[],
+    )
+}
+
+/// How long a flush waits for the broker's acknowledgements.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The raw-topic producer for batches from live connectors (see the module doc).
+pub struct RawProducer {
+    bus: BusConfig,
+    producer: OutputProducer,
+    report: IngestReport,
+}
+
+impl RawProducer {
+    /// Creates the topics if needed (`[bus] create_topics`) and connects an
+    /// idempotent producer (`acks=all`).
+    pub fn new(bus: &BusConfig) -> Result<Self, LiveError> {
+        ensure_topics(bus)?;
+        Ok(Self {
+            bus: bus.clone(),
+            producer: OutputProducer::new(bus, "lineage-ingest")?,
+            report: IngestReport::default(),
+        })
+    }
+
+    /// Sends `records` of `source` to `lineage.raw.<source>` (key = source event id,
+    /// header `origin`) and `dead_letters` to the DLQ, then waits until the broker has
+    /// acknowledged every one of them. `Ok` means all are durable: only then may the
+    /// caller ack the connector batch. On `Err` nothing may be acked; sending the
+    /// same batch again is safe (duplicates carry the same keys).
+    pub fn produce_batch(
+        &mut self,
+        source: Source,
+        records: &[RawRecord],
+        dead_letters: &[DeadLetter],
+    ) -> Result<(), LiveError> {
+        let topic = self.bus.topics.raw(source);
+        let parser = parser_for(source);
+        for r in records {
+            // One line, as `lineage connect` writes it and `ingest --from` reads it:
+            // a raw newline in JSON is whitespace, so the value is unchanged.
+            let bytes = single_line(&r.bytes);
+            let key = record_key(parser, &r.origin, 1, &bytes);
+            self.producer
+                .send(&topic, key.as_bytes(), &bytes, &[("origin", &r.origin)])?;
+        }
+        for dl in dead_letters {
+            send_dead_letter(&self.bus, &self.producer, dl)?;
+        }
+        self.producer.flush_all(FLUSH_TIMEOUT)?;
+        let n = records.len() as u64;
+        self.report.read += n + dead_letters.len() as u64;
+        self.report.produced += n;
+        self.report.dead_lettered += dead_letters.len() as u64;
+        if n > 0 {
+            *self.report.by_source.entry(source.to_string()).or_default() += n;
+        }
+        Ok(())
+    }
+
+    /// What was produced (and acknowledged) so far; `files` stays 0.
+    pub fn report(&self) -> &IngestReport {
+        &self.report
+    }
+}
+
 /// Sends every record of `cfg.inputs` to its raw topic and waits until the broker has all.
 pub fn ingest_to_kafka(cfg: &IngestConfig) -> Result<IngestReport, LiveError> {
-    ensure_topics(&cfg.bus)?;
-    let mut producer = OutputProducer::new(&cfg.bus, "lineage-ingest")?;
+    let mut raw = RawProducer::new(&cfg.bus)?;
     let mut report = IngestReport::default();
     let mut pace = Pacer::new(cfg.rate);
     let stdin = cfg.inputs.iter().any(|i| i == "-");
@@ -99,7 +210,7 @@ pub fn ingest_to_kafka(cfg: &IngestConfig) -> Result<IngestReport, LiveError> {
             .collect()
     };
     for name in files {
-        let raw = if name == "-" {
+        let bytes = if name == "-" {
             let mut b = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut b)
@@ -109,31 +220,23 @@ pub fn ingest_to_kafka(cfg: &IngestConfig) -> Result<IngestReport, LiveError> {
             std::fs::read(&name).map_err(|e| LiveError::Io(format!("reading {name}: {e}")))?
         };
         report.files += 1;
-        send_file(
-            &cfg.bus,
-            &producer,
-            &name,
-            &raw,
-            cfg.source,
-            &mut report,
-            &mut pace,
-        )?;
+        send_file(&raw, &name, &bytes, cfg.source, &mut report, &mut pace)?;
         // Bounded memory: flush per file.
-        producer.flush_all(Duration::from_secs(120))?;
+        raw.producer.flush_all(FLUSH_TIMEOUT)?;
     }
-    producer.flush_all(Duration::from_secs(120))?;
+    raw.producer.flush_all(FLUSH_TIMEOUT)?;
     Ok(report)
 }
 
 fn send_file(
-    bus: &BusConfig,
-    producer: &OutputProducer,
+    raw_producer: &RawProducer,
     name: &str,
     raw: &[u8],
     forced: Option<Source>,
     report: &mut IngestReport,
     pace: &mut Pacer,
 ) -> Result<(), LiveError> {
+    let (bus, producer) = (&raw_producer.bus, &raw_producer.producer);
     let (bytes, decode_error) = decompress(raw);
     let Some(source) = forced.or_else(|| sniff_source(&bytes)) else {
         if bytes.iter().all(u8::is_ascii_whitespace) && decode_error.is_none() {
@@ -168,19 +271,7 @@ fn send_file(
         match frame {
             Frame::Record(n, record) => {
                 let origin = format!("{name}:{n}");
-                let key = parser
-                    .and_then(|p| {
-                        p.parse_record(
-                            record,
-                            Provenance::File {
-                                path: SmolStr::new(name),
-                                record: n,
-                            },
-                        )
-                        .ok()
-                    })
-                    .map(|r| r.use_.event_id.to_string())
-                    .unwrap_or_else(|| content_key(record));
+                let key = record_key(parser, name, n, record);
                 producer.send(&topic, key.as_bytes(), record, &[("origin", &origin)])?;
             }
             Frame::Broken(n, fragment, why) => {

@@ -93,7 +93,7 @@ use serde::{Deserialize, Serialize};
 use smol_str::SmolStr;
 
 pub use http::serve as serve_metrics;
-pub use ingest::{ingest_to_kafka, IngestConfig, IngestReport};
+pub use ingest::{ingest_to_kafka, IngestConfig, IngestReport, RawProducer};
 pub use kafka::{ensure_topics, BusConfig, BusKind, PartitionCounts, TopicNames};
 pub use metrics::Metrics;
 pub use run::{run_kafka, LiveConfig, StageName};

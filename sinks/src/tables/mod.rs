@@ -25,7 +25,7 @@ pub use schema::{
     all_schemas, ActionRow, AlertRow, CredentialRow, DeadLetterRow, EdgeRow, EventRow, IdentityRow,
     TableRow,
 };
-pub use writer::TableWriter;
+pub use writer::{TableCursor, TableWriter};
 
 use crate::SinkError;
 
@@ -73,7 +73,7 @@ pub struct TableCounts {
 }
 
 /// What the latest use of a credential concluded, kept for the `credentials` table.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct CredentialUsage {
     uses: u64,
     agent: Option<SmolStr>,
@@ -105,6 +105,16 @@ impl EventsTable {
         self.writer.write(EventRow::from_event(e))
     }
 
+    /// Closes the open files (every event so far is then in a closed file) and
+    /// returns what a resumed run needs to continue the table.
+    pub fn checkpoint(&mut self) -> Result<EventsCursor, SinkError> {
+        Ok(EventsCursor {
+            table: self.writer.checkpoint()?,
+            usage: self.usage.clone(),
+            max_time: self.max_time,
+        })
+    }
+
     /// Closes the files; what was learned is handed to [`LineageTables::finish`].
     pub fn finish(self) -> Result<EventsWritten, SinkError> {
         let rows = self.writer.finish()?;
@@ -114,6 +124,14 @@ impl EventsTable {
             max_time: self.max_time,
         })
     }
+}
+
+/// Where the `events` table stood at a checkpoint (see [`EventsTable::checkpoint`]).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct EventsCursor {
+    table: TableCursor,
+    usage: HashMap<SmolStr, CredentialUsage>,
+    max_time: Option<DateTime<Utc>>,
 }
 
 /// What the events table learned, for the snapshot tables.
@@ -159,6 +177,23 @@ impl LineageTables {
             writer: TableWriter::create(&self.dir, self.options)?,
             usage: HashMap::new(),
             max_time: None,
+        })
+    }
+
+    /// The `events` writer continuing from a checkpoint (later files are removed).
+    pub fn resume_events(&self, cursor: &EventsCursor) -> Result<EventsTable, SinkError> {
+        Ok(EventsTable {
+            writer: TableWriter::resume(&self.dir, self.options, &cursor.table)?,
+            usage: cursor.usage.clone(),
+            max_time: cursor.max_time,
+        })
+    }
+
+    /// The `dead_letters` writer continuing from a checkpoint.
+    pub fn resume_dead_letters(&self, cursor: &TableCursor) -> Result<DeadLetterTable, SinkError> {
+        Ok(DeadLetterTable {
+            writer: TableWriter::resume(&self.dir, self.options, cursor)?,
+            ingested_at: Utc::now(),
         })
     }
 
@@ -238,6 +273,11 @@ impl DeadLetterTable {
     pub fn write(&mut self, d: &DeadLetter) -> Result<(), SinkError> {
         self.writer
             .write(DeadLetterRow::from_dead_letter(d, self.ingested_at))
+    }
+
+    /// Closes the open files (see [`TableWriter::checkpoint`]).
+    pub fn checkpoint(&mut self) -> Result<TableCursor, SinkError> {
+        self.writer.checkpoint()
     }
 
     /// Closes the files and returns the rows written.

@@ -42,6 +42,18 @@ struct OpenPart {
     rows: usize,
 }
 
+/// Where a table's writer stood at a checkpoint: every row so far is in a closed
+/// file, and the next file of each date gets this number.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TableCursor {
+    /// Rows written.
+    pub rows: u64,
+    /// Files closed.
+    pub files: u64,
+    /// Next part number per date partition.
+    pub next_part: BTreeMap<NaiveDate, u32>,
+}
+
 /// Writes the rows of one table.
 pub struct TableWriter<R: TableRow> {
     dir: PathBuf,
@@ -66,6 +78,10 @@ impl<R: TableRow> TableWriter<R> {
             std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
         }
         std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        Self::open(dir, options)
+    }
+
+    fn open(dir: PathBuf, options: TablesOptions) -> Result<Self, SinkError> {
         let schema = R::schema();
         let decoder = ReaderBuilder::new(schema.clone())
             .with_batch_size(options.batch_rows.max(1))
@@ -83,6 +99,68 @@ impl<R: TableRow> TableWriter<R> {
             files: 0,
             _row: PhantomData,
         })
+    }
+
+    /// Continues a table from a [`TableWriter::checkpoint`]: files that checkpoint
+    /// had closed are kept, anything written after it (closed later or left in
+    /// progress by a crash) is removed, and numbering continues.
+    pub fn resume(
+        root: &Path,
+        options: TablesOptions,
+        cursor: &TableCursor,
+    ) -> Result<Self, SinkError> {
+        let dir = root.join(R::TABLE);
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
+        for entry in std::fs::read_dir(&dir).map_err(|e| io_error(&dir, e))? {
+            let partition = entry.map_err(|e| io_error(&dir, e))?.path();
+            let date = partition
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("date="))
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+            let Some(date) = date else { continue };
+            let keep_below = cursor.next_part.get(&date).copied().unwrap_or(0);
+            for file in std::fs::read_dir(&partition).map_err(|e| io_error(&partition, e))? {
+                let path = file.map_err(|e| io_error(&partition, e))?.path();
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let kept = name
+                    .strip_prefix("part-")
+                    .and_then(|n| n.strip_suffix(".parquet"))
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|n| n < keep_below);
+                if !kept {
+                    std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+                }
+            }
+        }
+        let mut writer = Self::open(dir, options)?;
+        writer.rows = cursor.rows;
+        writer.files = cursor.files;
+        writer.next_part = cursor.next_part.clone();
+        Ok(writer)
+    }
+
+    /// Writes what is buffered and closes the open files, so every row so far is in
+    /// a closed file; the writer goes on with new files.
+    pub fn checkpoint(&mut self) -> Result<TableCursor, SinkError> {
+        self.close_all()?;
+        Ok(TableCursor {
+            rows: self.rows,
+            files: self.files,
+            next_part: self.next_part.clone(),
+        })
+    }
+
+    fn close_all(&mut self) -> Result<(), SinkError> {
+        let pending = std::mem::take(&mut self.pending);
+        for (date, rows) in pending {
+            self.write_batch(date, &rows)?;
+        }
+        let open = std::mem::take(&mut self.open);
+        for (_, part) in open {
+            self.close_part(part)?;
+        }
+        Ok(())
     }
 
     /// Adds one row.
@@ -167,14 +245,7 @@ impl<R: TableRow> TableWriter<R> {
 
     /// Writes what is buffered and closes every open file. Returns the rows written.
     pub fn finish(mut self) -> Result<u64, SinkError> {
-        let pending = std::mem::take(&mut self.pending);
-        for (date, rows) in pending {
-            self.write_batch(date, &rows)?;
-        }
-        let open = std::mem::take(&mut self.open);
-        for (_, part) in open {
-            self.close_part(part)?;
-        }
+        self.close_all()?;
         tracing::debug!(
             table = R::TABLE,
             rows = self.rows,
