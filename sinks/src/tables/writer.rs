@@ -182,6 +182,9 @@ impl<R: TableRow> TableWriter<R> {
     }
 
     fn encode_batch(&mut self, rows: &[R]) -> Result<RecordBatch, SinkError> {
+        if let Some(batch) = R::encode(rows, &self.schema) {
+            return batch.map_err(|e| table_error(R::TABLE, e));
+        }
         self.decoder
             .serialize(rows)
             .map_err(|e| table_error(R::TABLE, e))?;
