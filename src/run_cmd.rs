@@ -46,6 +46,9 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
         None => Inventory::default(),
     };
     let out_dir = run.out_dir.clone().unwrap_or_else(|| PathBuf::from("out"));
+    if bus.instance_id.is_none() {
+        bus.instance_id = Some(default_instance_id(&args.config));
+    }
     let shutdown = live::shutdown_on_signals().context("signal handlers")?;
     let metrics = Arc::new(Metrics::default());
     let http = match &run.metrics_addr {
@@ -66,11 +69,27 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
             out_dir,
             batch: if run.batch == 0 { 2000 } else { run.batch },
             poll: Duration::from_millis(if run.poll_ms == 0 { 200 } else { run.poll_ms }),
+            source_idle: Duration::from_millis(match run.source_idle_ms {
+                0 => 2000,
+                n => n,
+            }),
+            max_hold: Duration::from_millis(match run.max_hold_ms {
+                0 => 30_000,
+                n => n,
+            }),
+            tables: !run.no_tables,
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
         })
         .map_err(anyhow::Error::from),
-        BusKind::Embedded => run_embedded(&run.inputs, inventory, &settings, out_dir, &metrics),
+        BusKind::Embedded => run_embedded(
+            &run.inputs,
+            inventory,
+            &settings,
+            out_dir,
+            !run.no_tables,
+            &metrics,
+        ),
     };
     shutdown.store(true, Ordering::SeqCst);
     if let Some(h) = http {
@@ -84,6 +103,7 @@ fn run_embedded(
     inventory: Inventory,
     settings: &crate::cli::FileConfig,
     out_dir: PathBuf,
+    tables: bool,
     metrics: &Metrics,
 ) -> Result<()> {
     anyhow::ensure!(
@@ -103,7 +123,7 @@ fn run_embedded(
         sigma: None,
         detector_state: None,
         sweep_owner: None,
-        tables: None,
+        tables: tables.then(|| out_dir.join(lineage_sinks::tables::TABLES_DIR)),
         archive: Default::default(),
     })
     .context("embedded pipeline failed")?;
@@ -122,4 +142,24 @@ fn run_embedded(
         out_dir.display()
     );
     Ok(())
+}
+
+/// The static group member name of this process when `[bus] instance_id` is unset:
+/// the host name and a hash of the config file's absolute path, so restarting the
+/// same `lineage run --config FILE` on the same host takes the same partitions back at
+/// once, while two processes with different config files are different members.
+fn default_instance_id(config: &std::path::Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let path = config
+        .canonicalize()
+        .unwrap_or_else(|_| config.to_path_buf());
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("lineage-{host}-{:08x}", h.finish() as u32)
 }

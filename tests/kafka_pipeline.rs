@@ -269,9 +269,20 @@ fn simulate(dir: &Path, extra: &[&str]) -> Vec<String> {
 
 /// `lineage replay` of the same inputs: its alerts by id.
 fn replay_alerts(inputs: &[String], inventory: &Path, out: &Path) -> BTreeMap<String, Value> {
+    replay_alerts_with(inputs, inventory, out, &["--no-tables"])
+}
+
+fn replay_alerts_with(
+    inputs: &[String],
+    inventory: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> BTreeMap<String, Value> {
     let paths: Vec<&Path> = inputs.iter().map(Path::new).collect();
     let inv = inventory.display().to_string();
-    let o = common::replay(&paths, out, &["--inventory", &inv, "--no-tables"]);
+    let mut args = vec!["--inventory", &inv];
+    args.extend_from_slice(extra);
+    let o = common::replay(&paths, out, &args);
     common::assert_exit(&o, 0);
     common::jsonl(&out.join("alerts.jsonl"))
         .into_iter()
@@ -319,6 +330,30 @@ poll_ms = 100
         out = out.display()
     );
     std::fs::write(path, text).unwrap();
+}
+
+/// Row counts of the lineage tables under `tables`, through `lineage sql`.
+fn table_counts(tables: &Path) -> BTreeMap<&'static str, u64> {
+    let mut out = BTreeMap::new();
+    for table in ["events", "alerts", "actions", "dead_letters", "credentials"] {
+        let o = lineage()
+            .args(["sql", "--tables"])
+            .arg(tables)
+            .args(["--format", "json"])
+            .arg(format!("SELECT count(*) AS n FROM {table}"))
+            .output()
+            .unwrap();
+        common::assert_exit(&o, 0);
+        let row: Value = serde_json::from_slice(
+            o.stdout
+                .split(|b| *b == b'\n')
+                .find(|l| !l.is_empty())
+                .expect("one row"),
+        )
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)));
+        out.insert(table, row["n"].as_u64().expect("a count"));
+    }
+    out
 }
 
 fn ingest(brokers: &str, inputs: &[String]) -> Value {
@@ -464,7 +499,7 @@ fn kafka_pipeline_alerts_equal_replay_alerts() {
     let sim = tmp.path().join("sim");
     let inputs = simulate(&sim, &[]);
     let inventory = sim.join("inventory.toml");
-    let want = replay_alerts(&inputs, &inventory, &tmp.path().join("replay"));
+    let want = replay_alerts_with(&inputs, &inventory, &tmp.path().join("replay"), &[]);
     assert!(
         want.len() >= 5,
         "the simulation raises alerts: {}",
@@ -528,11 +563,22 @@ fn kafka_pipeline_alerts_equal_replay_alerts() {
         dlq.len() as u64,
         replay_summary["dead_lettered"].as_u64().unwrap()
     );
+    // The live pipeline wrote the lineage tables too, with replay's row counts, and
+    // `lineage sql` reads them after SIGTERM.
+    let live_tables = table_counts(&out.join("tables"));
+    let replay_tables = table_counts(&tmp.path().join("replay/tables"));
+    for table in ["events", "alerts", "actions", "dead_letters"] {
+        assert_eq!(
+            live_tables[table], replay_tables[table],
+            "rows of {table}: live {live_tables:?}, replay {replay_tables:?}"
+        );
+    }
+    assert!(live_tables["events"] > 0 && live_tables["credentials"] > 0);
     drop(tansu);
 }
 
 #[test]
-#[ignore = "known failing (issue 5 open): after SIGKILL, tansu keeps the dead group members' partitions past session.timeout.ms, so the restarted process never gets them"]
+#[ignore = "known failing (issue 5 open): static membership now gives the restarted process its partitions back at once and normalize finishes, but the graph stage can keep ~65 events held for the source watermarks after a restart (a raw partition's watermark never reads caught up); see replay/src/live/mod.rs"]
 fn sigkilled_pipeline_accounts_for_every_record_and_repeats_no_alert() {
     let tmp = tempfile::tempdir().unwrap();
     let sim = tmp.path().join("sim");
@@ -628,7 +674,7 @@ fn sigkilled_pipeline_accounts_for_every_record_and_repeats_no_alert() {
 }
 
 #[test]
-#[ignore = "known failing (issue 5 open): raw topics are consumed independently, so an Entra departure can be applied after later CloudTrail uses; needs cross-source event-time watermarks in the graph stage"]
+#[ignore = "not yet verified (issue 5 open): cross-source event-time watermarks are implemented in the graph stage but this test was not run to completion with them; same open watermark stall as the crash test"]
 fn two_processes_in_one_group_split_the_partitions_and_equal_replay() {
     let tmp = tempfile::tempdir().unwrap();
     let sim = tmp.path().join("sim");

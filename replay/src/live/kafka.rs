@@ -126,6 +126,13 @@ pub struct BusConfig {
     pub replication_factor: i32,
     /// Create missing topics at start (the identity topic with `cleanup.policy=compact`).
     pub create_topics: bool,
+    /// Static group membership: this process's stable member name (each stage's
+    /// consumer joins as `<instance_id>.<stage>`, librdkafka's `group.instance.id`), so a
+    /// restarted process takes its partitions back at once instead of waiting for the
+    /// broker to expire the dead member. Unset: `lineage run` derives one from the host
+    /// name and the config file's path; `""` turns static membership off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
     /// Any librdkafka property, passed through to every client (SASL, TLS, timeouts).
     pub librdkafka: BTreeMap<String, String>,
 }
@@ -140,6 +147,7 @@ impl Default for BusConfig {
             partitions: PartitionCounts::default(),
             replication_factor: 1,
             create_topics: true,
+            instance_id: None,
             librdkafka: BTreeMap::new(),
         }
     }
@@ -424,7 +432,12 @@ pub(crate) fn group_consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000");
+        .set("heartbeat.interval.ms", "1000")
+        // Latency: a caught-up consumer's fetch waits at most this long at the broker.
+        .set("fetch.wait.max.ms", "50");
+    if let Some(id) = bus.instance_id.as_deref().filter(|s| !s.is_empty()) {
+        cfg.set("group.instance.id", format!("{id}.{stage}"));
+    }
     // Pass-through wins over the defaults above, as for producers.
     for (k, v) in &bus.librdkafka {
         cfg.set(k, v);
@@ -440,7 +453,11 @@ pub(crate) fn group_consumer(
     Ok(c)
 }
 
-/// Commits `next` (topic, partition) → next offset to read, synchronously.
+/// Commits `next` (topic, partition) → next offset to read. Asynchronously: the
+/// outputs of those messages are already acknowledged, so a commit that fails (logged
+/// by [`RebalanceLog`]) or is lost in a crash only means a re-delivery, which the
+/// stages de-duplicate. (A synchronous commit waits without a timeout, and tansu 0.6
+/// was seen to leave one unanswered after a group member was SIGKILLed and replaced.)
 pub(crate) fn commit(
     consumer: &BaseConsumer<RebalanceLog>,
     next: &HashMap<(String, i32), i64>,
@@ -454,7 +471,7 @@ pub(crate) fn commit(
             .map_err(|e| LiveError::Kafka(format!("offset list: {e}")))?;
     }
     consumer
-        .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+        .commit(&tpl, rdkafka::consumer::CommitMode::Async)
         .map_err(|e| LiveError::Kafka(format!("commit: {e}")))
 }
 
@@ -464,6 +481,8 @@ pub(crate) struct TopicReader {
     consumer: BaseConsumer,
     topic: String,
     partitions: Vec<i32>,
+    /// Next offset to read, by partition, as far as this reader has read.
+    next: HashMap<i32, i64>,
 }
 
 impl TopicReader {
@@ -501,7 +520,11 @@ impl TopicReader {
         cfg.set("group.id", format!("{}.reader", bus.group_id))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            // A reader catches up to a high watermark it just fetched: a fetch parked at
+            // the broker for the default 500 ms (tansu answers it only then) would make
+            // every catch-up of the identity table cost that much.
+            .set("fetch.wait.max.ms", "10");
         for (k, v) in &bus.librdkafka {
             cfg.set(k, v);
         }
@@ -526,6 +549,7 @@ impl TopicReader {
             consumer,
             topic: topic.to_owned(),
             partitions,
+            next: HashMap::new(),
         })
     }
 
@@ -545,7 +569,7 @@ impl TopicReader {
     /// Calls `f` for every message until each partition reaches `until` (exclusive) or,
     /// without `until`, the high watermark as of this call. Returns messages read.
     pub(crate) fn read_until(
-        &self,
+        &mut self,
         until: Option<&HashMap<i32, i64>>,
         mut f: impl FnMut(&BorrowedMessage<'_>),
     ) -> Result<u64, LiveError> {
@@ -557,15 +581,17 @@ impl TopicReader {
                 &hwm
             }
         };
-        let mut position: HashMap<i32, i64> = HashMap::new();
+        // Where this reader stands (earlier calls included): a partition already read
+        // to its target needs no poll, so a catch-up with nothing new returns at once.
+        let position = &mut self.next;
         let done = |position: &HashMap<i32, i64>| {
             targets
                 .iter()
-                .all(|(p, t)| *t <= 0 || position.get(p).is_some_and(|o| o + 1 >= *t))
+                .all(|(p, t)| *t <= 0 || position.get(p).is_some_and(|next| *next >= *t))
         };
         let mut n = 0;
         let deadline = Instant::now() + Duration::from_secs(120);
-        while !done(&position) {
+        while !done(position) {
             if Instant::now() > deadline {
                 return Err(LiveError::Kafka(format!(
                     "reading {} to {targets:?} timed out at {position:?}",
@@ -581,7 +607,7 @@ impl TopicReader {
                         f(&m);
                         n += 1;
                     }
-                    position.insert(m.partition(), m.offset());
+                    position.insert(m.partition(), m.offset() + 1);
                 }
             }
         }
@@ -618,4 +644,20 @@ pub(crate) fn header<'a>(m: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a s
         .find(|h| h.key == name)
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Every partition of the raw topics, from the broker's metadata.
+pub(crate) fn raw_partitions(bus: &BusConfig) -> Result<Vec<(String, i32)>, LiveError> {
+    let consumer = TopicReader::consumer(bus)?;
+    let mut out = Vec::new();
+    for source in Source::ALL {
+        let topic = bus.topics.raw(source);
+        let md = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(20))
+            .map_err(|e| LiveError::Kafka(format!("metadata of {topic}: {e}")))?;
+        for t in md.topics().iter().filter(|t| t.name() == topic) {
+            out.extend(t.partitions().iter().map(|p| (topic.clone(), p.id())));
+        }
+    }
+    Ok(out)
 }

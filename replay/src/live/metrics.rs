@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
@@ -32,6 +32,8 @@ pub struct Metrics {
     /// Stages that finished their start-up (identity table read, topics present).
     ready: Mutex<BTreeMap<String, bool>>,
     failed: AtomicBool,
+    /// Events the graph stage holds until the sources' watermarks pass their time.
+    held: AtomicU64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -99,6 +101,11 @@ impl Metrics {
         h.sum += seconds.max(0.0);
     }
 
+    /// Sets how many events the graph stage holds for the watermarks.
+    pub fn set_held(&self, n: usize) {
+        self.held.store(n as u64, Ordering::Relaxed);
+    }
+
     /// Marks a stage ready (or not).
     pub fn set_ready(&self, stage: &str, ready: bool) {
         lock(&self.ready).insert(stage.into(), ready);
@@ -138,6 +145,11 @@ impl Metrics {
                 "lineage_consumer_lag{{stage=\"{stage}\",topic=\"{topic}\",partition=\"{p}\"}} {n}"
             );
         }
+        let _ = writeln!(
+            s,
+            "# HELP lineage_graph_held_events Events waiting for every source's event-time watermark.\n# TYPE lineage_graph_held_events gauge\nlineage_graph_held_events {}",
+            self.held.load(Ordering::Relaxed)
+        );
         s.push_str("# HELP lineage_alerts_total Alerts emitted by detector.\n# TYPE lineage_alerts_total counter\n");
         for (d, n) in lock(&self.alerts).iter() {
             let _ = writeln!(s, "lineage_alerts_total{{detector=\"{d}\"}} {n}");

@@ -2,7 +2,7 @@
 //! sinks, each a consumer group, each committing only after its outputs are durable
 //! (see the module docs of [`crate::live`] for the design).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,10 +20,12 @@ use rdkafka::Message;
 use sha2::{Digest, Sha256};
 
 use super::kafka::{
-    commit, ensure_topics, group_consumer, header, lag, BusConfig, OutputProducer, RebalanceLog,
-    TopicReader,
+    commit, ensure_topics, group_consumer, header, lag, raw_partitions, BusConfig, OutputProducer,
+    RebalanceLog, TopicReader,
 };
 use super::metrics::Metrics;
+use super::tables::{GraphTables, OutcomeTables};
+use super::watermark::{Gate, SourceWatermark, WATERMARK_HEADER};
 use super::{LiveError, WireEvent, WireHalf, VAULT_REQUEST_HOLD};
 use crate::AttributeStage;
 
@@ -79,6 +81,13 @@ pub struct LiveConfig {
     pub batch: usize,
     /// First-message poll wait.
     pub poll: Duration,
+    /// Graph stage: a caught-up raw partition counts as silent (no longer holds
+    /// events back) once no raw partition progressed for this long.
+    pub source_idle: Duration,
+    /// Graph stage: the longest an event waits for a silent raw partition.
+    pub max_hold: Duration,
+    /// Write the Parquet lineage tables under `<out_dir>/tables`.
+    pub tables: bool,
     /// Metrics shared with `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Raised on SIGTERM: finish the batch, commit, return.
@@ -151,7 +160,13 @@ pub fn run_kafka(cfg: &LiveConfig) -> Result<(), LiveError> {
     }
 }
 
-/// Up to `max` messages: waits `wait` for the first, then takes what is ready.
+/// How long a batch keeps filling after its first message: each batch costs a
+/// flush, a commit and an identity catch-up, so batches of a handful of messages
+/// (what is ready the instant the first arrives) would make those dominate.
+const BATCH_FILL: Duration = Duration::from_millis(50);
+
+/// Up to `max` messages: waits `wait` for the first, then up to [`BATCH_FILL`] more
+/// for the batch to fill.
 fn poll_batch(
     consumer: &BaseConsumer<RebalanceLog>,
     max: usize,
@@ -160,8 +175,10 @@ fn poll_batch(
 ) -> Vec<OwnedMessage> {
     let mut out = Vec::new();
     let mut timeout = wait;
+    let mut fill_until: Option<Instant> = None;
     while out.len() < max {
         match consumer.poll(timeout) {
+            None if fill_until.is_some_and(|t| Instant::now() < t) => {}
             None => break,
             Some(Err(e)) => {
                 tracing::warn!(stage, error = %e, "consumer error (retrying)");
@@ -169,7 +186,10 @@ fn poll_batch(
             }
             Some(Ok(m)) => out.push(m.detach()),
         }
-        timeout = Duration::ZERO;
+        let until = *fill_until.get_or_insert_with(|| Instant::now() + BATCH_FILL);
+        timeout = until
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(10));
     }
     out
 }
@@ -188,6 +208,8 @@ struct IdentityQueue {
     reader: TopicReader,
     pending: BTreeMap<(i64, u64), LineageFact>,
     seq: u64,
+    /// Watermarks read by the last catch-up (see [`IdentityQueue::catch_up`]).
+    staged: Vec<SourceWatermark>,
 }
 
 impl IdentityQueue {
@@ -196,15 +218,28 @@ impl IdentityQueue {
             reader: TopicReader::all_partitions(bus, &bus.topics.identity)?,
             pending: BTreeMap::new(),
             seq: 0,
+            staged: Vec::new(),
         })
     }
 
-    /// Reads everything up to the current high watermark into the queue.
-    fn catch_up(&mut self) -> Result<u64, LiveError> {
+    /// Reads everything up to the current high watermark into the queue. Returns the
+    /// source watermarks read by the *previous* call: a watermark is published after
+    /// the facts it covers are acknowledged, on any identity partition, so only once
+    /// the high watermarks are fetched again are those facts surely read.
+    fn catch_up(&mut self) -> Result<Vec<SourceWatermark>, LiveError> {
+        let ready = std::mem::take(&mut self.staged);
         let pending = &mut self.pending;
         let seq = &mut self.seq;
+        let staged = &mut self.staged;
         self.reader.read_until(None, |m| {
             let Some(body) = m.payload() else { return };
+            if header(m, WATERMARK_HEADER).is_some() {
+                match serde_json::from_slice::<SourceWatermark>(body) {
+                    Ok(w) => staged.push(w),
+                    Err(e) => tracing::warn!(error = %e, "unreadable watermark"),
+                }
+                return;
+            }
             match serde_json::from_slice::<LineageFact>(body) {
                 Ok(f) => {
                     *seq += 1;
@@ -214,7 +249,8 @@ impl IdentityQueue {
                     tracing::warn!(error = %e, offset = m.offset(), "unreadable identity fact")
                 }
             }
-        })
+        })?;
+        Ok(ready)
     }
 
     /// Takes the facts whose time is at or before `until`.
@@ -253,6 +289,10 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
     cfg.metrics.set_ready(STAGE, true);
     let mut held: HashMap<smol_str::SmolStr, HeldRequest> = HashMap::new();
     let mut vault_seen: u64 = 0;
+    // Per raw partition: the latest event time normalized, and the last watermark sent.
+    let mut max_time: HashMap<(String, i32), i64> = HashMap::new();
+    let mut published: HashMap<(String, i32), SourceWatermark> = HashMap::new();
+    let mut highs: HashMap<(String, i32), i64> = HashMap::new();
     let mut last_lag = Instant::now();
     let mut idle_since = Instant::now();
     loop {
@@ -268,12 +308,18 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
         // A held request whose partition may move is emitted alone now.
         let idle = batch.is_empty() && idle_since.elapsed() > Duration::from_secs(1);
         if batch.is_empty() && !idle && !revoked {
+            let marks = source_watermarks(&consumer, &max_time, &held, &mut published, &mut highs);
+            if !marks.is_empty() {
+                send_watermarks(&producer, bus, &marks)?;
+                producer.flush_all(FLUSH_TIMEOUT)?;
+            }
             if last_lag.elapsed() > Duration::from_secs(2) {
                 record_lag(cfg, STAGE, &consumer);
                 last_lag = Instant::now();
             }
             continue;
         }
+        let t0 = Instant::now();
         if !batch.is_empty() {
             idle_since = Instant::now();
             identity.catch_up()?;
@@ -281,6 +327,7 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
                 graph.apply(&f);
             }
         }
+        let t_identity = t0.elapsed();
         for m in &batch {
             next.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
             let key = m
@@ -315,6 +362,10 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
                 }
             };
             cfg.metrics.count(STAGE, source.as_str(), "out", 1);
+            let t = max_time
+                .entry((m.topic().to_owned(), m.partition()))
+                .or_insert(i64::MIN);
+            *t = (*t).max(n.use_.time.timestamp_micros());
             for f in &n.facts {
                 graph.apply(f);
             }
@@ -381,6 +432,11 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
             }
         }
         if idle && batch.is_empty() && events.is_empty() {
+            let marks = source_watermarks(&consumer, &max_time, &held, &mut published, &mut highs);
+            if !marks.is_empty() {
+                send_watermarks(&producer, bus, &marks)?;
+                producer.flush_all(FLUSH_TIMEOUT)?;
+            }
             continue;
         }
         // The committed offset never passes a request still held.
@@ -390,6 +446,7 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
                 .or_insert(h.offset);
             *e = (*e).min(h.offset);
         }
+        let t_parse = t0.elapsed();
         // Facts first and durable, then the events that carry them.
         for f in &facts {
             let body = serde_json::to_vec(f).expect("fact serializes");
@@ -398,6 +455,7 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
         if !facts.is_empty() {
             producer.flush_all(FLUSH_TIMEOUT)?;
         }
+        let t_facts = t0.elapsed();
         for (key, dl) in &dead {
             let body = serde_json::to_vec(dl).expect("dead letter serializes");
             producer.send(&bus.topics.dlq, key.as_bytes(), &body, &[])?;
@@ -411,14 +469,105 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
                 &[("event-id", &e.raw_key)],
             )?;
         }
+        // After the facts are acknowledged: how far in event time they now reach.
+        let marks = source_watermarks(&consumer, &max_time, &held, &mut published, &mut highs);
+        send_watermarks(&producer, bus, &marks)?;
+        let t_send = t0.elapsed();
         producer.flush_all(FLUSH_TIMEOUT)?;
+        let t_flush = t0.elapsed();
         commit(&consumer, &next)?;
+        tracing::debug!(
+            stage = STAGE,
+            records = batch.len(),
+            facts = facts.len(),
+            identity_ms = t_identity.as_millis() as u64,
+            parse_ms = t_parse.as_millis() as u64,
+            facts_flushed_ms = t_facts.as_millis() as u64,
+            sent_ms = t_send.as_millis() as u64,
+            flushed_ms = t_flush.as_millis() as u64,
+            committed_ms = t0.elapsed().as_millis() as u64,
+            "batch (cumulative times)"
+        );
         if last_lag.elapsed() > Duration::from_secs(2) {
             record_lag(cfg, STAGE, &consumer);
             last_lag = Instant::now();
         }
     }
     tracing::info!(stage = STAGE, "stopped");
+    Ok(())
+}
+
+/// The watermarks of the assigned raw partitions that changed since last sent.
+fn source_watermarks(
+    consumer: &BaseConsumer<RebalanceLog>,
+    max_time: &HashMap<(String, i32), i64>,
+    held: &HashMap<smol_str::SmolStr, HeldRequest>,
+    published: &mut HashMap<(String, i32), SourceWatermark>,
+    highs: &mut HashMap<(String, i32), i64>,
+) -> Vec<SourceWatermark> {
+    let Ok(position) = consumer.position() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in position.elements() {
+        let key = (e.topic().to_owned(), e.partition());
+        let next = match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        };
+        // High watermarks only grow: ask the broker only when we may have reached it.
+        let known = highs.get(&key).copied().unwrap_or(-1);
+        let high = if next.is_some_and(|n| n < known) {
+            known
+        } else {
+            let h = consumer
+                .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
+                .map_or(-1, |(_, h)| h);
+            highs.insert(key.clone(), h);
+            h
+        };
+        let mut time_us = max_time.get(&key).copied().unwrap_or(i64::MIN);
+        let mut holding = false;
+        for h in held.values() {
+            if h.topic == key.0 && h.partition == key.1 {
+                holding = true;
+                time_us = time_us.min(h.event.use_.time.timestamp_micros() - 1);
+            }
+        }
+        let caught_up = !holding
+            && match next {
+                Some(n) => high >= 0 && n >= high,
+                None => high == 0,
+            };
+        let w = SourceWatermark {
+            topic: key.0.clone(),
+            partition: key.1,
+            time_us,
+            next_offset: next.unwrap_or(-1),
+            caught_up,
+        };
+        if published.get(&key) != Some(&w) {
+            published.insert(key, w.clone());
+            out.push(w);
+        }
+    }
+    out
+}
+
+fn send_watermarks(
+    producer: &OutputProducer,
+    bus: &BusConfig,
+    marks: &[SourceWatermark],
+) -> Result<(), LiveError> {
+    for w in marks {
+        let body = serde_json::to_vec(w).expect("watermark serializes");
+        producer.send(
+            &bus.topics.identity,
+            w.key().as_bytes(),
+            &body,
+            &[(WATERMARK_HEADER, "1")],
+        )?;
+    }
     Ok(())
 }
 
@@ -469,12 +618,28 @@ impl SeenIds {
     }
 }
 
+/// An event waiting for the watermarks to pass its time.
+struct HeldEvent {
+    partition: i32,
+    offset: i64,
+    since: Instant,
+    event: WireEvent,
+}
+
 struct GraphState {
     stage: AttributeStage,
     identity: IdentityQueue,
+    gate: Gate,
     seen_events: SeenIds,
     /// Partitions whose history is in `stage`.
     rebuilt: HashSet<i32>,
+    /// Events waiting, in event-time order.
+    held: BTreeMap<(i64, u64), HeldEvent>,
+    /// Offsets of held events, by partition (the commit never passes them).
+    held_offsets: HashMap<i32, BTreeSet<i64>>,
+    /// Next offset after the last message received, by partition.
+    consumed: HashMap<i32, i64>,
+    seq: u64,
 }
 
 impl GraphState {
@@ -482,13 +647,42 @@ impl GraphState {
         let stage = AttributeStage::new(&cfg.inventory, &cfg.detectors, None)
             .map_err(|e| LiveError::Config(format!("detectors: {e}")))?;
         let mut identity = IdentityQueue::open(&cfg.bus)?;
+        let mut gate = Gate::new(raw_partitions(&cfg.bus)?, cfg.source_idle, cfg.max_hold);
+        // Twice: watermarks take effect one catch-up after they are read.
         identity.catch_up()?;
+        for w in identity.catch_up()? {
+            gate.update(w);
+        }
         Ok(Self {
             stage,
             identity,
+            gate,
             seen_events: SeenIds::new(SEEN_EVENTS),
             rebuilt: HashSet::new(),
+            held: BTreeMap::new(),
+            held_offsets: HashMap::new(),
+            consumed: HashMap::new(),
+            seq: 0,
         })
+    }
+
+    /// Catches up with the identity table and the source watermarks.
+    fn catch_up(&mut self) -> Result<(), LiveError> {
+        for w in self.identity.catch_up()? {
+            self.gate.update(w);
+        }
+        Ok(())
+    }
+
+    /// The offsets to commit: never past a held event.
+    fn commit_offsets(&self, topic: &str) -> HashMap<(String, i32), i64> {
+        self.consumed
+            .iter()
+            .map(|(p, next)| {
+                let held = self.held_offsets.get(p).and_then(|s| s.first().copied());
+                ((topic.to_owned(), *p), held.map_or(*next, |h| h.min(*next)))
+            })
+            .collect()
     }
 }
 
@@ -501,21 +695,19 @@ struct GraphOutputs {
     dead: Vec<(String, DeadLetter)>,
 }
 
-/// Runs one event through the stage; returns the alerts and actions it opened.
-fn process_event(
-    state: &mut GraphState,
+/// Decodes an event message; `None` (and a dead letter when `live`) when unreadable.
+fn decode_event(
     m: &OwnedMessage,
     cfg: &LiveConfig,
     live: bool,
     out: &mut GraphOutputs,
-) {
-    const STAGE: &str = "graph";
+) -> Option<WireEvent> {
     let payload = m.payload().unwrap_or_default();
-    let event: WireEvent = match serde_json::from_slice(payload) {
-        Ok(e) => e,
+    match serde_json::from_slice(payload) {
+        Ok(e) => Some(e),
         Err(e) => {
             if live {
-                cfg.metrics.count(STAGE, "-", "dead_lettered", 1);
+                cfg.metrics.count("graph", "-", "dead_lettered", 1);
                 let key = m
                     .key()
                     .map(|k| String::from_utf8_lossy(k).into_owned())
@@ -534,19 +726,26 @@ fn process_event(
                     ),
                 ));
             }
-            return;
+            None
         }
-    };
+    }
+}
+
+/// Runs one event through the stage, writing its table row and collecting (when
+/// `live`) the alerts and actions it opened.
+#[allow(clippy::too_many_arguments)]
+fn process_event(
+    state: &mut GraphState,
+    tables: &mut Option<GraphTables>,
+    partition: i32,
+    offset: i64,
+    event: WireEvent,
+    cfg: &LiveConfig,
+    live: bool,
+    out: &mut GraphOutputs,
+) -> Result<(), LiveError> {
+    const STAGE: &str = "graph";
     let source = event.use_.source.as_str();
-    if live {
-        cfg.metrics.count(STAGE, source, "in", 1);
-    }
-    if !state.seen_events.insert(&event.dedup_id()) {
-        if live {
-            cfg.metrics.count(STAGE, source, "duplicate", 1);
-        }
-        return;
-    }
     for f in state
         .identity
         .due(event.use_.time.timestamp_micros())
@@ -563,14 +762,17 @@ fn process_event(
         WireHalf::Request(id) => Half::Request(id),
         WireHalf::Response(id) => Half::Response(id),
     });
-    state.stage.process(Normalized {
+    let attributed = state.stage.process(Normalized {
         use_: event.use_,
         facts: event.facts,
         half,
         rule_hits: Vec::new(),
     });
+    if let Some(t) = tables.as_mut() {
+        t.write(partition, offset, &attributed)?;
+    }
     if !live {
-        return;
+        return Ok(());
     }
     cfg.metrics.count(STAGE, source, "out", 1);
     cfg.metrics
@@ -583,12 +785,14 @@ fn process_event(
     );
     out.actions
         .extend(book.actions()[actions_before..].iter().cloned());
+    Ok(())
 }
 
 /// Replays partition `partition` of the events topic from 0 to `until` into the
-/// state, with outputs suppressed.
+/// state, with outputs suppressed, in event-time order (as the events were released).
 fn rebuild_partition(
     state: &mut GraphState,
+    tables: &mut Option<GraphTables>,
     cfg: &LiveConfig,
     partition: i32,
     until: i64,
@@ -597,7 +801,7 @@ fn rebuild_partition(
         return Ok(());
     }
     let started = Instant::now();
-    let reader = TopicReader::one_partition(
+    let mut reader = TopicReader::one_partition(
         &cfg.bus,
         &cfg.bus.topics.events,
         partition,
@@ -608,12 +812,25 @@ fn rebuild_partition(
         msgs.push(m.detach())
     })?;
     let mut sink = GraphOutputs::default();
+    let mut events: Vec<(i64, WireEvent)> = Vec::with_capacity(msgs.len());
     for m in &msgs {
-        process_event(state, m, cfg, false, &mut sink);
+        match decode_event(m, cfg, false, &mut sink) {
+            Some(e) if state.seen_events.insert(&e.dedup_id()) => events.push((m.offset(), e)),
+            _ => {
+                if let Some(t) = tables.as_mut() {
+                    t.skip(partition, m.offset());
+                }
+            }
+        }
+    }
+    let n = events.len();
+    events.sort_by_key(|(o, e)| (e.use_.time, *o));
+    for (offset, e) in events {
+        process_event(state, tables, partition, offset, e, cfg, false, &mut sink)?;
     }
     tracing::info!(
         partition,
-        events = msgs.len(),
+        events = n,
         secs = started.elapsed().as_secs_f64(),
         "rebuilt detector state from the partition's history"
     );
@@ -638,9 +855,17 @@ fn graph_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
             emitted_actions.insert(k.to_vec());
         }
     })?;
+    let mut tables = if cfg.tables {
+        Some(GraphTables::open(
+            &cfg.out_dir.join(lineage_sinks::tables::TABLES_DIR),
+        )?)
+    } else {
+        None
+    };
     let mut state = GraphState::fresh(cfg)?;
     cfg.metrics.set_ready(STAGE, true);
     let mut last_lag = Instant::now();
+    let mut last_commit: HashMap<(String, i32), i64> = HashMap::new();
     loop {
         if cfg.shutdown.load(Ordering::SeqCst) {
             break;
@@ -649,24 +874,76 @@ fn graph_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
         if consumer.context().take_revoked() {
             tracing::info!("partitions moved: dropping detector state, rebuilding per partition");
             state = GraphState::fresh(cfg)?;
+            last_commit.clear();
         }
-        if batch.is_empty() {
+        if batch.is_empty() && state.held.is_empty() {
+            if let Some(t) = tables.as_mut() {
+                t.checkpoint(state.stage.graph(), false)?;
+            }
             if last_lag.elapsed() > Duration::from_secs(2) {
                 record_lag(cfg, STAGE, &consumer);
                 last_lag = Instant::now();
             }
             continue;
         }
-        state.identity.catch_up()?;
+        state.catch_up()?;
         let mut out = GraphOutputs::default();
-        let mut next: HashMap<(String, i32), i64> = HashMap::new();
         for m in &batch {
-            if state.rebuilt.insert(m.partition()) {
-                rebuild_partition(&mut state, cfg, m.partition(), m.offset())?;
+            let (p, offset) = (m.partition(), m.offset());
+            if state.rebuilt.insert(p) {
+                rebuild_partition(&mut state, &mut tables, cfg, p, offset)?;
             }
-            next.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
-            process_event(&mut state, m, cfg, true, &mut out);
+            state.consumed.insert(p, offset + 1);
+            let Some(event) = decode_event(m, cfg, true, &mut out) else {
+                if let Some(t) = tables.as_mut() {
+                    t.skip(p, offset);
+                }
+                continue;
+            };
+            cfg.metrics
+                .count(STAGE, event.use_.source.as_str(), "in", 1);
+            if !state.seen_events.insert(&event.dedup_id()) {
+                cfg.metrics
+                    .count(STAGE, event.use_.source.as_str(), "duplicate", 1);
+                if let Some(t) = tables.as_mut() {
+                    t.skip(p, offset);
+                }
+                continue;
+            }
+            state.seq += 1;
+            state.held_offsets.entry(p).or_default().insert(offset);
+            state.held.insert(
+                (event.use_.time.timestamp_micros(), state.seq),
+                HeldEvent {
+                    partition: p,
+                    offset,
+                    since: Instant::now(),
+                    event,
+                },
+            );
         }
+        // Release, in event-time order, what every source's watermark has passed.
+        while let Some(entry) = state.held.first_entry() {
+            let ((time, _), h) = (entry.key(), entry.get());
+            if !state.gate.releases(*time, h.since) {
+                break;
+            }
+            let h = entry.remove();
+            if let Some(s) = state.held_offsets.get_mut(&h.partition) {
+                s.remove(&h.offset);
+            }
+            process_event(
+                &mut state,
+                &mut tables,
+                h.partition,
+                h.offset,
+                h.event,
+                cfg,
+                true,
+                &mut out,
+            )?;
+        }
+        cfg.metrics.set_held(state.held.len());
         for (a, ingested_ms) in &out.alerts {
             if !emitted_alerts.insert(a.id.to_string()) {
                 continue;
@@ -700,14 +977,29 @@ fn graph_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
             let body = serde_json::to_vec(dl).expect("dead letter serializes");
             producer.send(&bus.topics.dlq, key.as_bytes(), &body, &[])?;
         }
-        producer.flush_all(FLUSH_TIMEOUT)?;
-        commit(&consumer, &next)?;
+        let sent = !out.alerts.is_empty() || !out.actions.is_empty() || !out.dead.is_empty();
+        if sent {
+            producer.flush_all(FLUSH_TIMEOUT)?;
+        }
+        let next = state.commit_offsets(&bus.topics.events);
+        let changed: HashMap<(String, i32), i64> = next
+            .into_iter()
+            .filter(|(k, v)| last_commit.get(k) != Some(v))
+            .collect();
+        commit(&consumer, &changed)?;
+        last_commit.extend(changed);
+        if let Some(t) = tables.as_mut() {
+            t.checkpoint(state.stage.graph(), false)?;
+        }
         if last_lag.elapsed() > Duration::from_secs(2) {
             record_lag(cfg, STAGE, &consumer);
             last_lag = Instant::now();
         }
     }
-    tracing::info!(stage = STAGE, "stopped");
+    if let Some(t) = tables.as_mut() {
+        t.checkpoint(state.stage.graph(), true)?;
+    }
+    tracing::info!(stage = STAGE, held = state.held.len(), "stopped");
     Ok(())
 }
 
@@ -740,10 +1032,18 @@ fn sinks_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
         .map_err(|e| LiveError::Io(format!("creating {}: {e}", cfg.out_dir.display())))?;
     let alerts_path = cfg.out_dir.join("alerts.jsonl");
     let actions_path = cfg.out_dir.join("actions.jsonl");
+    let dead_path = cfg.out_dir.join("dead_letters.jsonl");
     let mut seen_alerts = ids_in(&alerts_path, "id");
     let mut seen_actions = ids_in(&actions_path, "idempotency_key");
+    let mut seen_dead: HashSet<String> = std::fs::read_to_string(&dead_path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| content_id(l.as_bytes()))
+        .collect();
     let mut alerts_file = append(&alerts_path)?;
     let mut actions_file = append(&actions_path)?;
+    let mut dead_file = append(&dead_path)?;
+    let mut tables = cfg.tables.then(|| OutcomeTables::new(&cfg.out_dir));
     let mut fanout = if cfg.alert_sinks.sinks.is_empty() {
         None
     } else {
@@ -759,7 +1059,11 @@ fn sinks_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
         }
         Some(f)
     };
-    let consumer = group_consumer(bus, STAGE, &[&bus.topics.alerts, &bus.topics.actions])?;
+    let consumer = group_consumer(
+        bus,
+        STAGE,
+        &[&bus.topics.alerts, &bus.topics.actions, &bus.topics.dlq],
+    )?;
     cfg.metrics.set_ready(STAGE, true);
     let mut last_lag = Instant::now();
     loop {
@@ -767,6 +1071,9 @@ fn sinks_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
             break;
         }
         let batch = poll_batch(&consumer, cfg.batch, cfg.poll, STAGE);
+        if let Some(t) = tables.as_mut() {
+            t.refresh(false)?;
+        }
         if batch.is_empty() {
             if last_lag.elapsed() > Duration::from_secs(2) {
                 record_lag(cfg, STAGE, &consumer);
@@ -778,6 +1085,26 @@ fn sinks_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
         for m in &batch {
             next.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
             let payload = m.payload().unwrap_or_default();
+            if let Some(t) = tables.as_mut() {
+                t.touch();
+            }
+            if m.topic() == bus.topics.dlq {
+                cfg.metrics.count(STAGE, "dead_letters", "in", 1);
+                if serde_json::from_slice::<DeadLetter>(payload).is_err() {
+                    tracing::warn!(offset = m.offset(), "unreadable dead letter skipped");
+                    continue;
+                }
+                if !seen_dead.insert(content_id(payload)) {
+                    cfg.metrics.count(STAGE, "dead_letters", "duplicate", 1);
+                    continue;
+                }
+                dead_file
+                    .write_all(payload)
+                    .and_then(|_| dead_file.write_all(b"\n"))
+                    .map_err(|e| LiveError::Io(format!("writing dead letters: {e}")))?;
+                cfg.metrics.count(STAGE, "dead_letters", "out", 1);
+                continue;
+            }
             if m.topic() == bus.topics.alerts {
                 cfg.metrics.count(STAGE, "alerts", "in", 1);
                 let Ok(alert) = serde_json::from_slice::<Alert>(payload) else {
@@ -817,13 +1144,22 @@ fn sinks_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
                 cfg.metrics.count(STAGE, "actions", "out", 1);
             }
         }
-        for f in [&mut alerts_file, &mut actions_file] {
+        for f in [&mut alerts_file, &mut actions_file, &mut dead_file] {
             f.flush()
                 .and_then(|_| f.get_ref().sync_data())
                 .map_err(|e| LiveError::Io(format!("syncing outputs: {e}")))?;
         }
         commit(&consumer, &next)?;
     }
+    if let Some(t) = tables.as_mut() {
+        t.refresh(true)?;
+    }
     tracing::info!(stage = STAGE, "stopped");
     Ok(())
+}
+
+/// The id a dead letter is de-duplicated by: its JSON line's hash (a re-delivered
+/// record has the same provenance, reason and bytes).
+fn content_id(line: &[u8]) -> String {
+    hex::encode(&Sha256::digest(line)[..16])
 }
