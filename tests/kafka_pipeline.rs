@@ -13,112 +13,22 @@
 //! Needs `tansu`: `LINEAGE_TANSU_BIN` (scripts/test.sh exports it) or on PATH.
 
 mod common;
+#[path = "common/tansu.rs"]
+mod tansu;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::Message;
 use serde_json::Value;
+use tansu::{free_port, read_topic, Tansu};
 
 fn lineage() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lineage"));
     c.env_remove("LINEAGE_LOG");
     c
-}
-
-fn tansu_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("LINEAGE_TANSU_BIN").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "LINEAGE_TANSU_BIN={} does not exist",
-            p.display()
-        );
-        return p;
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join("tansu");
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    panic!(
-        "the tansu Kafka-protocol broker is needed: run `scripts/services/tansu.sh install` and \
-         export LINEAGE_TANSU_BIN=<the path it prints> (scripts/test.sh does both)"
-    );
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// A tansu broker with in-memory storage; killed on drop.
-struct Tansu {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Tansu {
-    fn start() -> Self {
-        let bin = tansu_bin();
-        let port = free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(dir.path().join("tansu.log")).unwrap();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&bin)
-            .current_dir(dir.path())
-            .args(["broker", "--storage-engine", "memory://tansu/"])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .env_remove("SCHEMA_REGISTRY")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not start {}: {e}", bin.display()));
-        let mut t = Tansu { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = t.child.try_wait().unwrap() {
-                panic!("tansu exited ({status}):\n{}", t.log());
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return t;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tansu not listening:\n{}",
-                t.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A `lineage run` process; killed on drop.
@@ -372,65 +282,6 @@ fn ingest(brokers: &str, inputs: &[String]) -> Value {
         .unwrap();
     common::assert_exit(&out, 0);
     serde_json::from_slice(&out.stdout).expect("ingest prints a JSON report")
-}
-
-/// One message: key, payload, headers.
-struct Msg {
-    key: String,
-    payload: Vec<u8>,
-    headers: HashMap<String, String>,
-}
-
-/// Every message of `topic` (all partitions, from the start, to the high watermark).
-fn read_topic(brokers: &str, topic: &str) -> Vec<Msg> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "lineage-test-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(20))
-        .unwrap();
-    let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
-    let mut tpl = TopicPartitionList::new();
-    let mut want = HashMap::new();
-    for p in &parts {
-        tpl.add_partition_offset(topic, *p, Offset::Beginning)
-            .unwrap();
-        let (_, high) = c
-            .fetch_watermarks(topic, *p, Duration::from_secs(20))
-            .unwrap();
-        want.insert(*p, high);
-    }
-    c.assign(&tpl).unwrap();
-    let mut at: HashMap<i32, i64> = HashMap::new();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while want
-        .iter()
-        .any(|(p, h)| *h > 0 && at.get(p).is_none_or(|o| o + 1 < *h))
-    {
-        assert!(Instant::now() < deadline, "reading {topic} timed out");
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
-            at.insert(m.partition(), m.offset());
-            let mut headers = HashMap::new();
-            if let Some(hs) = m.headers() {
-                for h in hs.iter() {
-                    headers.insert(
-                        h.key.to_owned(),
-                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                    );
-                }
-            }
-            out.push(Msg {
-                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-                payload: m.payload().unwrap_or_default().to_vec(),
-                headers,
-            });
-        }
-    }
-    out
 }
 
 fn alerts_on_topic(brokers: &str) -> Vec<Value> {
