@@ -35,9 +35,8 @@ use lineage_core::{DeadLetter, Provenance, Source};
 use super::http::{HttpClient, RetryPolicy, Secret};
 use super::{
     AckQueue, BatchId, CheckpointStore, ConnectError, Connector, ConnectorStats, RawBatch,
-    RawRecord, TimeCursor,
+    TimeCursor,
 };
-use crate::framing::{frames, Frame};
 
 /// One Graph collection to follow.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -323,42 +322,25 @@ impl EntraGraphConnector {
             .and_then(|p| p.get("value"))
             .is_some_and(|v| v.is_array())
         {
-            for frame in frames(&body, &["value"]) {
-                match frame {
-                    Frame::Record(n, raw) => {
-                        let v: serde_json::Value =
-                            serde_json::from_slice(raw).unwrap_or(serde_json::Value::Null);
-                        let ts = v
-                            .get(stream.time_field())
-                            .and_then(|t| t.as_str())
-                            .and_then(super::rfc3339_ms);
-                        let id = v.get("id").and_then(|i| i.as_str());
-                        match (ts, id) {
-                            (Some(ts), Some(id)) => {
-                                if !st.cursor.is_new(ts, id) {
-                                    self.stats.duplicates_skipped += 1;
-                                    continue;
-                                }
-                                progress.advance(ts, id);
-                                records.push(RawRecord {
-                                    bytes: raw.to_vec(),
-                                    origin: format!("{origin}#{id}"),
-                                });
-                            }
-                            _ => records.push(RawRecord {
-                                bytes: raw.to_vec(),
-                                origin: format!("{origin}#{n}"),
-                            }),
-                        }
-                    }
-                    Frame::Broken(n, fragment, why) => dead.push(DeadLetter::new(
-                        Source::Entra,
-                        why,
-                        Provenance::file(&origin, n),
-                        fragment,
-                    )),
-                }
-            }
+            let time_field = stream.time_field();
+            let page = super::split_page(
+                Source::Entra,
+                &body,
+                &["value"],
+                &origin,
+                &st.cursor,
+                &mut progress,
+                |v| {
+                    let ts = v
+                        .get(time_field)
+                        .and_then(|t| t.as_str())
+                        .and_then(super::rfc3339_ms);
+                    (ts, v.get("id").and_then(|i| i.as_str()))
+                },
+            );
+            self.stats.duplicates_skipped += page.duplicates;
+            records.extend(page.records);
+            dead.extend(page.dead);
         } else {
             dead.push(DeadLetter::new(
                 Source::Entra,

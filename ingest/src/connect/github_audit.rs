@@ -24,9 +24,8 @@ use lineage_core::{DeadLetter, Provenance, Source};
 use super::http::{link_next, query_param, HttpClient, RetryPolicy, Secret};
 use super::{
     AckQueue, BatchId, CheckpointStore, ConnectError, Connector, ConnectorStats, RawBatch,
-    RawRecord, TimeCursor,
+    TimeCursor,
 };
-use crate::framing::{frames, Frame};
 
 /// Whose audit log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,38 +202,18 @@ impl Connector for GitHubAuditConnector {
                 &fetched.body,
             ));
         } else {
-            for frame in frames(trimmed, &[]) {
-                match frame {
-                    Frame::Record(n, raw) => {
-                        let v: serde_json::Value =
-                            serde_json::from_slice(raw).unwrap_or(serde_json::Value::Null);
-                        let id = v.get("_document_id").and_then(|d| d.as_str());
-                        match (entry_ms(&v), id) {
-                            (Some(ts), Some(id)) => {
-                                if !self.state.cursor.is_new(ts, id) {
-                                    self.stats.duplicates_skipped += 1;
-                                    continue;
-                                }
-                                progress.advance(ts, id);
-                                records.push(RawRecord {
-                                    bytes: raw.to_vec(),
-                                    origin: format!("{origin}#{id}"),
-                                });
-                            }
-                            _ => records.push(RawRecord {
-                                bytes: raw.to_vec(),
-                                origin: format!("{origin}#{n}"),
-                            }),
-                        }
-                    }
-                    Frame::Broken(n, fragment, why) => dead.push(DeadLetter::new(
-                        Source::GitHub,
-                        why,
-                        Provenance::file(&origin, n),
-                        fragment,
-                    )),
-                }
-            }
+            let page = super::split_page(
+                Source::GitHub,
+                trimmed,
+                &[],
+                &origin,
+                &self.state.cursor,
+                &mut progress,
+                |v| (entry_ms(v), v.get("_document_id").and_then(|d| d.as_str())),
+            );
+            self.stats.duplicates_skipped += page.duplicates;
+            records.extend(page.records);
+            dead.extend(page.dead);
         }
         let next_after = fetched
             .link

@@ -279,6 +279,66 @@ impl TimeCursor {
     }
 }
 
+/// Records and dead letters of one page of a cursor-paged JSON API (GitHub audit
+/// log, Entra Graph), split by [`crate::framing::frames`] under `array_path`.
+pub(crate) struct Page {
+    pub(crate) records: Vec<RawRecord>,
+    pub(crate) dead: Vec<DeadLetter>,
+    /// Records the cursor had already delivered (dropped).
+    pub(crate) duplicates: u64,
+}
+
+/// Splits `body` into records: a record with a time and an id (`time_and_id`) that
+/// `cursor` already delivered is dropped, a new one advances `progress` and is named
+/// `<origin>#<id>`; one without is kept and named by position; an unframeable
+/// fragment becomes a dead letter with the reason.
+pub(crate) fn split_page(
+    source: Source,
+    body: &[u8],
+    array_path: &[&str],
+    origin: &str,
+    cursor: &TimeCursor,
+    progress: &mut TimeCursor,
+    time_and_id: impl Fn(&serde_json::Value) -> (Option<i64>, Option<&str>),
+) -> Page {
+    use crate::framing::{frames, Frame};
+    let mut page = Page {
+        records: Vec::new(),
+        dead: Vec::new(),
+        duplicates: 0,
+    };
+    for frame in frames(body, array_path) {
+        match frame {
+            Frame::Record(n, raw) => {
+                let v: serde_json::Value =
+                    serde_json::from_slice(raw).unwrap_or(serde_json::Value::Null);
+                let origin = match time_and_id(&v) {
+                    (Some(ts), Some(id)) => {
+                        if !cursor.is_new(ts, id) {
+                            page.duplicates += 1;
+                            continue;
+                        }
+                        progress.advance(ts, id);
+                        format!("{origin}#{id}")
+                    }
+                    _ => format!("{origin}#{n}"),
+                };
+                page.records.push(RawRecord {
+                    bytes: raw.to_vec(),
+                    origin,
+                });
+            }
+            Frame::Broken(n, fragment, why) => page.dead.push(DeadLetter::new(
+                source,
+                why,
+                lineage_core::Provenance::file(origin, n),
+                fragment,
+            )),
+        }
+    }
+    page
+}
+
 /// Milliseconds since the epoch of an RFC 3339 time.
 pub(crate) fn rfc3339_ms(s: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(s)
