@@ -26,6 +26,10 @@ use lineage_sim::SimConfig;
 use serde::Deserialize;
 use serde_json::json;
 
+/// The allocator the `lineage` binary uses (baselines and replay alike run on it).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[allow(dead_code)]
 #[derive(Deserialize)]
 struct TypedIdentity {

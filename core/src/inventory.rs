@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use globset::{GlobBuilder, GlobMatcher};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
@@ -152,47 +152,70 @@ pub struct Agent {
 }
 
 /// A scope with its globs compiled.
+///
+/// Each list is one [`GlobSet`], so a check is one pass over the string whatever the
+/// number of globs (globset answers literal, prefix and suffix globs without a
+/// regex). Action globs are case-insensitive: they are compiled lowercased and the
+/// action is lowercased before matching, which keeps `s3:Get*` a prefix test.
 #[derive(Clone, Debug)]
 pub struct CompiledScope {
     /// The scope as declared.
     pub declared: Scope,
-    actions: Vec<GlobMatcher>,
-    resources: Vec<GlobMatcher>,
+    actions: GlobSet,
+    resources: GlobSet,
+}
+
+/// Compiles `patterns` into one set; a bad glob is returned with its error.
+fn glob_set<'a>(
+    patterns: impl IntoIterator<Item = &'a str>,
+    case_insensitive: bool,
+    literal_separator: bool,
+) -> Result<GlobSet, (String, String)> {
+    let mut set = GlobSetBuilder::new();
+    for pattern in patterns {
+        let glob = GlobBuilder::new(pattern)
+            .case_insensitive(case_insensitive)
+            .literal_separator(literal_separator)
+            .build()
+            .map_err(|e| (pattern.to_owned(), e.to_string()))?;
+        set.add(glob);
+    }
+    set.build().map_err(|e| (String::new(), e.to_string()))
 }
 
 impl CompiledScope {
     fn compile(scope: &Scope) -> Result<Self, (String, String)> {
-        let glob = |pattern: &str, case_insensitive: bool| {
-            GlobBuilder::new(pattern)
-                .case_insensitive(case_insensitive)
-                .literal_separator(false)
-                .build()
-                .map(|g| g.compile_matcher())
-                .map_err(|e| (pattern.to_owned(), e.to_string()))
-        };
+        let lowered: Vec<String> = scope.actions.iter().map(|p| p.to_lowercase()).collect();
+        // A lowercased glob that no longer parses reports the declared pattern.
+        let actions =
+            glob_set(lowered.iter().map(String::as_str), false, false).map_err(|(bad, err)| {
+                let declared = scope
+                    .actions
+                    .iter()
+                    .find(|p| p.to_lowercase() == bad)
+                    .cloned()
+                    .unwrap_or(bad);
+                (declared, err)
+            })?;
         Ok(Self {
             declared: scope.clone(),
-            actions: scope
-                .actions
-                .iter()
-                .map(|p| glob(p, true))
-                .collect::<Result<_, _>>()?,
-            resources: scope
-                .resources
-                .iter()
-                .map(|p| glob(p, false))
-                .collect::<Result<_, _>>()?,
+            actions,
+            resources: glob_set(scope.resources.iter().map(String::as_str), false, false)?,
         })
     }
 
-    /// True when one of the action globs matches `action`.
+    /// True when one of the action globs matches `action` (case-insensitively).
     pub fn allows_action(&self, action: &str) -> bool {
-        self.actions.iter().any(|g| g.is_match(action))
+        if action.bytes().any(|b| b.is_ascii_uppercase()) || !action.is_ascii() {
+            self.actions.is_match(action.to_lowercase())
+        } else {
+            self.actions.is_match(action)
+        }
     }
 
     /// True when the scope names no resources or one of its globs matches `resource`.
     pub fn allows_resource(&self, resource: &str) -> bool {
-        self.resources.is_empty() || self.resources.iter().any(|g| g.is_match(resource))
+        self.resources.is_empty() || self.resources.is_match(resource)
     }
 }
 
@@ -203,8 +226,10 @@ pub struct Inventory {
     pub file: InventoryFile,
     /// Compiled scopes, `scopes[i]` for `file.agents[i]`.
     scopes: Vec<Vec<CompiledScope>>,
-    /// Compiled user-agent globs, `user_agents[i]` for `file.agents[i]`.
-    user_agents: Vec<Vec<GlobMatcher>>,
+    /// Every agent's user-agent globs in one set (case-insensitive) …
+    user_agents: GlobSet,
+    /// … and the index in `file.agents` of each glob's agent.
+    user_agent_owner: Vec<usize>,
     /// Agent id → index in `file.agents` (looked up once per event by detectors).
     agent_index: HashMap<AgentId, usize>,
 }
@@ -277,7 +302,8 @@ impl Inventory {
         let mut agent_ids = HashSet::new();
         let mut bound_credentials = HashSet::new();
         let mut scopes = Vec::with_capacity(file.agents.len());
-        let mut user_agents = Vec::with_capacity(file.agents.len());
+        let mut user_agents = GlobSetBuilder::new();
+        let mut user_agent_owner = Vec::new();
         for a in &file.agents {
             if !agent_ids.insert(a.id.clone()) {
                 return Err(invalid(
@@ -320,26 +346,19 @@ impl Inventory {
                     )
                 })?;
             scopes.push(compiled);
-            let uas = a
-                .user_agents
-                .iter()
-                .map(|p| {
-                    GlobBuilder::new(p)
-                        .case_insensitive(true)
-                        .build()
-                        .map(|g| g.compile_matcher())
-                        .map_err(|e| {
-                            invalid(
-                                p,
-                                format!(
-                                    "field `user_agents`: agent `{}`: bad glob `{p}`: {e}",
-                                    a.id
-                                ),
-                            )
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            user_agents.push(uas);
+            for p in &a.user_agents {
+                let glob = GlobBuilder::new(p)
+                    .case_insensitive(true)
+                    .build()
+                    .map_err(|e| {
+                        invalid(
+                            p,
+                            format!("field `user_agents`: agent `{}`: bad glob `{p}`: {e}", a.id),
+                        )
+                    })?;
+                user_agents.add(glob);
+                user_agent_owner.push(scopes.len() - 1);
+            }
         }
         let agent_index = file
             .agents
@@ -347,10 +366,14 @@ impl Inventory {
             .enumerate()
             .map(|(i, a)| (a.id.clone(), i))
             .collect();
+        let user_agents = user_agents
+            .build()
+            .map_err(|e| invalid("user_agents", format!("field `user_agents`: {e}")))?;
         Ok(Self {
             file,
             scopes,
             user_agents,
+            user_agent_owner,
             agent_index,
         })
     }
@@ -387,9 +410,14 @@ impl Inventory {
 
     /// The first agent whose user-agent globs match `user_agent`.
     pub fn agent_by_user_agent(&self, user_agent: &str) -> Option<&Agent> {
+        if self.user_agents.is_empty() || !self.user_agents.is_match(user_agent) {
+            return None;
+        }
         self.user_agents
-            .iter()
-            .position(|globs| globs.iter().any(|g| g.is_match(user_agent)))
+            .matches(user_agent)
+            .into_iter()
+            .map(|glob| self.user_agent_owner[glob])
+            .min()
             .map(|i| &self.file.agents[i])
     }
 }

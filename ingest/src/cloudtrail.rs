@@ -599,10 +599,13 @@ pub fn mcp_server_from_user_agent(ua: &str) -> Option<SmolStr> {
     ua.split(|c: char| c.is_whitespace() || c == '(' || c == ')')
         .map(|tok| tok.split('/').next().unwrap_or(tok))
         .find(|name| {
-            let lower = name.to_ascii_lowercase();
-            lower.starts_with("mcp-server-")
-                || lower.ends_with("-mcp")
-                || lower.contains("-mcp-server")
+            let b = name.as_bytes();
+            let at = |i: usize, pat: &[u8]| {
+                b.len() >= i + pat.len() && b[i..i + pat.len()].eq_ignore_ascii_case(pat)
+            };
+            at(0, b"mcp-server-")
+                || (b.len() >= 4 && at(b.len() - 4, b"-mcp"))
+                || (0..b.len()).any(|i| at(i, b"-mcp-server"))
         })
         .map(SmolStr::new)
 }

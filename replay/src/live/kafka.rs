@@ -567,7 +567,8 @@ impl TopicReader {
     }
 
     /// Calls `f` for every message until each partition reaches `until` (exclusive) or,
-    /// without `until`, the high watermark as of this call. Returns messages read.
+    /// without `until`, at least the high watermark as of this call (and whatever else
+    /// is already fetched). Returns messages read.
     pub(crate) fn read_until(
         &mut self,
         until: Option<&HashMap<i32, i64>>,
@@ -603,11 +604,31 @@ impl TopicReader {
                 Some(Err(e)) => tracing::warn!(topic = %self.topic, error = %e, "reader"),
                 Some(Ok(m)) => {
                     let target = targets.get(&m.partition()).copied().unwrap_or(0);
-                    if m.offset() < target {
+                    // Catching up (no `until`), a message past the watermark fetched
+                    // at the start is delivered too: the reader's position moves past
+                    // it, so skipping it here would lose it for good.
+                    if until.is_none() || m.offset() < target {
                         f(&m);
                         n += 1;
                     }
                     position.insert(m.partition(), m.offset() + 1);
+                }
+            }
+        }
+        if until.is_none() {
+            // What the consumer already fetched is delivered as well. Besides saving a
+            // round trip, this reads a partition's last batch on a broker whose high
+            // watermark lags behind it (tansu 0.6 reports the last batch's base offset),
+            // which reading only to the watermark would never reach while the
+            // partition is idle.
+            while let Some(r) = self.consumer.poll(Duration::ZERO) {
+                match r {
+                    Err(e) => tracing::warn!(topic = %self.topic, error = %e, "reader"),
+                    Ok(m) => {
+                        f(&m);
+                        n += 1;
+                        position.insert(m.partition(), m.offset() + 1);
+                    }
                 }
             }
         }
@@ -621,15 +642,31 @@ pub(crate) fn lag(consumer: &BaseConsumer<RebalanceLog>) -> Vec<(String, i32, i6
         return Vec::new();
     };
     let mut out = Vec::new();
+    // Partitions nothing was consumed from since assignment have no position: there
+    // the group's committed offset (or, never committed, the log start) stands in.
+    let mut committed: Option<TopicPartitionList> = None;
     for e in position.elements() {
-        let Ok((_, high)) =
+        let Ok((low, high)) =
             consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
         else {
             continue;
         };
         let pos = match e.offset() {
             Offset::Offset(o) => o,
-            _ => continue,
+            _ => {
+                let committed = committed.get_or_insert_with(|| {
+                    consumer
+                        .committed(Duration::from_secs(2))
+                        .unwrap_or_else(|_| TopicPartitionList::new())
+                });
+                match committed
+                    .find_partition(e.topic(), e.partition())
+                    .map(|c| c.offset())
+                {
+                    Some(Offset::Offset(o)) => o,
+                    _ => low,
+                }
+            }
         };
         out.push((e.topic().to_owned(), e.partition(), (high - pos).max(0)));
     }

@@ -85,11 +85,13 @@
 //! latency: an event waits for the slowest source, at most `max_hold_ms` for a
 //! quiet one.
 //!
-//! *Open (issue 5)*: after a SIGKILL and restart, the graph stage has been seen to
-//! keep a few dozen events held indefinitely once normalize had finished: some raw
-//! partition's latest watermark evidently never reads `caught_up` (a held Vault request
-//! lowering it, or a high watermark that could not be fetched, are the suspects).
-//! The crash and scale-out tests stay ignored until this is found.
+//! Two details keep a restarted or idle pipeline from holding events for ever: a
+//! normalize consumer that has consumed nothing since its partitions were assigned
+//! (a restart that finds them fully consumed) has no position, so its watermark
+//! uses the group's committed offset to tell whether it is caught up; and reading
+//! the identity table delivers every message the consumer fetched, not only those
+//! below the high watermark read at the start (see *Tansu notes*: its watermark
+//! lags the last batch, whose watermark records would otherwise never be read).
 //!
 //! # Lineage tables
 //!
@@ -125,6 +127,11 @@
 //! commit. SIGTERM/SIGINT finish the in-flight batch, flush, commit and exit 0.
 //!
 //! # Tansu (the test broker) notes
+//!
+//! Tansu 0.6 reports a partition's high watermark as the base offset of its last
+//! record batch (Kafka: the offset after the last record). Nothing here waits for a
+//! consumer position to reach the watermark exactly; readers that catch up deliver
+//! what they fetched beyond it, and the lag gauge reads zero when caught up.
 //!
 //! Tansu 0.6 does not auto-create topics (`lineage run`/`ingest` create them through
 //! the admin API, identity with `cleanup.policy=compact`); its consumer groups,

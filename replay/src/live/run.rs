@@ -15,7 +15,7 @@ use lineage_graph::LineageGraph;
 use lineage_ingest::{parser_for, Half, Normalized};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
-use rdkafka::topic_partition_list::Offset;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::Message;
 use sha2::{Digest, Sha256};
 
@@ -293,6 +293,8 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
     let mut max_time: HashMap<(String, i32), i64> = HashMap::new();
     let mut published: HashMap<(String, i32), SourceWatermark> = HashMap::new();
     let mut highs: HashMap<(String, i32), i64> = HashMap::new();
+    // Committed offsets of assigned partitions nothing was consumed from yet.
+    let mut starts: HashMap<(String, i32), Option<i64>> = HashMap::new();
     let mut last_lag = Instant::now();
     let mut idle_since = Instant::now();
     loop {
@@ -301,6 +303,9 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
         }
         let batch = poll_batch(&consumer, cfg.batch, cfg.poll, STAGE);
         let revoked = consumer.context().take_revoked();
+        if revoked {
+            starts.clear();
+        }
         let mut events: Vec<(String, WireEvent)> = Vec::new();
         let mut facts: Vec<LineageFact> = Vec::new();
         let mut dead: Vec<(String, DeadLetter)> = Vec::new();
@@ -308,7 +313,14 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
         // A held request whose partition may move is emitted alone now.
         let idle = batch.is_empty() && idle_since.elapsed() > Duration::from_secs(1);
         if batch.is_empty() && !idle && !revoked {
-            let marks = source_watermarks(&consumer, &max_time, &held, &mut published, &mut highs);
+            let marks = source_watermarks(
+                &consumer,
+                &max_time,
+                &held,
+                &mut published,
+                &mut highs,
+                &mut starts,
+            );
             if !marks.is_empty() {
                 send_watermarks(&producer, bus, &marks)?;
                 producer.flush_all(FLUSH_TIMEOUT)?;
@@ -432,10 +444,22 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
             }
         }
         if idle && batch.is_empty() && events.is_empty() {
-            let marks = source_watermarks(&consumer, &max_time, &held, &mut published, &mut highs);
+            let marks = source_watermarks(
+                &consumer,
+                &max_time,
+                &held,
+                &mut published,
+                &mut highs,
+                &mut starts,
+            );
             if !marks.is_empty() {
                 send_watermarks(&producer, bus, &marks)?;
                 producer.flush_all(FLUSH_TIMEOUT)?;
+            }
+            // Idle is when the lag reads zero: keep the gauge current.
+            if last_lag.elapsed() > Duration::from_secs(2) {
+                record_lag(cfg, STAGE, &consumer);
+                last_lag = Instant::now();
             }
             continue;
         }
@@ -470,7 +494,14 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
             )?;
         }
         // After the facts are acknowledged: how far in event time they now reach.
-        let marks = source_watermarks(&consumer, &max_time, &held, &mut published, &mut highs);
+        let marks = source_watermarks(
+            &consumer,
+            &max_time,
+            &held,
+            &mut published,
+            &mut highs,
+            &mut starts,
+        );
         send_watermarks(&producer, bus, &marks)?;
         let t_send = t0.elapsed();
         producer.flush_all(FLUSH_TIMEOUT)?;
@@ -504,6 +535,7 @@ fn source_watermarks(
     held: &HashMap<smol_str::SmolStr, HeldRequest>,
     published: &mut HashMap<(String, i32), SourceWatermark>,
     highs: &mut HashMap<(String, i32), i64>,
+    starts: &mut HashMap<(String, i32), Option<i64>>,
 ) -> Vec<SourceWatermark> {
     let Ok(position) = consumer.position() else {
         return Vec::new();
@@ -511,9 +543,14 @@ fn source_watermarks(
     let mut out = Vec::new();
     for e in position.elements() {
         let key = (e.topic().to_owned(), e.partition());
+        // No position yet means nothing was consumed since the partition was
+        // assigned — after a restart that found it fully consumed, for ever. Then
+        // the committed offset is where normalize stands.
         let next = match e.offset() {
             Offset::Offset(o) => Some(o),
-            _ => None,
+            _ => *starts
+                .entry(key.clone())
+                .or_insert_with(|| committed_offset(consumer, &key)),
         };
         // High watermarks only grow: ask the broker only when we may have reached it.
         let known = highs.get(&key).copied().unwrap_or(-1);
@@ -552,6 +589,21 @@ fn source_watermarks(
         }
     }
     out
+}
+
+/// The group's committed offset of one partition (`None` when never committed).
+fn committed_offset(consumer: &BaseConsumer<RebalanceLog>, key: &(String, i32)) -> Option<i64> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&key.0, key.1);
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(2))
+        .map_err(|e| tracing::debug!(error = %e, topic = %key.0, partition = key.1, "committed offset unknown"))
+        .ok()?;
+    let offset = committed.elements().first().map(|e| e.offset());
+    match offset {
+        Some(Offset::Offset(o)) => Some(o),
+        _ => None,
+    }
 }
 
 fn send_watermarks(

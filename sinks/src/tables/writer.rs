@@ -224,7 +224,7 @@ impl<R: TableRow> TableWriter<R> {
         let file = File::create(&temp).map_err(|e| io_error(&temp, e))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).expect("valid level"),
+                ZstdLevel::try_new(1).expect("valid level"),
             ))
             .set_max_row_group_row_count(Some(128 * 1024))
             .build();
