@@ -642,35 +642,39 @@ pub(crate) fn lag(consumer: &BaseConsumer<RebalanceLog>) -> Vec<(String, i32, i6
         return Vec::new();
     };
     let mut out = Vec::new();
-    // Partitions nothing was consumed from since assignment have no position: there
-    // the group's committed offset (or, never committed, the log start) stands in.
-    let mut committed: Option<TopicPartitionList> = None;
     for e in position.elements() {
         let Ok((low, high)) =
             consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
         else {
             continue;
         };
+        // A partition nothing was consumed from since assignment has no position:
+        // there the group's committed offset (or, never committed, the log start)
+        // stands in.
         let pos = match e.offset() {
             Offset::Offset(o) => o,
-            _ => {
-                let committed = committed.get_or_insert_with(|| {
-                    consumer
-                        .committed(Duration::from_secs(2))
-                        .unwrap_or_else(|_| TopicPartitionList::new())
-                });
-                match committed
-                    .find_partition(e.topic(), e.partition())
-                    .map(|c| c.offset())
-                {
-                    Some(Offset::Offset(o)) => o,
-                    _ => low,
-                }
-            }
+            _ => committed_offset(consumer, &(e.topic().to_owned(), e.partition())).unwrap_or(low),
         };
         out.push((e.topic().to_owned(), e.partition(), (high - pos).max(0)));
     }
     out
+}
+
+/// The group's committed offset of one partition (`None` when never committed).
+pub(crate) fn committed_offset<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    key: &(String, i32),
+) -> Option<i64> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&key.0, key.1);
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(2))
+        .map_err(|e| tracing::debug!(error = %e, topic = %key.0, partition = key.1, "committed offset unknown"))
+        .ok()?;
+    match committed.elements().first().map(|e| e.offset()) {
+        Some(Offset::Offset(o)) => Some(o),
+        _ => None,
+    }
 }
 
 /// A message header's value as text.

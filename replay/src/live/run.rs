@@ -15,13 +15,13 @@ use lineage_graph::LineageGraph;
 use lineage_ingest::{parser_for, Half, Normalized};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::topic_partition_list::Offset;
 use rdkafka::Message;
 use sha2::{Digest, Sha256};
 
 use super::kafka::{
-    commit, ensure_topics, group_consumer, header, lag, raw_partitions, BusConfig, OutputProducer,
-    RebalanceLog, TopicReader,
+    commit, committed_offset, ensure_topics, group_consumer, header, lag, raw_partitions,
+    BusConfig, OutputProducer, RebalanceLog, TopicReader,
 };
 use super::metrics::Metrics;
 use super::tables::{GraphTables, OutcomeTables};
@@ -289,12 +289,7 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
     cfg.metrics.set_ready(STAGE, true);
     let mut held: HashMap<smol_str::SmolStr, HeldRequest> = HashMap::new();
     let mut vault_seen: u64 = 0;
-    // Per raw partition: the latest event time normalized, and the last watermark sent.
-    let mut max_time: HashMap<(String, i32), i64> = HashMap::new();
-    let mut published: HashMap<(String, i32), SourceWatermark> = HashMap::new();
-    let mut highs: HashMap<(String, i32), i64> = HashMap::new();
-    // Committed offsets of assigned partitions nothing was consumed from yet.
-    let mut starts: HashMap<(String, i32), Option<i64>> = HashMap::new();
+    let mut progress = SourceProgress::default();
     let mut last_lag = Instant::now();
     let mut idle_since = Instant::now();
     loop {
@@ -304,7 +299,7 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
         let batch = poll_batch(&consumer, cfg.batch, cfg.poll, STAGE);
         let revoked = consumer.context().take_revoked();
         if revoked {
-            starts.clear();
+            progress.starts.clear();
         }
         let mut events: Vec<(String, WireEvent)> = Vec::new();
         let mut facts: Vec<LineageFact> = Vec::new();
@@ -313,22 +308,7 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
         // A held request whose partition may move is emitted alone now.
         let idle = batch.is_empty() && idle_since.elapsed() > Duration::from_secs(1);
         if batch.is_empty() && !idle && !revoked {
-            let marks = source_watermarks(
-                &consumer,
-                &max_time,
-                &held,
-                &mut published,
-                &mut highs,
-                &mut starts,
-            );
-            if !marks.is_empty() {
-                send_watermarks(&producer, bus, &marks)?;
-                producer.flush_all(FLUSH_TIMEOUT)?;
-            }
-            if last_lag.elapsed() > Duration::from_secs(2) {
-                record_lag(cfg, STAGE, &consumer);
-                last_lag = Instant::now();
-            }
+            progress.publish_quiet(&consumer, &held, &mut producer, cfg, &mut last_lag)?;
             continue;
         }
         let t0 = Instant::now();
@@ -374,7 +354,8 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
                 }
             };
             cfg.metrics.count(STAGE, source.as_str(), "out", 1);
-            let t = max_time
+            let t = progress
+                .max_time
                 .entry((m.topic().to_owned(), m.partition()))
                 .or_insert(i64::MIN);
             *t = (*t).max(n.use_.time.timestamp_micros());
@@ -444,23 +425,7 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
             }
         }
         if idle && batch.is_empty() && events.is_empty() {
-            let marks = source_watermarks(
-                &consumer,
-                &max_time,
-                &held,
-                &mut published,
-                &mut highs,
-                &mut starts,
-            );
-            if !marks.is_empty() {
-                send_watermarks(&producer, bus, &marks)?;
-                producer.flush_all(FLUSH_TIMEOUT)?;
-            }
-            // Idle is when the lag reads zero: keep the gauge current.
-            if last_lag.elapsed() > Duration::from_secs(2) {
-                record_lag(cfg, STAGE, &consumer);
-                last_lag = Instant::now();
-            }
+            progress.publish_quiet(&consumer, &held, &mut producer, cfg, &mut last_lag)?;
             continue;
         }
         // The committed offset never passes a request still held.
@@ -494,14 +459,7 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
             )?;
         }
         // After the facts are acknowledged: how far in event time they now reach.
-        let marks = source_watermarks(
-            &consumer,
-            &max_time,
-            &held,
-            &mut published,
-            &mut highs,
-            &mut starts,
-        );
+        let marks = progress.changed(&consumer, &held);
         send_watermarks(&producer, bus, &marks)?;
         let t_send = t0.elapsed();
         producer.flush_all(FLUSH_TIMEOUT)?;
@@ -528,81 +486,105 @@ fn normalize_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
     Ok(())
 }
 
-/// The watermarks of the assigned raw partitions that changed since last sent.
-fn source_watermarks(
-    consumer: &BaseConsumer<RebalanceLog>,
-    max_time: &HashMap<(String, i32), i64>,
-    held: &HashMap<smol_str::SmolStr, HeldRequest>,
-    published: &mut HashMap<(String, i32), SourceWatermark>,
-    highs: &mut HashMap<(String, i32), i64>,
-    starts: &mut HashMap<(String, i32), Option<i64>>,
-) -> Vec<SourceWatermark> {
-    let Ok(position) = consumer.position() else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in position.elements() {
-        let key = (e.topic().to_owned(), e.partition());
-        // No position yet means nothing was consumed since the partition was
-        // assigned — after a restart that found it fully consumed, for ever. Then
-        // the committed offset is where normalize stands.
-        let next = match e.offset() {
-            Offset::Offset(o) => Some(o),
-            _ => *starts
-                .entry(key.clone())
-                .or_insert_with(|| committed_offset(consumer, &key)),
-        };
-        // High watermarks only grow: ask the broker only when we may have reached it.
-        let known = highs.get(&key).copied().unwrap_or(-1);
-        let high = if next.is_some_and(|n| n < known) {
-            known
-        } else {
-            let h = consumer
-                .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
-                .map_or(-1, |(_, h)| h);
-            highs.insert(key.clone(), h);
-            h
-        };
-        let mut time_us = max_time.get(&key).copied().unwrap_or(i64::MIN);
-        let mut holding = false;
-        for h in held.values() {
-            if h.topic == key.0 && h.partition == key.1 {
-                holding = true;
-                time_us = time_us.min(h.event.use_.time.timestamp_micros() - 1);
-            }
-        }
-        let caught_up = !holding
-            && match next {
-                Some(n) => high >= 0 && n >= high,
-                None => high == 0,
-            };
-        let w = SourceWatermark {
-            topic: key.0.clone(),
-            partition: key.1,
-            time_us,
-            next_offset: next.unwrap_or(-1),
-            caught_up,
-        };
-        if published.get(&key) != Some(&w) {
-            published.insert(key, w.clone());
-            out.push(w);
-        }
-    }
-    out
+/// Per raw partition: how far normalize is, and the last watermark it sent.
+#[derive(Default)]
+struct SourceProgress {
+    /// The latest event time normalized.
+    max_time: HashMap<(String, i32), i64>,
+    published: HashMap<(String, i32), SourceWatermark>,
+    /// High watermarks last fetched.
+    highs: HashMap<(String, i32), i64>,
+    /// Committed offsets of assigned partitions nothing was consumed from yet.
+    starts: HashMap<(String, i32), Option<i64>>,
 }
 
-/// The group's committed offset of one partition (`None` when never committed).
-fn committed_offset(consumer: &BaseConsumer<RebalanceLog>, key: &(String, i32)) -> Option<i64> {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(&key.0, key.1);
-    let committed = consumer
-        .committed_offsets(tpl, Duration::from_secs(2))
-        .map_err(|e| tracing::debug!(error = %e, topic = %key.0, partition = key.1, "committed offset unknown"))
-        .ok()?;
-    let offset = committed.elements().first().map(|e| e.offset());
-    match offset {
-        Some(Offset::Offset(o)) => Some(o),
-        _ => None,
+impl SourceProgress {
+    /// With no batch to process: sends the watermarks that changed and keeps the lag
+    /// gauge current (idle is when it reads zero).
+    fn publish_quiet(
+        &mut self,
+        consumer: &BaseConsumer<RebalanceLog>,
+        held: &HashMap<smol_str::SmolStr, HeldRequest>,
+        producer: &mut OutputProducer,
+        cfg: &LiveConfig,
+        last_lag: &mut Instant,
+    ) -> Result<(), LiveError> {
+        let marks = self.changed(consumer, held);
+        if !marks.is_empty() {
+            send_watermarks(producer, &cfg.bus, &marks)?;
+            producer.flush_all(FLUSH_TIMEOUT)?;
+        }
+        if last_lag.elapsed() > Duration::from_secs(2) {
+            record_lag(cfg, "normalize", consumer);
+            *last_lag = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// The watermarks of the assigned raw partitions that changed since last sent.
+    fn changed(
+        &mut self,
+        consumer: &BaseConsumer<RebalanceLog>,
+        held: &HashMap<smol_str::SmolStr, HeldRequest>,
+    ) -> Vec<SourceWatermark> {
+        let Self {
+            max_time,
+            published,
+            highs,
+            starts,
+        } = self;
+        let Ok(position) = consumer.position() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in position.elements() {
+            let key = (e.topic().to_owned(), e.partition());
+            // No position yet means nothing was consumed since the partition was
+            // assigned — after a restart that found it fully consumed, for ever. Then
+            // the committed offset is where normalize stands.
+            let next = match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => *starts
+                    .entry(key.clone())
+                    .or_insert_with(|| committed_offset(consumer, &key)),
+            };
+            // High watermarks only grow: ask the broker only when we may have reached it.
+            let known = highs.get(&key).copied().unwrap_or(-1);
+            let high = if next.is_some_and(|n| n < known) {
+                known
+            } else {
+                let h = consumer
+                    .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
+                    .map_or(-1, |(_, h)| h);
+                highs.insert(key.clone(), h);
+                h
+            };
+            let mut time_us = max_time.get(&key).copied().unwrap_or(i64::MIN);
+            let mut holding = false;
+            for h in held.values() {
+                if h.topic == key.0 && h.partition == key.1 {
+                    holding = true;
+                    time_us = time_us.min(h.event.use_.time.timestamp_micros() - 1);
+                }
+            }
+            let caught_up = !holding
+                && match next {
+                    Some(n) => high >= 0 && n >= high,
+                    None => high == 0,
+                };
+            let w = SourceWatermark {
+                topic: key.0.clone(),
+                partition: key.1,
+                time_us,
+                next_offset: next.unwrap_or(-1),
+                caught_up,
+            };
+            if published.get(&key) != Some(&w) {
+                published.insert(key, w.clone());
+                out.push(w);
+            }
+        }
+        out
     }
 }
 
