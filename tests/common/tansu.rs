@@ -109,6 +109,8 @@ impl Drop for Tansu {
 
 /// One message: key, payload, headers.
 pub struct Msg {
+    pub partition: i32,
+    pub offset: i64,
     pub key: String,
     pub payload: Vec<u8>,
     pub headers: HashMap<String, String>,
@@ -172,6 +174,8 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<Msg> {
                 }
             }
             out.push(Msg {
+                partition: m.partition(),
+                offset: m.offset(),
                 key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
                 payload: m.payload().unwrap_or_default().to_vec(),
                 headers,

@@ -470,9 +470,17 @@ pub(crate) fn commit(
         tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
             .map_err(|e| LiveError::Kafka(format!("offset list: {e}")))?;
     }
+    tracing::debug!(stage = consumer.context().stage, offsets = ?describe_offsets(&tpl), "commit");
     consumer
         .commit(&tpl, rdkafka::consumer::CommitMode::Async)
         .map_err(|e| LiveError::Kafka(format!("commit: {e}")))
+}
+
+fn describe_offsets(tpl: &TopicPartitionList) -> Vec<String> {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}[{}]={:?}", e.topic(), e.partition(), e.offset()))
+        .collect()
 }
 
 /// Reads partitions of one topic outside any group (the identity table, the output
@@ -504,14 +512,14 @@ impl TopicReader {
         Self::assigned(consumer, topic, partitions, Offset::Beginning)
     }
 
-    /// A reader of one partition from `start`.
-    pub(crate) fn one_partition(
+    /// A reader of some partitions of `topic` from `start`.
+    pub(crate) fn partitions(
         bus: &BusConfig,
         topic: &str,
-        partition: i32,
+        partitions: Vec<i32>,
         start: Offset,
     ) -> Result<Self, LiveError> {
-        Self::assigned(Self::consumer(bus)?, topic, vec![partition], start)
+        Self::assigned(Self::consumer(bus)?, topic, partitions, start)
     }
 
     fn consumer(bus: &BusConfig) -> Result<BaseConsumer, LiveError> {

@@ -822,53 +822,85 @@ fn process_event(
     Ok(())
 }
 
-/// Replays partition `partition` of the events topic from 0 to `until` into the
-/// state, with outputs suppressed, in event-time order (as the events were released).
-fn rebuild_partition(
+/// Replays the events topic's partitions from 0 to their `until` offsets into the
+/// state, with outputs suppressed, all partitions merged in event-time order (as the
+/// gate released them: facts from the identity table are applied by event time, so
+/// replaying one partition after another would apply a later fact to an earlier
+/// event of the next partition).
+fn rebuild_partitions(
     state: &mut GraphState,
     tables: &mut Option<GraphTables>,
     cfg: &LiveConfig,
-    partition: i32,
-    until: i64,
+    until: &HashMap<i32, i64>,
 ) -> Result<(), LiveError> {
-    if until <= 0 {
+    state.rebuilt.extend(until.keys().copied());
+    let until: HashMap<i32, i64> = until
+        .iter()
+        .filter(|(_, u)| **u > 0)
+        .map(|(p, u)| (*p, *u))
+        .collect();
+    if until.is_empty() {
         return Ok(());
     }
     let started = Instant::now();
-    let mut reader = TopicReader::one_partition(
+    let mut reader = TopicReader::partitions(
         &cfg.bus,
         &cfg.bus.topics.events,
-        partition,
+        until.keys().copied().collect(),
         Offset::Beginning,
     )?;
     let mut msgs = Vec::new();
-    reader.read_until(Some(&HashMap::from([(partition, until)])), |m| {
-        msgs.push(m.detach())
-    })?;
+    reader.read_until(Some(&until), |m| msgs.push(m.detach()))?;
     let mut sink = GraphOutputs::default();
-    let mut events: Vec<(i64, WireEvent)> = Vec::with_capacity(msgs.len());
+    let mut events: Vec<(i32, i64, WireEvent)> = Vec::with_capacity(msgs.len());
     for m in &msgs {
         match decode_event(m, cfg, false, &mut sink) {
-            Some(e) if state.seen_events.insert(&e.dedup_id()) => events.push((m.offset(), e)),
+            Some(e) if state.seen_events.insert(&e.dedup_id()) => {
+                events.push((m.partition(), m.offset(), e))
+            }
             _ => {
                 if let Some(t) = tables.as_mut() {
-                    t.skip(partition, m.offset());
+                    t.skip(m.partition(), m.offset());
                 }
             }
         }
     }
     let n = events.len();
-    events.sort_by_key(|(o, e)| (e.use_.time, *o));
-    for (offset, e) in events {
+    events.sort_by_key(|(p, o, e)| (e.use_.time, *p, *o));
+    for (partition, offset, e) in events {
         process_event(state, tables, partition, offset, e, cfg, false, &mut sink)?;
     }
+    let mut partitions: Vec<i32> = until.keys().copied().collect();
+    partitions.sort_unstable();
     tracing::info!(
-        partition,
+        ?partitions,
         events = n,
         secs = started.elapsed().as_secs_f64(),
-        "rebuilt detector state from the partition's history"
+        "rebuilt detector state from the partitions' history"
     );
     Ok(())
+}
+
+/// Where the rebuild of a fresh state stops for each assigned partition of the
+/// events topic: the first offset this assignment hands out (the first message of
+/// `batch`, else the group's committed offset; 0 when there is neither).
+fn rebuild_targets(
+    consumer: &BaseConsumer<RebalanceLog>,
+    topic: &str,
+    batch: &[OwnedMessage],
+) -> HashMap<i32, i64> {
+    let mut until: HashMap<i32, i64> = HashMap::new();
+    for m in batch {
+        until.entry(m.partition()).or_insert(m.offset());
+    }
+    if let Ok(assigned) = consumer.assignment() {
+        for e in assigned.elements_for_topic(topic) {
+            until.entry(e.partition()).or_insert_with(|| {
+                committed_offset(consumer, &(topic.to_owned(), e.partition())).unwrap_or(0)
+            });
+        }
+    }
+    until
 }
 
 fn graph_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
@@ -922,10 +954,17 @@ fn graph_stage(cfg: &LiveConfig) -> Result<(), LiveError> {
         }
         state.catch_up()?;
         let mut out = GraphOutputs::default();
+        if state.rebuilt.is_empty() && !batch.is_empty() {
+            // The first batch of a fresh state: rebuild every assigned partition at once.
+            let until = rebuild_targets(&consumer, &bus.topics.events, &batch);
+            rebuild_partitions(&mut state, &mut tables, cfg, &until)?;
+        }
         for m in &batch {
             let (p, offset) = (m.partition(), m.offset());
-            if state.rebuilt.insert(p) {
-                rebuild_partition(&mut state, &mut tables, cfg, p, offset)?;
+            if !state.rebuilt.contains(&p) {
+                // Assigned after the rebuild without a revocation (not with the eager
+                // protocol used here): rebuilt alone, before its first event.
+                rebuild_partitions(&mut state, &mut tables, cfg, &HashMap::from([(p, offset)]))?;
             }
             state.consumed.insert(p, offset + 1);
             let Some(event) = decode_event(m, cfg, true, &mut out) else {
