@@ -99,7 +99,7 @@ PY
     exit 1
   fi
   stamp >"$ROOT/stamp"
-  rm -rf "$src/target"
+  rm -rf "$src"
   echo "$BIN"
 }
 
