@@ -765,7 +765,10 @@ mod tests {
     fn serde_name_is_the_serialized_name() {
         use lineage_core::{AttributionMethod, CredentialKind, Source};
         assert_eq!(serde_name(&CredentialKind::AwsAccessKey), "aws-access-key");
-        assert_eq!(serde_name(&AttributionMethod::IssuanceChain), "issuance-chain");
+        assert_eq!(
+            serde_name(&AttributionMethod::IssuanceChain),
+            "issuance-chain"
+        );
         assert_eq!(serde_name(&Source::GitHub), "github");
         // Not a unit variant: the JSON text.
         assert_eq!(serde_name(&3u8), "3");
