@@ -607,19 +607,16 @@ fn sigkilled_pipeline_accounts_for_every_record_and_repeats_no_alert() {
     assert!(status.success(), "SIGTERM exits 0: {status}");
 
     // Every raw record is accounted for, by key (source event id).
-    let mut raw_keys: HashSet<String> = HashSet::new();
+    // Raw key → where it is (`source[partition]@offset`, for the failure message).
     let mut raw_at: HashMap<String, String> = HashMap::new();
     let mut raw_messages = 0u64;
     for source in ["cloudtrail", "entra", "github", "vault"] {
         for m in read_topic(&tansu.brokers(), &format!("lineage.raw.{source}")) {
             raw_messages += 1;
-            raw_at.insert(
-                m.key.clone(),
-                format!("{source}[{}]@{}", m.partition, m.offset),
-            );
-            raw_keys.insert(m.key);
+            raw_at.insert(m.key, format!("{source}[{}]@{}", m.partition, m.offset));
         }
     }
+    let raw_keys: HashSet<String> = raw_at.keys().cloned().collect();
     assert_eq!(
         raw_messages, read,
         "the raw topics hold exactly what was ingested"

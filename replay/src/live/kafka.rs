@@ -390,7 +390,7 @@ impl ConsumerContext for RebalanceLog {
                 self.revoked.store(true, Ordering::SeqCst);
             }
             Rebalance::Assign(tpl) => {
-                tracing::info!(stage = self.stage, partitions = ?describe(tpl), "partitions assigned")
+                tracing::info!(stage = self.stage, partitions = ?describe(tpl, false), "partitions assigned")
             }
             Rebalance::Error(e) => {
                 tracing::warn!(stage = self.stage, error = %e, "rebalance error")
@@ -412,10 +412,18 @@ impl RebalanceLog {
     }
 }
 
-fn describe(tpl: &TopicPartitionList) -> Vec<String> {
+/// `topic[partition]` for each element, with `=offset` when `offsets`.
+fn describe(tpl: &TopicPartitionList, offsets: bool) -> Vec<String> {
     tpl.elements()
         .iter()
-        .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+        .map(|e| {
+            let tp = format!("{}[{}]", e.topic(), e.partition());
+            if offsets {
+                format!("{tp}={:?}", e.offset())
+            } else {
+                tp
+            }
+        })
         .collect()
 }
 
@@ -470,17 +478,10 @@ pub(crate) fn commit(
         tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
             .map_err(|e| LiveError::Kafka(format!("offset list: {e}")))?;
     }
-    tracing::debug!(stage = consumer.context().stage, offsets = ?describe_offsets(&tpl), "commit");
+    tracing::debug!(stage = consumer.context().stage, offsets = ?describe(&tpl, true), "commit");
     consumer
         .commit(&tpl, rdkafka::consumer::CommitMode::Async)
         .map_err(|e| LiveError::Kafka(format!("commit: {e}")))
-}
-
-fn describe_offsets(tpl: &TopicPartitionList) -> Vec<String> {
-    tpl.elements()
-        .iter()
-        .map(|e| format!("{}[{}]={:?}", e.topic(), e.partition(), e.offset()))
-        .collect()
 }
 
 /// Reads partitions of one topic outside any group (the identity table, the output
