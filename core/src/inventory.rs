@@ -213,6 +213,12 @@ impl CompiledScope {
         }
     }
 
+    /// [`CompiledScope::allows_action`] for an action the caller already lowercased
+    /// (no allocation; for callers that check one action against several scopes).
+    pub fn allows_lowercase_action(&self, lowered: &str) -> bool {
+        self.actions.is_match(lowered)
+    }
+
     /// True when the scope names no resources or one of its globs matches `resource`.
     pub fn allows_resource(&self, resource: &str) -> bool {
         self.resources.is_empty() || self.resources.is_match(resource)

@@ -18,13 +18,19 @@
 //! credentials through a 10,000-credential cap and checks both the count and the
 //! snapshot size (BENCHMARKS-style figure in the test output).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+/// aHash, randomly seeded: looked up on every event (see `lineage_graph`'s maps).
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+type HashSet<T> = std::collections::HashSet<T, ahash::RandomState>;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use lineage_core::{AttributedEvent, LineageFact, Severity};
 use lineage_graph::LineageGraph;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use smol_str::{format_smolstr, SmolStr};
 
 use crate::asn::AsnDatabase;
 use crate::{Detector, Finding};
@@ -139,7 +145,7 @@ pub struct CredentialBaseline {
     first_seen: i64,
     last_seen: i64,
     /// (network, last seen).
-    networks: Vec<(String, i64)>,
+    networks: Vec<(SmolStr, i64)>,
     actions: HashSet<String>,
     hour: i64,
     hour_count: u32,
@@ -185,6 +191,8 @@ pub struct AnomalyDetector {
     enabled: [bool; 6],
     state: AnomalyState,
     asn: Option<AsnDatabase>,
+    /// Scratch buffer for the current event's `service:operation`.
+    action: String,
 }
 
 /// The numeric settings the hot path reads, copied out of the config once per event.
@@ -220,15 +228,22 @@ fn enabled_rules(config: &AnomalyConfig) -> [bool; 6] {
 
 /// The network of an address: IPv4 /24 or IPv6 /64; `None` for non-addresses
 /// (CloudTrail writes a service name when a service called on someone's behalf).
-fn network_of(ip: &str) -> Option<String> {
+fn network_of(ip: &str) -> Option<SmolStr> {
+    // `format_smolstr!`: both forms fit a SmolStr inline, so no allocation per event.
     match ip.parse::<IpAddr>().ok()? {
         IpAddr::V4(v4) => {
             let o = v4.octets();
-            Some(format!("{}.{}.{}.0/24", o[0], o[1], o[2]))
+            Some(format_smolstr!("{}.{}.{}.0/24", o[0], o[1], o[2]))
         }
         IpAddr::V6(v6) => {
             let s = v6.segments();
-            Some(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
+            Some(format_smolstr!(
+                "{:x}:{:x}:{:x}:{:x}::/64",
+                s[0],
+                s[1],
+                s[2],
+                s[3]
+            ))
         }
     }
 }
@@ -241,6 +256,7 @@ impl AnomalyDetector {
             config,
             state: AnomalyState::default(),
             asn: None,
+            action: String::new(),
         }
     }
 
@@ -262,13 +278,14 @@ impl AnomalyDetector {
             config,
             state: AnomalyState::default(),
             asn,
+            action: String::new(),
         })
     }
 
-    fn network(&self, ip: &str) -> Option<String> {
+    fn network(&self, ip: &str) -> Option<SmolStr> {
         let addr: IpAddr = ip.parse().ok()?;
         if let Some((asn, name)) = self.asn.as_ref().and_then(|db| db.lookup(addr)) {
-            return Some(format!("AS{asn} {name}").trim_end().to_owned());
+            return Some(SmolStr::new(format!("AS{asn} {name}").trim_end()));
         }
         network_of(ip)
     }
@@ -313,14 +330,24 @@ impl Detector for AnomalyDetector {
             .attribution
             .root_credential
             .as_ref()
-            .map(|c| c.to_string())
-            .or_else(|| use_.credential.as_ref().map(|c| c.id.to_string()))
+            .map(|c| c.as_str())
+            .or_else(|| use_.credential.as_ref().map(|c| c.id.as_str()))
         else {
             return Vec::new();
         };
         let now = use_.time.timestamp();
-        if !self.state.credentials.contains_key(&key) {
+        // Allocations only for a new credential: this runs once per event.
+        if !self.state.credentials.contains_key(key) {
             self.evict_if_full();
+            self.state.credentials.insert(
+                key.to_owned(),
+                CredentialBaseline {
+                    first_seen: now,
+                    last_seen: now,
+                    hour: now / 3600,
+                    ..CredentialBaseline::default()
+                },
+            );
         }
         let cfg = Limits::from(&self.config);
         let [new_network, concurrent, new_action, spike, dormant, denied_burst] = self.enabled;
@@ -332,21 +359,16 @@ impl Detector for AnomalyDetector {
         let b = self
             .state
             .credentials
-            .entry(key.clone())
-            .or_insert_with(|| CredentialBaseline {
-                first_seen: now,
-                last_seen: now,
-                hour: now / 3600,
-                ..CredentialBaseline::default()
-            });
+            .get_mut(key)
+            .expect("inserted above when missing");
         let learning = now - b.first_seen < cfg.learning_secs;
         let who = event
             .attribution
             .agent
             .as_ref()
-            .map(|a| a.to_string())
-            .or_else(|| event.attribution.owner.as_ref().map(|h| h.to_string()))
-            .unwrap_or_else(|| "an unattributed identity".into());
+            .map(|a| a.as_str())
+            .or_else(|| event.attribution.owner.as_ref().map(|h| h.as_str()))
+            .unwrap_or("an unattributed identity");
         let mut found: Vec<RuleHit> = Vec::new();
 
         let gap = now - b.last_seen;
@@ -414,8 +436,15 @@ impl Detector for AnomalyDetector {
             }
         }
 
-        let action = use_.operation.action();
-        if !b.actions.contains(&action) {
+        // `service:operation` written into a reused buffer (no allocation per event).
+        self.action.clear();
+        let _ = write!(
+            self.action,
+            "{}:{}",
+            use_.operation.service, use_.operation.name
+        );
+        let action = self.action.as_str();
+        if !b.actions.contains(action) {
             if !learning && new_action {
                 found.push((
                     "new-action",
@@ -427,7 +456,7 @@ impl Detector for AnomalyDetector {
                 ));
             }
             if b.actions.len() < MAX_ACTIONS {
-                b.actions.insert(action.clone());
+                b.actions.insert(action.to_owned());
             }
         }
 
@@ -503,8 +532,10 @@ impl Detector for AnomalyDetector {
                 evidence["rule"] = json!(rule);
                 evidence["source_ip"] = json!(use_.client.source_ip);
                 let detail = match rule {
-                    "new-network" | "concurrent-networks" => network.clone().unwrap_or_default(),
-                    "new-action" => action.clone(),
+                    "new-network" | "concurrent-networks" => {
+                        network.as_deref().unwrap_or_default().to_owned()
+                    }
+                    "new-action" => action.to_owned(),
                     "volume-spike" => hour.to_string(),
                     _ => String::new(),
                 };

@@ -1,7 +1,8 @@
 //! Folding findings into alerts by dedup key within a suppression window, and
 //! collecting the revocation requests findings carry.
 
-use std::collections::HashMap;
+/// aHash, randomly seeded: one lookup per finding.
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 use chrono::Duration;
 use lineage_core::{Action, Alert, AttributedEvent};
@@ -60,10 +61,18 @@ impl AlertBook {
     pub fn with_suppression(suppression: Duration) -> Self {
         Self {
             alerts: Vec::new(),
-            by_key: HashMap::new(),
+            by_key: HashMap::default(),
             actions: Vec::new(),
             suppression,
         }
+    }
+
+    /// True when a finding with `dedup_key` at `time` would fold into an open alert
+    /// (what [`AlertBook::record`] calls a repeat).
+    pub fn folds(&self, dedup_key: &str, time: chrono::DateTime<chrono::Utc>) -> bool {
+        self.by_key
+            .get(dedup_key)
+            .is_some_and(|&i| time - self.alerts[i].last_seen <= self.suppression)
     }
 
     /// Records a finding about `event`.

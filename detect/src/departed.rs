@@ -198,19 +198,26 @@ impl Detector for DepartedOwnerDetector {
             .as_ref()
             .filter(|c| c.kind != CredentialKind::AwsSessionKey)
         {
-            seen.entry(c.id.to_string()).or_insert_with(|| c.clone());
+            // Looked up before inserting: the key is allocated only for a new credential.
+            if !seen.contains_key(c.id.as_str()) {
+                seen.insert(c.id.to_string(), c.clone());
+            }
         }
-        if let Some(root) = &a.root_credential {
-            let kind = graph
-                .credential(root)
-                .map(|m| m.kind)
-                .unwrap_or(CredentialKind::Unknown);
-            seen.entry(root.to_string())
-                .or_insert_with(|| CredentialRef {
-                    kind,
-                    id: root.clone(),
-                    issuer: None,
-                });
+        if let Some(root) = a.root_credential.as_ref() {
+            if !seen.contains_key(root.as_str()) {
+                let kind = graph
+                    .credential(root)
+                    .map(|m| m.kind)
+                    .unwrap_or(CredentialKind::Unknown);
+                seen.insert(
+                    root.to_string(),
+                    CredentialRef {
+                        kind,
+                        id: root.clone(),
+                        issuer: None,
+                    },
+                );
+            }
         }
         let Some(departed_at) = graph.departed_at(owner) else {
             return Vec::new();

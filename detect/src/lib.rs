@@ -67,6 +67,21 @@ pub trait Detector: Send {
         facts: &[LineageFact],
         graph: &LineageGraph,
     ) -> Vec<Finding>;
+    /// [`Detector::observe`], told which findings `book` would fold into an open
+    /// alert. A detector that fires on many events of the same key (a long-lived key
+    /// used all day) may return such a repeat with only its dedup key, actions,
+    /// detector, severity and MITRE ids filled in: a repeat's title, summary and
+    /// evidence are never read. The default ignores the book.
+    fn observe_folding(
+        &mut self,
+        event: &AttributedEvent,
+        facts: &[LineageFact],
+        graph: &LineageGraph,
+        book: &AlertBook,
+    ) -> Vec<Finding> {
+        let _ = book;
+        self.observe(event, facts, graph)
+    }
     /// The detector's learned state as JSON, for snapshots (`None` when stateless).
     fn snapshot(&self) -> Option<serde_json::Value> {
         None

@@ -9,10 +9,13 @@ use lineage_core::{AttributedEvent, LineageFact, Severity};
 use lineage_graph::LineageGraph;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use smol_str::SmolStr;
+use std::collections::HashMap;
 
-use crate::{fingerprint, Detector, Finding};
+use crate::{fingerprint, AlertBook, Detector, Finding};
 
 pub(crate) const NAME: &str = "long-lived-credential";
+const MITRE: &[&str] = &["T1552.001", "T1078.004"];
 
 /// Settings of the long-lived-credential detector.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -52,16 +55,38 @@ impl Default for LongLivedConfig {
     }
 }
 
+/// User agents remembered with their fingerprint; the cache is emptied when full.
+const FINGERPRINT_CACHE: usize = 4096;
+
 /// The long-lived-credential detector.
 #[derive(Debug)]
 pub struct LongLivedDetector {
     config: LongLivedConfig,
+    /// User agent → what its fingerprint says. An agent sends the same few user
+    /// agents over and over; matching every needle against each one was a tenth of
+    /// the attribute stage's time.
+    fingerprints: HashMap<SmolStr, Option<String>>,
 }
 
 impl LongLivedDetector {
     /// A detector with these settings.
     pub fn new(config: LongLivedConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            fingerprints: HashMap::new(),
+        }
+    }
+
+    fn fingerprint(&mut self, user_agent: &SmolStr) -> Option<String> {
+        if let Some(known) = self.fingerprints.get(user_agent) {
+            return known.clone();
+        }
+        let found = fingerprint::ai_client(user_agent, &self.config.extra_user_agents);
+        if self.fingerprints.len() >= FINGERPRINT_CACHE {
+            self.fingerprints.clear();
+        }
+        self.fingerprints.insert(user_agent.clone(), found.clone());
+        found
     }
 }
 
@@ -73,8 +98,33 @@ impl Detector for LongLivedDetector {
     fn observe(
         &mut self,
         event: &AttributedEvent,
+        facts: &[LineageFact],
+        graph: &LineageGraph,
+    ) -> Vec<Finding> {
+        self.find(event, facts, graph, None)
+    }
+
+    fn observe_folding(
+        &mut self,
+        event: &AttributedEvent,
+        facts: &[LineageFact],
+        graph: &LineageGraph,
+        book: &AlertBook,
+    ) -> Vec<Finding> {
+        self.find(event, facts, graph, Some(book))
+    }
+}
+
+impl LongLivedDetector {
+    /// The finding of one event; with `book`, a repeat of an open alert comes back
+    /// without title, summary or evidence (a key used all day would otherwise build
+    /// them on every use, to be thrown away).
+    fn find(
+        &mut self,
+        event: &AttributedEvent,
         _facts: &[LineageFact],
         graph: &LineageGraph,
+        book: Option<&AlertBook>,
     ) -> Vec<Finding> {
         let use_ = &event.use_;
         let Some(cred) = use_.credential.as_ref().filter(|c| c.kind.is_long_lived()) else {
@@ -89,22 +139,39 @@ impl Detector for LongLivedDetector {
         let by_fingerprint = if self.config.use_fingerprints {
             use_.client
                 .user_agent
-                .as_deref()
-                .and_then(|ua| fingerprint::ai_client(ua, &self.config.extra_user_agents))
+                .as_ref()
+                .and_then(|ua| self.fingerprint(ua))
         } else {
             None
         };
+        if by_kind.is_none() && by_fingerprint.is_none() {
+            return Vec::new();
+        }
+        let who = event
+            .attribution
+            .agent
+            .as_ref()
+            .map(|a| a.as_str())
+            .or(by_fingerprint.as_deref())
+            .unwrap_or_default();
+        let dedup_key = format!("{NAME}|{who}|{}", cred.id);
+        if book.is_some_and(|b| b.folds(&dedup_key, use_.time)) {
+            return vec![Finding {
+                detector: NAME,
+                severity: Severity::High,
+                title: String::new(),
+                summary: String::new(),
+                dedup_key,
+                mitre: MITRE,
+                evidence: serde_json::Value::Null,
+                actions: Vec::new(),
+            }];
+        }
         let why = match (by_kind, &by_fingerprint) {
             (Some(a), _) => format!("the inventory declares `{}` as {:?}", a.id, a.kind),
             (None, Some(client)) => format!("its client fingerprint says {client}"),
             (None, None) => return Vec::new(),
         };
-        let who = event
-            .attribution
-            .agent
-            .as_ref()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| by_fingerprint.clone().unwrap_or_default());
         vec![Finding {
             detector: NAME,
             severity: Severity::High,
@@ -113,8 +180,8 @@ impl Detector for LongLivedDetector {
                 "Long-lived credential {} ({:?}) was used by an agent: {why}. Agents should hold short-lived, scoped credentials (role sessions, OIDC, Vault tokens with a TTL).",
                 cred.id, cred.kind
             ),
-            dedup_key: format!("{NAME}|{who}|{}", cred.id),
-            mitre: &["T1552.001", "T1078.004"],
+            dedup_key,
+            mitre: MITRE,
             evidence: json!({
                 "credential_kind": cred.kind,
                 "user_agent": use_.client.user_agent,

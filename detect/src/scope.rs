@@ -1,6 +1,9 @@
 //! Out-of-scope use: the agent a use is attributed to declared what it may do in
 //! this source, and this action or resource is not in it.
 
+use std::fmt::Write as _;
+
+use lineage_core::inventory::CompiledScope;
 use lineage_core::{AttributedEvent, LineageFact, Severity};
 use lineage_graph::LineageGraph;
 use serde::{Deserialize, Serialize};
@@ -40,12 +43,20 @@ impl Default for OutOfScopeConfig {
 #[derive(Debug)]
 pub struct OutOfScopeDetector {
     config: OutOfScopeConfig,
+    /// Scratch buffers for the current event's `service:operation` as written and
+    /// lowercased (scope globs match case-insensitively); reused, as this runs per event.
+    action: String,
+    lowered: String,
 }
 
 impl OutOfScopeDetector {
     /// A detector with these settings.
     pub fn new(config: OutOfScopeConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            action: String::new(),
+            lowered: String::new(),
+        }
     }
 }
 
@@ -71,17 +82,46 @@ impl Detector for OutOfScopeDetector {
         let Some(index) = inventory.agent_index(agent_id) else {
             return Vec::new();
         };
-        let scopes: Vec<_> = inventory
-            .scopes_of(index)
-            .iter()
-            .filter(|s| s.declared.source == use_.source)
-            .collect();
-        if scopes.is_empty() {
+        // The common case (a declared scope allows the action and every resource)
+        // allocates nothing.
+        let in_source = |s: &&CompiledScope| s.declared.source == use_.source;
+        let declared = inventory.scopes_of(index);
+        if !declared.iter().any(|s| in_source(&s)) {
             return Vec::new();
         }
-        let action = use_.operation.action();
-        let matching: Vec<_> = scopes.iter().filter(|s| s.allows_action(&action)).collect();
-        let (why, outside): (String, Vec<&str>) = if matching.is_empty() {
+        self.action.clear();
+        let _ = write!(
+            self.action,
+            "{}:{}",
+            use_.operation.service, use_.operation.name
+        );
+        self.lowered.clear();
+        if self.action.is_ascii() {
+            self.lowered.push_str(&self.action);
+            self.lowered.make_ascii_lowercase();
+        } else {
+            self.lowered.push_str(&self.action.to_lowercase());
+        }
+        let lowered = self.lowered.as_str();
+        let matching = || {
+            declared
+                .iter()
+                .filter(in_source)
+                .filter(|s| s.allows_lowercase_action(lowered))
+        };
+        let outside_scope = |r: &&str| !matching().any(|s| s.allows_resource(r));
+        if matching().next().is_some()
+            && !use_
+                .resources
+                .iter()
+                .map(|r| r.as_str())
+                .any(|r| outside_scope(&r))
+        {
+            return Vec::new();
+        }
+        let action = self.action.as_str();
+        let scopes: Vec<&CompiledScope> = declared.iter().filter(in_source).collect();
+        let (why, outside): (String, Vec<&str>) = if matching().next().is_none() {
             (
                 format!("action `{action}` is not in its declared scope"),
                 Vec::new(),
@@ -91,11 +131,8 @@ impl Detector for OutOfScopeDetector {
                 .resources
                 .iter()
                 .map(|r| r.as_str())
-                .filter(|r| !matching.iter().any(|s| s.allows_resource(r)))
+                .filter(outside_scope)
                 .collect();
-            if outside.is_empty() {
-                return Vec::new();
-            }
             (
                 format!(
                     "resource `{}` is outside its declared scope for `{action}`",

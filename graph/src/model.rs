@@ -1,6 +1,9 @@
 //! The graph structure and how facts, inventory and observed uses change it.
 
-use std::collections::HashMap;
+/// Keyed by ids that come from the logs, looked up several times per event: aHash
+/// (randomly seeded per process, so still resistant to crafted-collision input) is
+/// several times cheaper than the standard SipHash here.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 use chrono::{DateTime, Utc};
 use lineage_core::event::{

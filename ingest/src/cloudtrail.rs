@@ -596,6 +596,21 @@ fn facts_of(
 
 /// The MCP server a user agent names, for the common `mcp-server-<name>` / `<name>-mcp` forms.
 pub fn mcp_server_from_user_agent(ua: &str) -> Option<SmolStr> {
+    // Every form below contains `mcp`: most user agents are rejected by one memchr
+    // pass instead of a window scan of every token (this runs once per record).
+    let b = ua.as_bytes();
+    let has_mcp = memchr::memchr2_iter(b'm', b'M', b).any(|i| {
+        b.get(i + 1..i + 3)
+            .is_some_and(|cp| cp.eq_ignore_ascii_case(b"cp"))
+    });
+    if !has_mcp {
+        return None;
+    }
+    mcp_token(ua)
+}
+
+/// The first token of `ua` in one of the MCP server forms.
+fn mcp_token(ua: &str) -> Option<SmolStr> {
     ua.split(|c: char| c.is_whitespace() || c == '(' || c == ')')
         .map(|tok| tok.split('/').next().unwrap_or(tok))
         .find(|name| {
@@ -608,4 +623,39 @@ pub fn mcp_server_from_user_agent(ua: &str) -> Option<SmolStr> {
                 || (0..b.len()).any(|i| at(i, b"-mcp-server"))
         })
         .map(SmolStr::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn mcp_server_forms() {
+        let name = |ua: &str| mcp_server_from_user_agent(ua).map(|s| s.to_string());
+        assert_eq!(
+            name("mcp-server-github/1.2 node/20").as_deref(),
+            Some("mcp-server-github")
+        );
+        assert_eq!(
+            name("python (MCP-Server-Fetch/0.1)").as_deref(),
+            Some("MCP-Server-Fetch")
+        );
+        assert_eq!(name("aws-cli/2 jira-mcp/3").as_deref(), Some("jira-mcp"));
+        assert_eq!(
+            name("acme-mcp-server-x/1").as_deref(),
+            Some("acme-mcp-server-x")
+        );
+        assert_eq!(name("aws-cli/2.15 Python/3.11 mcp"), None);
+        assert_eq!(name("Mozilla/5.0"), None);
+        assert_eq!(name(""), None);
+    }
+
+    proptest! {
+        /// The `mcp` prefilter never changes the answer of the token scan.
+        #[test]
+        fn prefilter_agrees_with_the_token_scan(ua in "([a-zA-Z0-9/ ()-]|[mM][cC][pP]|-[mM][cC][pP]|[mM][cC][pP]-[sS]erver-|é){0,24}") {
+            prop_assert_eq!(mcp_server_from_user_agent(&ua), mcp_token(&ua));
+        }
+    }
 }

@@ -232,7 +232,7 @@ impl AttributeStage {
         }
         let event = AttributedEvent { use_, attribution };
         for d in &mut self.detectors {
-            for finding in d.observe(&event, &facts, &self.graph) {
+            for finding in d.observe_folding(&event, &facts, &self.graph, &self.book) {
                 let recorded = self.book.record(finding, &event);
                 fill_blast_radius(&mut self.book, &self.graph, recorded, &event);
             }

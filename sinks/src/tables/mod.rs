@@ -12,19 +12,21 @@
 pub mod schema;
 mod writer;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
+use arrow::datatypes::SchemaRef;
+use chrono::{DateTime, NaiveDate, Utc};
 use lineage_core::inventory::HumanStatus;
 use lineage_core::{Action, Alert, AttributedEvent, CredentialId, DeadLetter};
 use lineage_graph::{Edge, LineageGraph, Node};
 use smol_str::SmolStr;
 
 pub use schema::{
-    all_schemas, ActionRow, AlertRow, CredentialRow, DeadLetterRow, EdgeRow, EventRow, IdentityRow,
-    TableRow,
+    all_schemas, ActionRow, AlertRow, CredentialRow, DeadLetterRow, EdgeRow, EventColumns,
+    EventRow, IdentityRow, TableRow,
 };
+use writer::table_error;
 pub use writer::{TableCursor, TableWriter};
 
 use crate::SinkError;
@@ -85,11 +87,31 @@ struct CredentialUsage {
 /// credential) as attributed events arrive.
 pub struct EventsTable {
     writer: TableWriter<EventRow>,
+    /// Rows not yet written, per `date=` partition, as Arrow columns.
+    pending: BTreeMap<NaiveDate, EventColumns>,
+    batch_rows: usize,
+    schema: SchemaRef,
     usage: HashMap<SmolStr, CredentialUsage>,
     max_time: Option<DateTime<Utc>>,
 }
 
 impl EventsTable {
+    fn new(
+        writer: TableWriter<EventRow>,
+        options: TablesOptions,
+        usage: HashMap<SmolStr, CredentialUsage>,
+        max_time: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            writer,
+            pending: BTreeMap::new(),
+            batch_rows: options.batch_rows.max(1),
+            schema: EventRow::schema(),
+            usage,
+            max_time,
+        }
+    }
+
     /// Adds one attributed event.
     pub fn write(&mut self, e: &AttributedEvent) -> Result<(), SinkError> {
         if let Some(c) = &e.use_.credential {
@@ -102,12 +124,44 @@ impl EventsTable {
             }
         }
         self.max_time = self.max_time.max(Some(e.use_.time));
-        self.writer.write(EventRow::from_event(e))
+        let date = e.use_.time.date_naive();
+        // New partitions start small; after their first batch the columns are sized
+        // like it.
+        let first = self.batch_rows.min(256);
+        let columns = self
+            .pending
+            .entry(date)
+            .or_insert_with(|| EventColumns::with_capacity(first));
+        columns.append(e);
+        if columns.len() >= self.batch_rows {
+            let batch = columns
+                .finish(&self.schema)
+                .map_err(|e| table_error(EventRow::TABLE, e))?;
+            self.writer.write_record_batch(date, &batch)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the rows still in columns.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        for (date, columns) in &mut self.pending {
+            if columns.is_empty() {
+                continue;
+            }
+            let batch = columns
+                .finish(&self.schema)
+                .map_err(|e| table_error(EventRow::TABLE, e))?;
+            self.writer.write_record_batch(*date, &batch)?;
+        }
+        // Partitions seen so far stay out of memory between checkpoints.
+        self.pending.clear();
+        Ok(())
     }
 
     /// Closes the open files (every event so far is then in a closed file) and
     /// returns what a resumed run needs to continue the table.
     pub fn checkpoint(&mut self) -> Result<EventsCursor, SinkError> {
+        self.flush()?;
         Ok(EventsCursor {
             table: self.writer.checkpoint()?,
             usage: self.usage.clone(),
@@ -116,7 +170,8 @@ impl EventsTable {
     }
 
     /// Closes the files; what was learned is handed to [`LineageTables::finish`].
-    pub fn finish(self) -> Result<EventsWritten, SinkError> {
+    pub fn finish(mut self) -> Result<EventsWritten, SinkError> {
+        self.flush()?;
         let rows = self.writer.finish()?;
         Ok(EventsWritten {
             rows,
@@ -173,20 +228,22 @@ impl LineageTables {
 
     /// The `events` writer.
     pub fn events(&self) -> Result<EventsTable, SinkError> {
-        Ok(EventsTable {
-            writer: TableWriter::create(&self.dir, self.options)?,
-            usage: HashMap::new(),
-            max_time: None,
-        })
+        Ok(EventsTable::new(
+            TableWriter::create(&self.dir, self.options)?,
+            self.options,
+            HashMap::new(),
+            None,
+        ))
     }
 
     /// The `events` writer continuing from a checkpoint (later files are removed).
     pub fn resume_events(&self, cursor: &EventsCursor) -> Result<EventsTable, SinkError> {
-        Ok(EventsTable {
-            writer: TableWriter::resume(&self.dir, self.options, &cursor.table)?,
-            usage: cursor.usage.clone(),
-            max_time: cursor.max_time,
-        })
+        Ok(EventsTable::new(
+            TableWriter::resume(&self.dir, self.options, &cursor.table)?,
+            self.options,
+            cursor.usage.clone(),
+            cursor.max_time,
+        ))
     }
 
     /// The `dead_letters` writer continuing from a checkpoint.

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float32Builder, ListBuilder, StringBuilder,
+    ArrayBuilder, ArrayRef, BooleanBuilder, Float32Builder, ListBuilder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -75,15 +75,9 @@ pub trait TableRow: Serialize + Send + 'static {
     fn schema() -> SchemaRef;
     /// The `date=` partition this row belongs to.
     fn date(&self) -> NaiveDate;
-    /// Builds the record batch of `rows` directly, for tables written on the hot
-    /// path; `None` (the default) lets the writer go through `arrow-json`'s serde
-    /// decoder, which is generic but about three times slower.
-    fn encode(_rows: &[Self], _schema: &SchemaRef) -> Option<Result<RecordBatch, ArrowError>>
-    where
-        Self: Sized,
-    {
-        None
-    }
+    /// Columns whose values are (nearly) all distinct: written without a Parquet
+    /// dictionary, which would only cost a hash per value before falling back.
+    const DISTINCT_COLUMNS: &'static [&'static str] = &[];
 }
 
 fn date_of(micros: i64) -> NaiveDate {
@@ -215,6 +209,7 @@ impl EventRow {
 
 impl TableRow for EventRow {
     const TABLE: &'static str = "events";
+    const DISTINCT_COLUMNS: &'static [&'static str] = &["event_id", "provenance"];
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
             time("time"),
@@ -257,90 +252,256 @@ impl TableRow for EventRow {
     fn date(&self) -> NaiveDate {
         date_of(self.time)
     }
-    fn encode(rows: &[Self], schema: &SchemaRef) -> Option<Result<RecordBatch, ArrowError>> {
-        Some(encode_events(rows, schema))
-    }
 }
 
-/// The `events` batch built column by column (same columns as [`EventRow::schema`],
-/// checked against the serde path by a test).
-fn encode_events(rows: &[EventRow], schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
-    let n = rows.len();
-    let strings = |f: &dyn Fn(&EventRow) -> &str| -> ArrayRef {
-        let mut b = StringBuilder::with_capacity(n, n * 16);
-        for r in rows {
-            b.append_value(f(r));
+/// The `events` table's columns, appended to straight from attributed events: the
+/// hot path of a replay with tables on (one row per event), so no [`EventRow`], no
+/// per-row string clones and no serde. Same columns, in the same order, as
+/// [`EventRow::schema`]; a test checks that the batches equal the serde path's.
+pub struct EventColumns {
+    rows: usize,
+    time: TimestampMicrosecondBuilder,
+    source: StringBuilder,
+    event_id: StringBuilder,
+    credential_kind: StringBuilder,
+    credential_id: StringBuilder,
+    credential_issuer: StringBuilder,
+    long_lived: BooleanBuilder,
+    chain: ListBuilder<StringBuilder>,
+    root_credential: StringBuilder,
+    agent: StringBuilder,
+    owner: StringBuilder,
+    method: StringBuilder,
+    confidence: Float32Builder,
+    unattributed_reason: StringBuilder,
+    principal_kind: StringBuilder,
+    principal_id: StringBuilder,
+    principal_name: StringBuilder,
+    principal_arn: StringBuilder,
+    account: StringBuilder,
+    session_issuer: StringBuilder,
+    role_session_name: StringBuilder,
+    source_identity: StringBuilder,
+    service: StringBuilder,
+    operation: StringBuilder,
+    action: StringBuilder,
+    read_only: BooleanBuilder,
+    resources: ListBuilder<StringBuilder>,
+    success: BooleanBuilder,
+    error_code: StringBuilder,
+    source_ip: StringBuilder,
+    user_agent: StringBuilder,
+    client_app: StringBuilder,
+    mcp_server: StringBuilder,
+    region: StringBuilder,
+    provenance: StringBuilder,
+}
+
+/// A string column for `rows` rows whose values took `bytes` last time.
+fn strings(rows: usize, bytes: usize) -> StringBuilder {
+    StringBuilder::with_capacity(rows, bytes + bytes / 8)
+}
+
+/// A list-of-strings column sized like the last batch's.
+fn string_lists(rows: usize, items: usize, bytes: usize) -> ListBuilder<StringBuilder> {
+    ListBuilder::with_capacity(strings(items + items / 8, bytes), rows)
+}
+
+/// Finishes `b` and leaves in its place an empty builder sized like the batch just
+/// finished (the next batch is usually alike, so it grows without reallocating).
+fn take_strings(b: &mut StringBuilder, rows: usize) -> ArrayRef {
+    let next = strings(rows, b.values_slice().len());
+    Arc::new(std::mem::replace(b, next).finish())
+}
+
+fn take_lists(b: &mut ListBuilder<StringBuilder>, rows: usize) -> ArrayRef {
+    let next = string_lists(
+        rows,
+        b.values_ref().len(),
+        b.values_ref().values_slice().len(),
+    );
+    Arc::new(std::mem::replace(b, next).finish())
+}
+
+fn take_bools(b: &mut BooleanBuilder, rows: usize) -> ArrayRef {
+    Arc::new(std::mem::replace(b, BooleanBuilder::with_capacity(rows)).finish())
+}
+
+impl EventColumns {
+    /// Empty columns with room for `rows` rows.
+    pub fn with_capacity(rows: usize) -> Self {
+        let s = |bytes_per_row: usize| strings(rows, rows * bytes_per_row);
+        Self {
+            rows: 0,
+            time: TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            source: s(8),
+            event_id: s(36),
+            credential_kind: s(16),
+            credential_id: s(24),
+            credential_issuer: s(12),
+            long_lived: BooleanBuilder::with_capacity(rows),
+            chain: string_lists(rows, rows * 2, rows * 48),
+            root_credential: s(24),
+            agent: s(16),
+            owner: s(16),
+            method: s(16),
+            confidence: Float32Builder::with_capacity(rows),
+            unattributed_reason: s(0),
+            principal_kind: s(12),
+            principal_id: s(24),
+            principal_name: s(16),
+            principal_arn: s(48),
+            account: s(12),
+            session_issuer: s(48),
+            role_session_name: s(16),
+            source_identity: s(0),
+            service: s(24),
+            operation: s(16),
+            action: s(40),
+            read_only: BooleanBuilder::with_capacity(rows),
+            resources: string_lists(rows, rows, rows * 48),
+            success: BooleanBuilder::with_capacity(rows),
+            error_code: s(0),
+            source_ip: s(12),
+            user_agent: s(48),
+            client_app: s(0),
+            mcp_server: s(0),
+            region: s(10),
+            provenance: s(64),
         }
-        Arc::new(b.finish())
-    };
-    let opt_strings = |f: &dyn Fn(&EventRow) -> Option<&str>| -> ArrayRef {
-        let mut b = StringBuilder::with_capacity(n, n * 16);
-        for r in rows {
-            b.append_option(f(r));
-        }
-        Arc::new(b.finish())
-    };
-    let bools = |f: &dyn Fn(&EventRow) -> Option<bool>| -> ArrayRef {
-        let mut b = BooleanBuilder::with_capacity(n);
-        for r in rows {
-            b.append_option(f(r));
-        }
-        Arc::new(b.finish())
-    };
-    let lists = |f: &dyn Fn(&EventRow) -> &[SmolStr]| -> ArrayRef {
-        let mut b = ListBuilder::new(StringBuilder::new());
-        for r in rows {
-            for item in f(r) {
-                b.values().append_value(item);
-            }
-            b.append(true);
-        }
-        Arc::new(b.finish())
-    };
-    let mut time = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut confidence = Float32Builder::with_capacity(n);
-    for r in rows {
-        time.append_value(r.time);
-        confidence.append_value(r.confidence);
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(time.finish()),
-        strings(&|r| &r.source),
-        strings(&|r| &r.event_id),
-        opt_strings(&|r| r.credential_kind.as_deref()),
-        opt_strings(&|r| r.credential_id.as_deref()),
-        opt_strings(&|r| r.credential_issuer.as_deref()),
-        bools(&|r| Some(r.long_lived)),
-        lists(&|r| &r.chain),
-        opt_strings(&|r| r.root_credential.as_deref()),
-        opt_strings(&|r| r.agent.as_deref()),
-        opt_strings(&|r| r.owner.as_deref()),
-        strings(&|r| &r.method),
-        Arc::new(confidence.finish()),
-        opt_strings(&|r| r.unattributed_reason.as_deref()),
-        strings(&|r| &r.principal_kind),
-        opt_strings(&|r| r.principal_id.as_deref()),
-        opt_strings(&|r| r.principal_name.as_deref()),
-        opt_strings(&|r| r.principal_arn.as_deref()),
-        opt_strings(&|r| r.account.as_deref()),
-        opt_strings(&|r| r.session_issuer.as_deref()),
-        opt_strings(&|r| r.role_session_name.as_deref()),
-        opt_strings(&|r| r.source_identity.as_deref()),
-        strings(&|r| &r.service),
-        strings(&|r| &r.operation),
-        strings(&|r| &r.action),
-        bools(&|r| r.read_only),
-        lists(&|r| &r.resources),
-        bools(&|r| Some(r.success)),
-        opt_strings(&|r| r.error_code.as_deref()),
-        opt_strings(&|r| r.source_ip.as_deref()),
-        opt_strings(&|r| r.user_agent.as_deref()),
-        opt_strings(&|r| r.client_app.as_deref()),
-        opt_strings(&|r| r.mcp_server.as_deref()),
-        opt_strings(&|r| r.region.as_deref()),
-        strings(&|r| &r.provenance),
-    ];
-    RecordBatch::try_new(schema.clone(), columns)
+
+    /// Rows appended since the last [`EventColumns::finish`].
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// True when no row is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends the row of one attributed event (what [`EventRow::from_event`] holds).
+    pub fn append(&mut self, e: &AttributedEvent) {
+        use std::fmt::Write as _;
+        let u = &e.use_;
+        let a = &e.attribution;
+        let cred = u.credential.as_ref();
+        self.rows += 1;
+        self.time.append_value(micros(u.time));
+        self.source.append_value(u.source.as_str());
+        self.event_id.append_value(&u.event_id);
+        self.credential_kind
+            .append_option(cred.map(|c| serde_name(&c.kind)));
+        self.credential_id
+            .append_option(cred.map(|c| c.id.0.as_str()));
+        self.credential_issuer
+            .append_option(cred.and_then(|c| c.issuer.as_deref()));
+        self.long_lived
+            .append_value(cred.is_some_and(|c| c.kind.is_long_lived()));
+        for c in &a.chain {
+            self.chain.values().append_value(&c.0);
+        }
+        self.chain.append(true);
+        self.root_credential
+            .append_option(a.root_credential.as_ref().map(|c| c.0.as_str()));
+        self.agent
+            .append_option(a.agent.as_ref().map(|x| x.0.as_str()));
+        self.owner
+            .append_option(a.owner.as_ref().map(|x| x.0.as_str()));
+        self.method.append_value(serde_name(&a.method));
+        self.confidence.append_value(a.confidence);
+        self.unattributed_reason
+            .append_option(a.unattributed_reason.as_deref());
+        self.principal_kind
+            .append_value(serde_name(&u.principal.kind));
+        self.principal_id.append_option(u.principal.id.as_deref());
+        self.principal_name
+            .append_option(u.principal.name.as_deref());
+        self.principal_arn.append_option(u.principal.arn.as_deref());
+        self.account.append_option(u.principal.account.as_deref());
+        self.session_issuer
+            .append_option(u.session.issuer_arn.as_deref());
+        self.role_session_name
+            .append_option(u.session.role_session_name.as_deref());
+        self.source_identity
+            .append_option(u.session.source_identity.as_deref());
+        self.service.append_value(&u.operation.service);
+        self.operation.append_value(&u.operation.name);
+        // Written in place: `Operation::action` would allocate a String per row.
+        let _ = write!(self.action, "{}:{}", u.operation.service, u.operation.name);
+        self.action.append_value("");
+        self.read_only.append_option(u.operation.read_only);
+        for r in &u.resources {
+            self.resources.values().append_value(r);
+        }
+        self.resources.append(true);
+        self.success.append_value(u.outcome.success);
+        self.error_code
+            .append_option(u.outcome.error_code.as_deref());
+        self.source_ip.append_option(u.client.source_ip.as_deref());
+        self.user_agent
+            .append_option(u.client.user_agent.as_deref());
+        self.client_app
+            .append_option(u.client.client_app.as_deref());
+        self.mcp_server
+            .append_option(u.client.mcp_server.as_deref());
+        self.region.append_option(u.region.as_deref());
+        let _ = write!(self.provenance, "{}", u.provenance);
+        self.provenance.append_value("");
+    }
+
+    /// The record batch of the rows appended so far (`schema` is
+    /// [`EventRow::schema`]); the columns are left empty, ready for the next batch.
+    pub fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+        let n = std::mem::take(&mut self.rows);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(
+                std::mem::replace(
+                    &mut self.time,
+                    TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"),
+                )
+                .finish(),
+            ),
+            take_strings(&mut self.source, n),
+            take_strings(&mut self.event_id, n),
+            take_strings(&mut self.credential_kind, n),
+            take_strings(&mut self.credential_id, n),
+            take_strings(&mut self.credential_issuer, n),
+            take_bools(&mut self.long_lived, n),
+            take_lists(&mut self.chain, n),
+            take_strings(&mut self.root_credential, n),
+            take_strings(&mut self.agent, n),
+            take_strings(&mut self.owner, n),
+            take_strings(&mut self.method, n),
+            Arc::new(
+                std::mem::replace(&mut self.confidence, Float32Builder::with_capacity(n)).finish(),
+            ),
+            take_strings(&mut self.unattributed_reason, n),
+            take_strings(&mut self.principal_kind, n),
+            take_strings(&mut self.principal_id, n),
+            take_strings(&mut self.principal_name, n),
+            take_strings(&mut self.principal_arn, n),
+            take_strings(&mut self.account, n),
+            take_strings(&mut self.session_issuer, n),
+            take_strings(&mut self.role_session_name, n),
+            take_strings(&mut self.source_identity, n),
+            take_strings(&mut self.service, n),
+            take_strings(&mut self.operation, n),
+            take_strings(&mut self.action, n),
+            take_bools(&mut self.read_only, n),
+            take_lists(&mut self.resources, n),
+            take_bools(&mut self.success, n),
+            take_strings(&mut self.error_code, n),
+            take_strings(&mut self.source_ip, n),
+            take_strings(&mut self.user_agent, n),
+            take_strings(&mut self.client_app, n),
+            take_strings(&mut self.mcp_server, n),
+            take_strings(&mut self.region, n),
+            take_strings(&mut self.provenance, n),
+        ];
+        RecordBatch::try_new(schema.clone(), columns)
+    }
 }
 
 /// One credential the graph knows (`credentials`, a snapshot as of the data's last event).
@@ -775,60 +936,89 @@ mod tests {
         assert_eq!(serde_name(&"x"), "x");
     }
 
-    fn row(i: usize) -> EventRow {
-        let some = |s: &str| (!i.is_multiple_of(3)).then(|| SmolStr::new(format!("{s}-{i}")));
-        EventRow {
-            time: 1_700_000_000_000_000 + i as i64 * 1_000_003,
-            source: SmolStr::new(["cloudtrail", "entra", "github", "vault"][i % 4]),
-            event_id: SmolStr::new(format!("ev-{i}")),
-            credential_kind: some("aws-access-key"),
-            credential_id: some("AKIA"),
-            credential_issuer: some("111122223333"),
-            long_lived: i.is_multiple_of(2),
-            chain: (0..i % 4).map(|j| SmolStr::new(format!("c{j}"))).collect(),
-            root_credential: some("root"),
-            agent: some("agent"),
-            owner: some("ówner"),
-            method: SmolStr::new("issuance-chain"),
-            confidence: i as f32 / 7.0,
-            unattributed_reason: i.is_multiple_of(5).then(|| "no \"chain\"\n".to_owned()),
-            principal_kind: SmolStr::new("iam-user"),
-            principal_id: some("pid"),
-            principal_name: some("name"),
-            principal_arn: some("arn:aws:iam::1:user/x"),
-            account: some("acct"),
-            session_issuer: some("issuer"),
-            role_session_name: some("rsn"),
-            source_identity: some("sid"),
-            service: SmolStr::new("s3"),
-            operation: SmolStr::new("GetObject"),
-            action: "s3:GetObject".into(),
-            read_only: [None, Some(true), Some(false)][i % 3],
-            resources: (0..i % 3)
-                .map(|j| SmolStr::new(format!("arn:r{j}")))
-                .collect(),
-            success: !i.is_multiple_of(7),
-            error_code: some("AccessDenied"),
-            source_ip: some("10.0.0.1"),
-            user_agent: some("ua"),
-            client_app: some("app"),
-            mcp_server: some("mcp"),
-            region: some("us-east-1"),
-            provenance: format!("file.json.gz#{i}"),
-        }
+    /// Attributed events that exercise every column: missing and present options,
+    /// empty and long lists, non-ASCII text, every source and provenance kind.
+    fn event(i: usize) -> AttributedEvent {
+        let some = |s: &str| (!i.is_multiple_of(3)).then(|| format!("{s}-{i}"));
+        let provenance = match i % 3 {
+            0 => serde_json::json!({ "kind": "file", "path": "a/b.json.gz", "record": i }),
+            1 => {
+                serde_json::json!({ "kind": "kafka", "topic": "lineage.raw", "partition": i % 4, "offset": i * 7 })
+            }
+            _ => serde_json::json!({ "kind": "stream", "name": "stdin", "record": i }),
+        };
+        let credential = (i % 5 != 4).then(|| {
+            serde_json::json!({
+                "kind": (["aws-access-key", "aws-session-key", "github-classic-pat", "vault-service-token"][i % 4]),
+                "id": format!("AKIA{i:016}"),
+                "issuer": some("111122223333"),
+            })
+        });
+        serde_json::from_value(serde_json::json!({
+            "use": {
+                "source": (["cloudtrail", "entra", "github", "vault"][i % 4]),
+                "event_id": format!("ev-{i}"),
+                "time": format!("2026-10-0{}T10:00:{:02}.123456Z", 1 + i % 3, i % 60),
+                "credential": credential,
+                "principal": {
+                    "kind": (["iam-user", "assumed-role", "user", "service-principal"][i % 4]),
+                    "id": some("pid"), "name": some("ñame"), "arn": some("arn:aws:iam::1:user/x"),
+                    "account": some("acct"),
+                },
+                "session": {
+                    "issuer_arn": some("arn:aws:iam::1:role/r"),
+                    "role_session_name": some("rsn"),
+                    "source_identity": some("sid"),
+                },
+                "client": {
+                    "user_agent": some("claude-code/1.0"), "source_ip": some("10.0.0.1"),
+                    "client_app": some("app"), "mcp_server": some("github"),
+                },
+                "operation": {
+                    "service": (["s3", "sts", "repo", "secret"][i % 4]),
+                    "name": format!("Op{i}"),
+                    "read_only": ([None, Some(true), Some(false)][i % 3]),
+                },
+                "resources": (0..i % 3).map(|j| format!("arn:r{j}-{i}")).collect::<Vec<_>>(),
+                "outcome": { "success": !i.is_multiple_of(7), "error_code": some("AccessDenied") },
+                "region": some("us-east-1"),
+                "provenance": provenance,
+            },
+            "attribution": {
+                "chain": (0..i % 4).map(|j| format!("c{j}")).collect::<Vec<_>>(),
+                "root_credential": some("root"),
+                "agent": some("agent"),
+                "owner": some("ówner"),
+                "method": (["declared", "issuance-chain", "none"][i % 3]),
+                "confidence": i as f32 / 7.0,
+                "unattributed_reason": i.is_multiple_of(5).then_some("no \"chain\"\n"),
+            }
+        }))
+        .unwrap()
     }
 
     #[test]
-    fn events_built_directly_equal_the_serde_path() {
-        let rows: Vec<EventRow> = (0..50).map(row).collect();
+    fn event_columns_equal_the_serde_path() {
         let schema = EventRow::schema();
-        let direct = EventRow::encode(&rows, &schema).unwrap().unwrap();
+        let mut columns = EventColumns::with_capacity(4);
         let mut decoder = ReaderBuilder::new(schema.clone())
             .with_batch_size(1024)
             .build_decoder()
             .unwrap();
-        decoder.serialize(&rows).unwrap();
-        let via_serde = decoder.flush().unwrap().unwrap();
-        assert_eq!(direct, via_serde);
+        // Two batches of different sizes through the same columns: the second starts
+        // from builders sized by the first.
+        for range in [0..50, 50..57] {
+            let events: Vec<AttributedEvent> = range.map(event).collect();
+            for e in &events {
+                columns.append(e);
+            }
+            assert_eq!(columns.len(), events.len());
+            let direct = columns.finish(&schema).unwrap();
+            assert!(columns.is_empty());
+            let rows: Vec<EventRow> = events.iter().map(EventRow::from_event).collect();
+            decoder.serialize(&rows).unwrap();
+            let via_serde = decoder.flush().unwrap().unwrap();
+            assert_eq!(direct, via_serde);
+        }
     }
 }

@@ -15,12 +15,13 @@ use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::schema::TableRow;
 use super::TablesOptions;
 use crate::SinkError;
 
-fn table_error(table: &str, what: impl std::fmt::Display) -> SinkError {
+pub(super) fn table_error(table: &str, what: impl std::fmt::Display) -> SinkError {
     SinkError::Table {
         table: table.to_owned(),
         message: what.to_string(),
@@ -182,9 +183,6 @@ impl<R: TableRow> TableWriter<R> {
     }
 
     fn encode_batch(&mut self, rows: &[R]) -> Result<RecordBatch, SinkError> {
-        if let Some(batch) = R::encode(rows, &self.schema) {
-            return batch.map_err(|e| table_error(R::TABLE, e));
-        }
         self.decoder
             .serialize(rows)
             .map_err(|e| table_error(R::TABLE, e))?;
@@ -197,13 +195,32 @@ impl<R: TableRow> TableWriter<R> {
             return Ok(());
         }
         let batch = self.encode_batch(rows)?;
+        self.write_to_part(date, &batch)
+    }
+
+    /// Writes a record batch of this table built by the caller (rows of `date`),
+    /// for tables whose rows are appended to Arrow builders directly
+    /// ([`super::schema::EventColumns`]). Counted like rows added with `write`.
+    pub fn write_record_batch(
+        &mut self,
+        date: NaiveDate,
+        batch: &RecordBatch,
+    ) -> Result<(), SinkError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.rows += batch.num_rows() as u64;
+        self.write_to_part(date, batch)
+    }
+
+    fn write_to_part(&mut self, date: NaiveDate, batch: &RecordBatch) -> Result<(), SinkError> {
         if !self.open.contains_key(&date) {
             let part = self.open_part(date)?;
             self.open.insert(date, part);
         }
         let part = self.open.get_mut(&date).expect("opened above");
         part.writer
-            .write(&batch)
+            .write(batch)
             .map_err(|e| table_error(R::TABLE, e))?;
         part.rows += batch.num_rows();
         let size = part.writer.bytes_written() + part.writer.in_progress_size();
@@ -222,12 +239,15 @@ impl<R: TableRow> TableWriter<R> {
         let temp = dir.join(format!(".part-{n}.parquet.inprogress"));
         *n += 1;
         let file = File::create(&temp).map_err(|e| io_error(&temp, e))?;
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(1).expect("valid level"),
             ))
-            .set_max_row_group_row_count(Some(128 * 1024))
-            .build();
+            .set_max_row_group_row_count(Some(128 * 1024));
+        for column in R::DISTINCT_COLUMNS {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+        }
+        let props = props.build();
         let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(props))
             .map_err(|e| table_error(R::TABLE, e))?;
         Ok(OpenPart {
