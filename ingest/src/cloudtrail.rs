@@ -232,6 +232,18 @@ impl SourceParser for CloudTrailParser {
         })?;
         normalize(raw, provenance)
     }
+
+    fn parse_record_prefix(
+        &self,
+        bytes: &[u8],
+        provenance: Provenance,
+    ) -> Option<(Result<Normalized, ParseError>, usize)> {
+        // A stream deserializer stops after one value and says where it ended.
+        let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<RawEvent<'_>>();
+        let raw = stream.next()?.ok()?;
+        let len = stream.byte_offset();
+        Some((normalize(raw, provenance), len))
+    }
 }
 
 fn normalize(raw: RawEvent<'_>, provenance: Provenance) -> Result<Normalized, ParseError> {

@@ -23,26 +23,59 @@ pub enum Frame<'a> {
 /// (concatenated delivery files, multi-member gzip).
 pub fn frames<'a>(bytes: &'a [u8], envelope_keys: &[&str]) -> Vec<Frame<'a>> {
     let mut out = Vec::new();
+    visit_frames(bytes, envelope_keys, &mut out);
+    out
+}
+
+/// Receives the frames of a buffer in order (see [`visit_frames`]).
+pub trait FrameVisitor<'a> {
+    /// Offered each element of a record array before it is scanned: `rest` starts
+    /// at the element (record number `n`) and runs to the end of the input. A
+    /// visitor that can parse the record from there handles it and returns its
+    /// length, which saves scanning it twice; `None` (the default) lets the framer
+    /// find its end and hand it to [`FrameVisitor::frame`].
+    fn array_element(&mut self, n: u64, rest: &'a [u8]) -> Option<usize> {
+        let _ = (n, rest);
+        None
+    }
+    /// One frame.
+    fn frame(&mut self, frame: Frame<'a>);
+    /// Frames handed over so far (record numbers continue from it).
+    fn count(&self) -> u64;
+}
+
+impl<'a> FrameVisitor<'a> for Vec<Frame<'a>> {
+    fn frame(&mut self, frame: Frame<'a>) {
+        self.push(frame);
+    }
+    fn count(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
+/// [`frames`], handing each frame to `out` as it is found.
+pub fn visit_frames<'a>(bytes: &'a [u8], envelope_keys: &[&str], out: &mut impl FrameVisitor<'a>) {
     let mut start = skip_bom_and_ws(bytes, 0);
     // After a complete envelope or array, whatever follows is framed too, instead of
     // being silently ignored.
     while start < bytes.len() {
         let next = match bytes[start] {
-            b'[' => split_array(bytes, start, &mut out),
+            b'[' => split_array(bytes, start, out),
             b'{' => match find_envelope_array(bytes, start, envelope_keys) {
-                Some(array_at) => split_array(bytes, array_at, &mut out)
-                    .and_then(|end| end_of_envelope(bytes, end)),
+                Some(array_at) => {
+                    split_array(bytes, array_at, out).and_then(|end| end_of_envelope(bytes, end))
+                }
                 None if first_line_is_complete_value(bytes, start) => {
-                    split_lines(&bytes[start..], &mut out);
+                    split_lines(&bytes[start..], out);
                     None
                 }
                 None => {
-                    split_document(bytes, start, &mut out);
+                    split_document(bytes, start, out);
                     None
                 }
             },
             _ => {
-                split_lines(&bytes[start..], &mut out);
+                split_lines(&bytes[start..], out);
                 None
             }
         };
@@ -51,7 +84,6 @@ pub fn frames<'a>(bytes: &'a [u8], envelope_keys: &[&str]) -> Vec<Frame<'a>> {
             None => break,
         }
     }
-    out
 }
 
 fn skip_bom_and_ws(bytes: &[u8], mut i: usize) -> usize {
@@ -80,15 +112,15 @@ fn first_line_is_complete_value(bytes: &[u8], start: usize) -> bool {
     }
 }
 
-fn split_lines<'a>(bytes: &'a [u8], out: &mut Vec<Frame<'a>>) {
-    let mut record = out.len() as u64;
+fn split_lines<'a>(bytes: &'a [u8], out: &mut impl FrameVisitor<'a>) {
+    let mut record = out.count();
     for line in bytes.split(|&b| b == b'\n') {
         let trimmed = trim_ascii(line);
         if trimmed.is_empty() {
             continue;
         }
         record += 1;
-        out.push(Frame::Record(record, trimmed));
+        out.frame(Frame::Record(record, trimmed));
     }
 }
 
@@ -111,21 +143,21 @@ fn trim_ascii(mut s: &[u8]) -> &[u8] {
 }
 
 /// A whole document starting with `{` that is not an envelope: one record.
-fn split_document<'a>(bytes: &'a [u8], start: usize, out: &mut Vec<Frame<'a>>) {
-    let record = out.len() as u64 + 1;
+fn split_document<'a>(bytes: &'a [u8], start: usize, out: &mut impl FrameVisitor<'a>) {
+    let record = out.count() + 1;
     match scan_value(bytes, start) {
         Ok(end) => {
-            out.push(Frame::Record(record, &bytes[start..end]));
+            out.frame(Frame::Record(record, &bytes[start..end]));
             let rest = skip_ws(bytes, end);
             if rest < bytes.len() {
-                out.push(Frame::Broken(
+                out.frame(Frame::Broken(
                     record + 1,
                     &bytes[rest..],
                     format!("unexpected bytes after the JSON document at byte {rest}"),
                 ));
             }
         }
-        Err(e) => out.push(Frame::Broken(record, &bytes[start..], e.to_string())),
+        Err(e) => out.frame(Frame::Broken(record, &bytes[start..], e.to_string())),
     }
 }
 
@@ -157,31 +189,36 @@ fn find_envelope_array(bytes: &[u8], start: usize, keys: &[&str]) -> Option<usiz
 
 /// Frames the records of the array opening at `open`; returns the offset just past
 /// its `]` when the array is well-formed to its end.
-fn split_array<'a>(bytes: &'a [u8], open: usize, out: &mut Vec<Frame<'a>>) -> Option<usize> {
+fn split_array<'a>(bytes: &'a [u8], open: usize, out: &mut impl FrameVisitor<'a>) -> Option<usize> {
     let mut i = skip_ws(bytes, open + 1);
-    let mut record = out.len() as u64;
+    let mut record = out.count();
     if bytes.get(i) == Some(&b']') {
         return Some(i + 1);
     }
     loop {
         record += 1;
         if i >= bytes.len() {
-            out.push(Frame::Broken(
+            out.frame(Frame::Broken(
                 record,
                 &bytes[bytes.len()..],
                 "input ends inside the record array (truncated file?)".into(),
             ));
             return None;
         }
-        match scan_value(bytes, i) {
+        let scanned = match out.array_element(record, &bytes[i..]) {
+            Some(len) => Ok(i + len),
+            None => scan_value(bytes, i).inspect(|&end| {
+                out.frame(Frame::Record(record, &bytes[i..end]));
+            }),
+        };
+        match scanned {
             Ok(end) => {
-                out.push(Frame::Record(record, &bytes[i..end]));
                 i = skip_ws(bytes, end);
                 match bytes.get(i) {
                     Some(b',') => i = skip_ws(bytes, i + 1),
                     Some(b']') => return Some(i + 1),
                     None => {
-                        out.push(Frame::Broken(
+                        out.frame(Frame::Broken(
                             record + 1,
                             &bytes[i..],
                             "input ends inside the record array (truncated file?)".into(),
@@ -189,7 +226,7 @@ fn split_array<'a>(bytes: &'a [u8], open: usize, out: &mut Vec<Frame<'a>>) -> Op
                         return None;
                     }
                     Some(&c) => {
-                        out.push(Frame::Broken(
+                        out.frame(Frame::Broken(
                             record + 1,
                             &bytes[i..],
                             format!(
@@ -202,7 +239,7 @@ fn split_array<'a>(bytes: &'a [u8], open: usize, out: &mut Vec<Frame<'a>>) -> Op
                 }
             }
             Err(e) => {
-                out.push(Frame::Broken(record, &bytes[i..], e.to_string()));
+                out.frame(Frame::Broken(record, &bytes[i..], e.to_string()));
                 return None;
             }
         }

@@ -118,6 +118,19 @@ pub trait SourceParser: Send + Sync {
     fn envelope_keys(&self) -> &'static [&'static str];
     /// Parses one record's bytes.
     fn parse_record(&self, bytes: &[u8], provenance: Provenance) -> Result<Normalized, ParseError>;
+    /// Parses the record at the start of `bytes` (more input may follow it) and
+    /// returns the outcome with the record's length, as [`SourceParser::parse_record`]
+    /// would on exactly those bytes. `None` when the record cannot be read this way
+    /// (it is then framed by scanning and parsed with `parse_record`, which reports
+    /// why). Lets array files be parsed in one pass instead of scanned, then parsed.
+    fn parse_record_prefix(
+        &self,
+        bytes: &[u8],
+        provenance: Provenance,
+    ) -> Option<(Result<Normalized, ParseError>, usize)> {
+        let _ = (bytes, provenance);
+        None
+    }
 }
 
 /// The parser for a source.
@@ -204,44 +217,96 @@ pub fn parse_bytes_with_raw(
     bytes: &[u8],
     origin: &str,
     limits: ParseLimits,
-    mut emit: impl FnMut(Result<Normalized, DeadLetter>, &[u8]),
+    emit: impl FnMut(Result<Normalized, DeadLetter>, &[u8]),
 ) -> ParseCounts {
-    let mut counts = ParseCounts::default();
-    let source = parser.source();
-    for frame in framing::frames(bytes, parser.envelope_keys()) {
-        counts.read += 1;
-        let raw = match &frame {
-            framing::Frame::Record(_, r) | framing::Frame::Broken(_, r, _) => *r,
-        };
-        let result = match frame {
+    let mut visitor = ParseVisitor {
+        parser,
+        source: parser.source(),
+        path: SmolStr::new(origin),
+        limits,
+        counts: ParseCounts::default(),
+        emit,
+    };
+    framing::visit_frames(bytes, parser.envelope_keys(), &mut visitor);
+    visitor.counts
+}
+
+/// Parses frames as the framer finds them, and array elements in one pass where the
+/// parser can ([`SourceParser::parse_record_prefix`]).
+struct ParseVisitor<'p, E> {
+    parser: &'p dyn SourceParser,
+    source: Source,
+    path: SmolStr,
+    limits: ParseLimits,
+    counts: ParseCounts,
+    emit: E,
+}
+
+impl<E: FnMut(Result<Normalized, DeadLetter>, &[u8])> ParseVisitor<'_, E> {
+    fn provenance(&self, n: u64) -> Provenance {
+        Provenance::File {
+            path: self.path.clone(),
+            record: n,
+        }
+    }
+
+    fn deliver(&mut self, result: Result<Normalized, DeadLetter>, raw: &[u8]) {
+        self.counts.read += 1;
+        match &result {
+            Ok(_) => self.counts.normalized += 1,
+            Err(_) => self.counts.dead_lettered += 1,
+        }
+        (self.emit)(result, raw);
+    }
+}
+
+impl<'a, E: FnMut(Result<Normalized, DeadLetter>, &[u8])> framing::FrameVisitor<'a>
+    for ParseVisitor<'_, E>
+{
+    fn array_element(&mut self, n: u64, rest: &'a [u8]) -> Option<usize> {
+        let provenance = self.provenance(n);
+        let (result, len) = self.parser.parse_record_prefix(rest, provenance.clone())?;
+        if len > self.limits.max_record_bytes {
+            // Framed and refused by the usual path, with its reason.
+            return None;
+        }
+        let record = &rest[..len];
+        let source = self.source;
+        let result = result.map_err(|e| DeadLetter::new(source, e.to_string(), provenance, record));
+        self.deliver(result, record);
+        Some(len)
+    }
+
+    fn frame(&mut self, frame: framing::Frame<'a>) {
+        let source = self.source;
+        match frame {
             framing::Frame::Record(n, record) => {
-                let provenance = Provenance::File {
-                    path: SmolStr::new(origin),
-                    record: n,
-                };
-                if record.len() > limits.max_record_bytes {
-                    let err = ParseError::TooLarge(record.len(), limits.max_record_bytes);
+                let provenance = self.provenance(n);
+                let result = if record.len() > self.limits.max_record_bytes {
+                    let err = ParseError::TooLarge(record.len(), self.limits.max_record_bytes);
                     Err(DeadLetter::new(source, err.to_string(), provenance, record))
                 } else {
-                    parser
+                    self.parser
                         .parse_record(record, provenance.clone())
                         .map_err(|e| DeadLetter::new(source, e.to_string(), provenance, record))
-                }
+                };
+                self.deliver(result, record);
             }
-            framing::Frame::Broken(n, fragment, why) => Err(DeadLetter::new(
-                source,
-                ParseError::Framing(why).to_string(),
-                Provenance::file(origin, n),
-                fragment,
-            )),
-        };
-        match &result {
-            Ok(_) => counts.normalized += 1,
-            Err(_) => counts.dead_lettered += 1,
+            framing::Frame::Broken(n, fragment, why) => {
+                let dead = DeadLetter::new(
+                    source,
+                    ParseError::Framing(why).to_string(),
+                    Provenance::file(&self.path, n),
+                    fragment,
+                );
+                self.deliver(Err(dead), fragment);
+            }
         }
-        emit(result, raw);
     }
-    counts
+
+    fn count(&self) -> u64 {
+        self.counts.read
+    }
 }
 
 /// Guesses the source of a buffer from the field names of its first record.

@@ -7,7 +7,11 @@
 
 use std::io::Write;
 
-use lineage_ingest::{decompress, parse_bytes, CloudTrailParser, ParseCounts, ParseLimits};
+use lineage_core::{DeadLetter, Provenance, Source};
+use lineage_ingest::{
+    decompress, parse_bytes, parse_bytes_with_raw, CloudTrailParser, Normalized, ParseCounts,
+    ParseError, ParseLimits, SourceParser,
+};
 use proptest::prelude::*;
 
 const GOOD: &str = r#"{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","principalId":"AIDAEXAMPLE","arn":"arn:aws:iam::111122223333:user/alice","accountId":"111122223333","accessKeyId":"AKIAEXAMPLE000000001","userName":"alice"},"eventTime":"2023-07-10T11:54:47Z","eventSource":"sts.amazonaws.com","eventName":"AssumeRole","awsRegion":"us-east-1","sourceIPAddress":"10.0.0.1","userAgent":"aws-cli/2","requestParameters":{"roleArn":"arn:aws:iam::111122223333:role/r","roleSessionName":"s"},"responseElements":{"credentials":{"accessKeyId":"ASIAEXAMPLE000000001","sessionToken":"tok","expiration":"Jul 10, 2023, 12:09:47 PM"}},"eventID":"e-1","readOnly":true,"recipientAccountId":"111122223333"}"#;
@@ -41,7 +45,41 @@ fn run(bytes: &[u8], limits: ParseLimits) -> Outcome {
     }
 }
 
+/// CloudTrail parsing without its one-pass path: every record is framed by scanning
+/// first, then parsed (what every source did before `parse_record_prefix`).
+struct ScanThenParse;
+
+impl SourceParser for ScanThenParse {
+    fn source(&self) -> Source {
+        CloudTrailParser.source()
+    }
+    fn envelope_keys(&self) -> &'static [&'static str] {
+        CloudTrailParser.envelope_keys()
+    }
+    fn parse_record(&self, bytes: &[u8], provenance: Provenance) -> Result<Normalized, ParseError> {
+        CloudTrailParser.parse_record(bytes, provenance)
+    }
+}
+
+type Emitted = Vec<(Result<Normalized, DeadLetter>, Vec<u8>)>;
+
+fn emitted(parser: &dyn SourceParser, bytes: &[u8], limits: ParseLimits) -> (ParseCounts, Emitted) {
+    let mut out = Vec::new();
+    let counts = parse_bytes_with_raw(parser, bytes, "x", limits, |r, raw| {
+        out.push((r, raw.to_vec()))
+    });
+    (counts, out)
+}
+
 fn check(bytes: &[u8], limits: ParseLimits) -> Result<Outcome, TestCaseError> {
+    // One pass (parse each array element where it starts) and scan-then-parse agree
+    // on every record, dead letter, raw slice and count.
+    let one_pass = emitted(&CloudTrailParser, bytes, limits);
+    let scanned = emitted(&ScanThenParse, bytes, limits);
+    prop_assert!(
+        one_pass == scanned,
+        "one-pass {one_pass:?}\nscan-then-parse {scanned:?}"
+    );
     let o = run(bytes, limits);
     prop_assert_eq!(
         o.counts.read,

@@ -75,8 +75,10 @@ pub trait TableRow: Serialize + Send + 'static {
     fn schema() -> SchemaRef;
     /// The `date=` partition this row belongs to.
     fn date(&self) -> NaiveDate;
-    /// Columns whose values are (nearly) all distinct: written without a Parquet
-    /// dictionary, which would only cost a hash per value before falling back.
+    /// Columns whose values are (nearly) all distinct and in no useful order:
+    /// written without a Parquet dictionary (a hash per value before falling back)
+    /// and without min/max statistics (a comparison per value, and no query can
+    /// prune on the min and max of random ids).
     const DISTINCT_COLUMNS: &'static [&'static str] = &[];
 }
 

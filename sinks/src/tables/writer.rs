@@ -14,7 +14,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::schema::TableRow;
@@ -245,7 +245,9 @@ impl<R: TableRow> TableWriter<R> {
             ))
             .set_max_row_group_row_count(Some(128 * 1024));
         for column in R::DISTINCT_COLUMNS {
-            props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+            props = props
+                .set_column_dictionary_enabled(ColumnPath::from(*column), false)
+                .set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::None);
         }
         let props = props.build();
         let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(props))
