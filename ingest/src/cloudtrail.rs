@@ -244,6 +244,17 @@ impl SourceParser for CloudTrailParser {
         let len = stream.byte_offset();
         Some((normalize(raw, provenance), len))
     }
+
+    fn parse_record_prefix_str(
+        &self,
+        text: &str,
+        provenance: Provenance,
+    ) -> Option<(Result<Normalized, ParseError>, usize)> {
+        let mut stream = serde_json::Deserializer::from_str(text).into_iter::<RawEvent<'_>>();
+        let raw = stream.next()?.ok()?;
+        let len = stream.byte_offset();
+        Some((normalize(raw, provenance), len))
+    }
 }
 
 fn normalize(raw: RawEvent<'_>, provenance: Provenance) -> Result<Normalized, ParseError> {

@@ -131,6 +131,15 @@ pub trait SourceParser: Send + Sync {
         let _ = (bytes, provenance);
         None
     }
+    /// [`SourceParser::parse_record_prefix`] on input already known to be UTF-8 (the
+    /// whole buffer was checked once), so a parser can skip checking each string.
+    fn parse_record_prefix_str(
+        &self,
+        text: &str,
+        provenance: Provenance,
+    ) -> Option<(Result<Normalized, ParseError>, usize)> {
+        self.parse_record_prefix(text.as_bytes(), provenance)
+    }
 }
 
 /// The parser for a source.
@@ -221,6 +230,8 @@ pub fn parse_bytes_with_raw(
 ) -> ParseCounts {
     let mut visitor = ParseVisitor {
         parser,
+        // One UTF-8 check of the whole buffer (fast on ASCII) instead of one per string.
+        text: std::str::from_utf8(bytes).ok(),
         source: parser.source(),
         path: SmolStr::new(origin),
         limits,
@@ -235,6 +246,8 @@ pub fn parse_bytes_with_raw(
 /// parser can ([`SourceParser::parse_record_prefix`]).
 struct ParseVisitor<'p, E> {
     parser: &'p dyn SourceParser,
+    /// The buffer as text, when it is valid UTF-8.
+    text: Option<&'p str>,
     source: Source,
     path: SmolStr,
     limits: ParseLimits,
@@ -265,7 +278,17 @@ impl<'a, E: FnMut(Result<Normalized, DeadLetter>, &[u8])> framing::FrameVisitor<
 {
     fn array_element(&mut self, n: u64, rest: &'a [u8]) -> Option<usize> {
         let provenance = self.provenance(n);
-        let (result, len) = self.parser.parse_record_prefix(rest, provenance.clone())?;
+        // `rest` runs to the end of the buffer, so its text is the buffer's from its offset.
+        let text = self.text.and_then(|t| {
+            let offset = (rest.as_ptr() as usize).checked_sub(t.as_ptr() as usize)?;
+            t.get(offset..).filter(|s| s.len() == rest.len())
+        });
+        let (result, len) = match text {
+            Some(text) => self
+                .parser
+                .parse_record_prefix_str(text, provenance.clone())?,
+            None => self.parser.parse_record_prefix(rest, provenance.clone())?,
+        };
         if len > self.limits.max_record_bytes {
             // Framed and refused by the usual path, with its reason.
             return None;
