@@ -229,7 +229,15 @@ pub struct Operation {
 impl Operation {
     /// `service:name`, the form scope globs are written in (`s3:GetObject`).
     pub fn action(&self) -> String {
-        format!("{}:{}", self.service, self.name)
+        let mut action = String::with_capacity(self.service.len() + 1 + self.name.len());
+        let _ = self.write_action(&mut action);
+        action
+    }
+
+    /// Writes [`Operation::action`] into `out` (a reused buffer or an Arrow string
+    /// builder), for per-event callers that should not allocate.
+    pub fn write_action(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        write!(out, "{}:{}", self.service, self.name)
     }
 }
 

@@ -23,7 +23,6 @@ use std::collections::VecDeque;
 /// aHash, randomly seeded: looked up on every event (see `lineage_graph`'s maps).
 type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 type HashSet<T> = std::collections::HashSet<T, ahash::RandomState>;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use lineage_core::{AttributedEvent, LineageFact, Severity};
@@ -438,11 +437,7 @@ impl Detector for AnomalyDetector {
 
         // `service:operation` written into a reused buffer (no allocation per event).
         self.action.clear();
-        let _ = write!(
-            self.action,
-            "{}:{}",
-            use_.operation.service, use_.operation.name
-        );
+        let _ = use_.operation.write_action(&mut self.action);
         let action = self.action.as_str();
         if !b.actions.contains(action) {
             if !learning && new_action {

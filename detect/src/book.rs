@@ -70,26 +70,28 @@ impl AlertBook {
     /// True when a finding with `dedup_key` at `time` would fold into an open alert
     /// (what [`AlertBook::record`] calls a repeat).
     pub fn folds(&self, dedup_key: &str, time: chrono::DateTime<chrono::Utc>) -> bool {
-        self.by_key
-            .get(dedup_key)
-            .is_some_and(|&i| time - self.alerts[i].last_seen <= self.suppression)
+        self.open_alert(dedup_key, time).is_some()
+    }
+
+    /// The alert a finding with `dedup_key` at `time` folds into, if one is open.
+    fn open_alert(&self, dedup_key: &str, time: chrono::DateTime<chrono::Utc>) -> Option<usize> {
+        let i = *self.by_key.get(dedup_key)?;
+        (time - self.alerts[i].last_seen <= self.suppression).then_some(i)
     }
 
     /// Records a finding about `event`.
     pub fn record(&mut self, finding: Finding, event: &AttributedEvent) -> Recorded {
         let time = event.use_.time;
         self.actions.extend(finding.actions);
-        if let Some(&i) = self.by_key.get(&finding.dedup_key) {
+        if let Some(i) = self.open_alert(&finding.dedup_key, time) {
             let alert = &mut self.alerts[i];
-            if time - alert.last_seen <= self.suppression {
-                alert.count += 1;
-                alert.last_seen = alert.last_seen.max(time);
-                alert.first_seen = alert.first_seen.min(time);
-                if alert.event_ids.len() < MAX_EVIDENCE_IDS {
-                    alert.event_ids.push(event.use_.event_id.clone());
-                }
-                return Recorded::Repeat(i);
+            alert.count += 1;
+            alert.last_seen = alert.last_seen.max(time);
+            alert.first_seen = alert.first_seen.min(time);
+            if alert.event_ids.len() < MAX_EVIDENCE_IDS {
+                alert.event_ids.push(event.use_.event_id.clone());
             }
+            return Recorded::Repeat(i);
         }
         // The first alert of a key keeps the key's fingerprint as its id (stable across
         // runs); a later window's alert gets the window start mixed in.

@@ -65,7 +65,7 @@ pub struct LongLivedDetector {
     /// User agent → what its fingerprint says. An agent sends the same few user
     /// agents over and over; matching every needle against each one was a tenth of
     /// the attribute stage's time.
-    fingerprints: HashMap<SmolStr, Option<String>>,
+    fingerprints: HashMap<SmolStr, Option<SmolStr>>,
 }
 
 impl LongLivedDetector {
@@ -77,11 +77,13 @@ impl LongLivedDetector {
         }
     }
 
-    fn fingerprint(&mut self, user_agent: &SmolStr) -> Option<String> {
+    fn fingerprint(&mut self, user_agent: &SmolStr) -> Option<SmolStr> {
         if let Some(known) = self.fingerprints.get(user_agent) {
+            // A SmolStr clone: inline or a reference count, never an allocation.
             return known.clone();
         }
-        let found = fingerprint::ai_client(user_agent, &self.config.extra_user_agents);
+        let found =
+            fingerprint::ai_client(user_agent, &self.config.extra_user_agents).map(SmolStr::from);
         if self.fingerprints.len() >= FINGERPRINT_CACHE {
             self.fingerprints.clear();
         }

@@ -1,8 +1,6 @@
 //! Out-of-scope use: the agent a use is attributed to declared what it may do in
 //! this source, and this action or resource is not in it.
 
-use std::fmt::Write as _;
-
 use lineage_core::inventory::CompiledScope;
 use lineage_core::{AttributedEvent, LineageFact, Severity};
 use lineage_graph::LineageGraph;
@@ -47,6 +45,9 @@ pub struct OutOfScopeDetector {
     /// lowercased (scope globs match case-insensitively); reused, as this runs per event.
     action: String,
     lowered: String,
+    /// Indexes of the agent's scopes (in this source) whose actions allow the
+    /// current event's action: the globs run once per scope, not once per resource.
+    matching: Vec<usize>,
 }
 
 impl OutOfScopeDetector {
@@ -56,6 +57,7 @@ impl OutOfScopeDetector {
             config,
             action: String::new(),
             lowered: String::new(),
+            matching: Vec::new(),
         }
     }
 }
@@ -90,11 +92,7 @@ impl Detector for OutOfScopeDetector {
             return Vec::new();
         }
         self.action.clear();
-        let _ = write!(
-            self.action,
-            "{}:{}",
-            use_.operation.service, use_.operation.name
-        );
+        let _ = use_.operation.write_action(&mut self.action);
         self.lowered.clear();
         if self.action.is_ascii() {
             self.lowered.push_str(&self.action);
@@ -103,14 +101,17 @@ impl Detector for OutOfScopeDetector {
             self.lowered.push_str(&self.action.to_lowercase());
         }
         let lowered = self.lowered.as_str();
-        let matching = || {
+        self.matching.clear();
+        self.matching.extend(
             declared
                 .iter()
-                .filter(in_source)
-                .filter(|s| s.allows_lowercase_action(lowered))
-        };
+                .enumerate()
+                .filter(|(_, s)| in_source(s) && s.allows_lowercase_action(lowered))
+                .map(|(i, _)| i),
+        );
+        let matching = || self.matching.iter().map(|&i| &declared[i]);
         let outside_scope = |r: &&str| !matching().any(|s| s.allows_resource(r));
-        if matching().next().is_some()
+        if !self.matching.is_empty()
             && !use_
                 .resources
                 .iter()
@@ -121,7 +122,7 @@ impl Detector for OutOfScopeDetector {
         }
         let action = self.action.as_str();
         let scopes: Vec<&CompiledScope> = declared.iter().filter(in_source).collect();
-        let (why, outside): (String, Vec<&str>) = if matching().next().is_none() {
+        let (why, outside): (String, Vec<&str>) = if self.matching.is_empty() {
             (
                 format!("action `{action}` is not in its declared scope"),
                 Vec::new(),

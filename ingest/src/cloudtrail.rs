@@ -238,11 +238,7 @@ impl SourceParser for CloudTrailParser {
         bytes: &[u8],
         provenance: Provenance,
     ) -> Option<(Result<Normalized, ParseError>, usize)> {
-        // A stream deserializer stops after one value and says where it ended.
-        let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<RawEvent<'_>>();
-        let raw = stream.next()?.ok()?;
-        let len = stream.byte_offset();
-        Some((normalize(raw, provenance), len))
+        first_record(serde_json::Deserializer::from_slice(bytes), provenance)
     }
 
     fn parse_record_prefix_str(
@@ -250,11 +246,21 @@ impl SourceParser for CloudTrailParser {
         text: &str,
         provenance: Provenance,
     ) -> Option<(Result<Normalized, ParseError>, usize)> {
-        let mut stream = serde_json::Deserializer::from_str(text).into_iter::<RawEvent<'_>>();
-        let raw = stream.next()?.ok()?;
-        let len = stream.byte_offset();
-        Some((normalize(raw, provenance), len))
+        // From text: serde_json then skips the UTF-8 check of every string.
+        first_record(serde_json::Deserializer::from_str(text), provenance)
     }
+}
+
+/// The record at the start of `de`'s input with its length: a stream deserializer
+/// stops after one value and says where it ended. `None` when it does not deserialize.
+fn first_record<'de, R: serde_json::de::Read<'de>>(
+    de: serde_json::Deserializer<R>,
+    provenance: Provenance,
+) -> Option<(Result<Normalized, ParseError>, usize)> {
+    let mut stream = de.into_iter::<RawEvent<'de>>();
+    let raw = stream.next()?.ok()?;
+    let len = stream.byte_offset();
+    Some((normalize(raw, provenance), len))
 }
 
 fn normalize(raw: RawEvent<'_>, provenance: Provenance) -> Result<Normalized, ParseError> {

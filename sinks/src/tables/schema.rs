@@ -431,7 +431,7 @@ impl EventColumns {
         self.service.append_value(&u.operation.service);
         self.operation.append_value(&u.operation.name);
         // Written in place: `Operation::action` would allocate a String per row.
-        let _ = write!(self.action, "{}:{}", u.operation.service, u.operation.name);
+        let _ = u.operation.write_action(&mut self.action);
         self.action.append_value("");
         self.read_only.append_option(u.operation.read_only);
         for r in &u.resources {
