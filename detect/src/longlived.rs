@@ -10,7 +10,6 @@ use lineage_graph::LineageGraph;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use smol_str::SmolStr;
-use std::collections::HashMap;
 
 use crate::{fingerprint, AlertBook, Detector, Finding};
 
@@ -65,7 +64,7 @@ pub struct LongLivedDetector {
     /// User agent → what its fingerprint says. An agent sends the same few user
     /// agents over and over; matching every needle against each one was a tenth of
     /// the attribute stage's time.
-    fingerprints: HashMap<SmolStr, Option<SmolStr>>,
+    fingerprints: std::collections::HashMap<SmolStr, Option<SmolStr>, ahash::RandomState>,
 }
 
 impl LongLivedDetector {
@@ -73,7 +72,7 @@ impl LongLivedDetector {
     pub fn new(config: LongLivedConfig) -> Self {
         Self {
             config,
-            fingerprints: HashMap::new(),
+            fingerprints: Default::default(),
         }
     }
 

@@ -190,21 +190,41 @@ impl std::ops::AddAssign for ParseCounts {
 /// truncation returns what was decoded before the error plus the error text, so the
 /// complete records before the damage are still processed.
 pub fn decompress(bytes: &[u8]) -> (Cow<'_, [u8]>, Option<String>) {
-    if !(bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b) {
+    if !is_gzip(bytes) {
         return (Cow::Borrowed(bytes), None);
     }
-    let mut out = Vec::with_capacity(bytes.len() * 8);
-    let mut decoder = flate2::read::MultiGzDecoder::new(bytes);
-    match decoder.read_to_end(&mut out) {
-        Ok(_) => (Cow::Owned(out), None),
-        Err(e) => {
-            let why = format!(
-                "gzip stream is corrupt or truncated after {} decompressed bytes: {e}",
-                out.len()
-            );
-            (Cow::Owned(out), Some(why))
-        }
+    let mut out = Vec::new();
+    let error = gunzip_into(bytes, &mut out);
+    (Cow::Owned(out), error)
+}
+
+/// [`decompress`] into a caller's buffer (cleared first), so a worker that reads
+/// many files reuses one allocation instead of faulting in fresh memory per file.
+/// Returns the decompressed bytes (`bytes` itself when it is not gzip).
+pub fn decompress_into<'a>(bytes: &'a [u8], buf: &'a mut Vec<u8>) -> (&'a [u8], Option<String>) {
+    if !is_gzip(bytes) {
+        return (bytes, None);
     }
+    let error = gunzip_into(bytes, buf);
+    (buf.as_slice(), error)
+}
+
+fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b
+}
+
+/// Gunzips every member of `bytes` into `out` (cleared first); on damage keeps what
+/// decoded before it and returns why.
+fn gunzip_into(bytes: &[u8], out: &mut Vec<u8>) -> Option<String> {
+    out.clear();
+    out.reserve(bytes.len() * 8);
+    let mut decoder = flate2::read::MultiGzDecoder::new(bytes);
+    decoder.read_to_end(out).err().map(|e| {
+        format!(
+            "gzip stream is corrupt or truncated after {} decompressed bytes: {e}",
+            out.len()
+        )
+    })
 }
 
 /// Parses a whole buffer (a file's contents, already decompressed) of one source,

@@ -9,8 +9,8 @@ use std::io::Write;
 
 use lineage_core::{DeadLetter, Provenance, Source};
 use lineage_ingest::{
-    decompress, parse_bytes, parse_bytes_with_raw, CloudTrailParser, Normalized, ParseCounts,
-    ParseError, ParseLimits, SourceParser,
+    decompress, decompress_into, parse_bytes, parse_bytes_with_raw, CloudTrailParser, Normalized,
+    ParseCounts, ParseError, ParseLimits, SourceParser,
 };
 use proptest::prelude::*;
 
@@ -183,6 +183,10 @@ proptest! {
     #[test]
     fn decompress_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let (out, err) = decompress(&bytes);
+        let mut reused = b"left over".repeat(32);
+        let (into, into_err) = decompress_into(&bytes, &mut reused);
+        prop_assert_eq!(into, &out[..]);
+        prop_assert_eq!(&into_err, &err);
         // Not gzip: returned unchanged, no error.
         if !(bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b) {
             prop_assert_eq!(&out, &bytes);
@@ -225,6 +229,12 @@ proptest! {
         if flip.is_none() {
             prop_assert!(plain.as_bytes().starts_with(&out));
         }
+        // A reused buffer (as the replay's parse threads keep one) holding another
+        // file's bytes gives exactly what a fresh one does, error included.
+        let mut reused = b"left over from the previous file".repeat(64);
+        let (into, into_err) = decompress_into(&gz, &mut reused);
+        prop_assert_eq!(into, &out[..]);
+        prop_assert_eq!(into_err, err);
         check(&out, ParseLimits::default())?;
     }
 }

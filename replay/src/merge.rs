@@ -58,7 +58,44 @@ pub(crate) struct MergeInput {
 struct Stream {
     /// Records the file had (including those a resume skipped).
     total: u64,
-    records: VecDeque<(Key, Normalized)>,
+    /// The file's records in its own order; each is taken out once, when released.
+    records: Vec<Option<Normalized>>,
+    /// Keys of the records not yet released, in sort order (the last field of a key
+    /// is the record's index in `records`).
+    pending: VecDeque<Key>,
+}
+
+/// One parsed file's records with their keys sorted. Only the 24-byte keys are
+/// sorted: moving the records themselves (hundreds of bytes each) through a sort
+/// was the parse workers' largest cost.
+struct Sorted {
+    records: Vec<Option<Normalized>>,
+    keys: Vec<Key>,
+}
+
+impl Sorted {
+    /// Keys `file`'s records (time, lineage-changing first, rank, index), sorts the
+    /// keys and drops the first `skip` (released before a resume).
+    fn new(records: Vec<Normalized>, rank: u32, skip: usize) -> Self {
+        let mut keys: Vec<Key> = records
+            .iter()
+            .enumerate()
+            .map(|(n, r)| {
+                (
+                    r.use_.time.timestamp_micros(),
+                    u8::from(r.facts.is_empty()),
+                    rank,
+                    n as u32,
+                )
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.drain(..skip.min(keys.len()));
+        Self {
+            records: records.into_iter().map(Some).collect(),
+            keys,
+        }
+    }
 }
 
 /// Where a merge stood after a step: the state a replay checkpoint records so a
@@ -115,9 +152,9 @@ pub(crate) fn merge<E>(
     let mut stats = resume.stats;
     let parse = &parse;
     pool.in_place_scope(|scope| {
-        let (tx, rx) = mpsc::channel::<(usize, ParsedFile, Vec<(Key, Normalized)>)>();
+        let (tx, rx) = mpsc::channel::<(usize, ParsedFile, Sorted)>();
         let mut dispatched = 0usize;
-        let mut arrived: HashMap<usize, (ParsedFile, Vec<(Key, Normalized)>)> = HashMap::new();
+        let mut arrived: HashMap<usize, (ParsedFile, Sorted)> = HashMap::new();
         let mut streams: Vec<Stream> = Vec::new();
         let mut heap: BinaryHeap<Reverse<(Key, usize)>> = BinaryHeap::new();
         let mut buffered_records = 0u64;
@@ -138,38 +175,24 @@ pub(crate) fn merge<E>(
                 let skip = resume.released.get(&rank).copied().unwrap_or(0) as usize;
                 scope.spawn(move |_| {
                     if finished {
-                        let _ = tx.send((i, ParsedFile::default(), Vec::new()));
+                        let empty = Sorted::new(Vec::new(), rank, 0);
+                        let _ = tx.send((i, ParsedFile::default(), empty));
                         return;
                     }
                     let mut file = parse(i);
-                    let mut keyed: Vec<(Key, Normalized)> = file
-                        .records
-                        .drain(..)
-                        .enumerate()
-                        .map(|(n, r)| {
-                            let key = (
-                                r.use_.time.timestamp_micros(),
-                                u8::from(r.facts.is_empty()),
-                                rank,
-                                n as u32,
-                            );
-                            (key, r)
-                        })
-                        .collect();
-                    keyed.sort_unstable_by_key(|(k, _)| *k);
-                    keyed.drain(..skip.min(keyed.len()));
+                    let sorted = Sorted::new(std::mem::take(&mut file.records), rank, skip);
                     // The merge may have stopped on an error; nothing to deliver to then.
-                    let _ = tx.send((i, file, keyed));
+                    let _ = tx.send((i, file, sorted));
                 });
                 dispatched += 1;
             }
             let in_flight = (dispatched - step) as u64;
-            let (file, keyed) = loop {
+            let (file, sorted) = loop {
                 if let Some(done) = arrived.remove(&input) {
                     break done;
                 }
-                let (i, file, keyed) = rx.recv().expect("a parse worker always reports");
-                arrived.insert(i, (file, keyed));
+                let (i, file, sorted) = rx.recv().expect("a parse worker always reports");
+                arrived.insert(i, (file, sorted));
             };
             if result.is_err() {
                 continue;
@@ -177,32 +200,31 @@ pub(crate) fn merge<E>(
             let taken_before = (step as u64) < resume.steps;
             if !taken_before {
                 stats.late_records +=
-                    keyed.iter().filter(|(k, _)| k.0 < released_up_to).count() as u64;
+                    sorted.keys.iter().filter(|k| k.0 < released_up_to).count() as u64;
                 if let Err(e) = on_file(input, file) {
                     result = Err(e);
                     continue;
                 }
             }
-            buffered_records += keyed.len() as u64;
-            let mut records: VecDeque<_> = keyed.into();
-            if let Some(first) = records.pop_front() {
+            buffered_records += sorted.keys.len() as u64;
+            if let Some(&first) = sorted.keys.first() {
                 let slot = streams.len();
-                heap.push(Reverse((first.0, slot)));
-                records.push_front(first);
+                heap.push(Reverse((first, slot)));
                 let skipped = resume
                     .released
                     .get(&inputs[input].rank)
                     .copied()
                     .unwrap_or(0);
                 streams.push(Stream {
-                    total: records.len() as u64 + skipped,
-                    records,
+                    total: sorted.keys.len() as u64 + skipped,
+                    records: sorted.records,
+                    pending: sorted.keys.into(),
                 });
                 stream_of_step.push(Some(slot));
             } else {
                 stream_of_step.push(None);
             }
-            let open = streams.iter().filter(|s| !s.records.is_empty()).count() as u64;
+            let open = streams.iter().filter(|s| !s.pending.is_empty()).count() as u64;
             stats.peak_buffered_records = stats.peak_buffered_records.max(buffered_records);
             stats.peak_buffered_files = stats.peak_buffered_files.max(open + in_flight - 1);
             let release_below = order
@@ -214,12 +236,16 @@ pub(crate) fn merge<E>(
                 }
                 heap.pop();
                 let stream = &mut streams[slot];
-                let (_, record) = stream.records.pop_front().expect("heap entry has a record");
-                if let Some((next, _)) = stream.records.front() {
-                    heap.push(Reverse((*next, slot)));
+                stream.pending.pop_front();
+                let record = stream.records[key.3 as usize]
+                    .take()
+                    .expect("each record is released once");
+                if let Some(&next) = stream.pending.front() {
+                    heap.push(Reverse((next, slot)));
                 } else {
-                    // Release the emptied stream's buffer now, not at the end.
-                    stream.records = VecDeque::new();
+                    // Release the emptied stream's buffers now, not at the end.
+                    stream.records = Vec::new();
+                    stream.pending = VecDeque::new();
                 }
                 buffered_records -= 1;
                 released_up_to = released_up_to.max(key.0);
@@ -244,8 +270,8 @@ pub(crate) fn merge<E>(
                 for (j, slot) in stream_of_step.iter().enumerate() {
                     let rank = inputs[order[j]].rank;
                     match slot.map(|s| &streams[s]) {
-                        Some(s) if !s.records.is_empty() => {
-                            c.released.insert(rank, s.total - s.records.len() as u64);
+                        Some(s) if !s.pending.is_empty() => {
+                            c.released.insert(rank, s.total - s.pending.len() as u64);
                         }
                         _ => {
                             c.finished.insert(rank);

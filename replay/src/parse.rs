@@ -7,8 +7,8 @@ use lineage_detect::sigma::SigmaRules;
 
 use crate::{InputFile, S3Archive};
 use lineage_ingest::{
-    decompress, join_request_response, parse_bytes_with_raw, parser_for, sniff_source, Normalized,
-    ParseCounts, ParseLimits,
+    decompress_into, join_request_response, parse_bytes_with_raw, parser_for, sniff_source,
+    Normalized, ParseCounts, ParseLimits,
 };
 
 /// Everything one file yielded.
@@ -95,12 +95,38 @@ pub fn parse_buffer(
     sigma: Option<&SigmaRules>,
 ) -> ParsedFile {
     let mut out = ParsedFile::default();
+    // One decompression buffer per parse thread, reused file after file: a fresh
+    // buffer per file was faulted in (and zeroed by the kernel) every time.
+    let mut buffer = DECOMPRESSED.take();
+    parse_decompressed(raw, origin, forced, limits, sigma, &mut buffer, &mut out);
+    if buffer.capacity() <= KEEP_DECOMPRESSED_BYTES {
+        DECOMPRESSED.set(buffer);
+    }
+    out
+}
+
+thread_local! {
+    static DECOMPRESSED: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A larger decompression buffer is freed after its file rather than kept per thread.
+const KEEP_DECOMPRESSED_BYTES: usize = 64 << 20;
+
+fn parse_decompressed(
+    raw: &[u8],
+    origin: &str,
+    forced: Option<Source>,
+    limits: ParseLimits,
+    sigma: Option<&SigmaRules>,
+    buffer: &mut Vec<u8>,
+    out: &mut ParsedFile,
+) {
     let compressed = raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b;
     // The compressed bytes are what a dead letter keeps when decompression fails.
     let original_for_error = compressed.then_some(raw);
-    let (bytes, decode_error) = decompress(raw);
+    let (bytes, decode_error) = decompress_into(raw, buffer);
     out.bytes = bytes.len() as u64;
-    let source = forced.or_else(|| sniff_source(&bytes));
+    let source = forced.or_else(|| sniff_source(bytes));
     out.source = source;
     let Some(source) = source else {
         if let Some(why) = decode_error {
@@ -109,17 +135,17 @@ pub fn parse_buffer(
                 Source::CloudTrail,
                 why,
                 origin,
-                original_for_error.unwrap_or(&bytes),
+                original_for_error.unwrap_or(bytes),
             );
         } else if !bytes.iter().all(u8::is_ascii_whitespace) {
             out.dead(
                 Source::CloudTrail,
                 "could not tell which source wrote this file (no CloudTrail, Entra, GitHub or Vault field names in its first 64 KiB); pass --source".into(),
                 origin,
-                original_for_error.unwrap_or(&bytes),
+                original_for_error.unwrap_or(bytes),
             );
         }
-        return out;
+        return;
     };
     if let Some(why) = decode_error {
         out.dead(source, why, origin, original_for_error.unwrap_or(&[]));
@@ -129,16 +155,16 @@ pub fn parse_buffer(
             source,
             format!("no parser for source `{source}` in this build yet"),
             origin,
-            &bytes,
+            bytes,
         );
-        return out;
+        return;
     };
     let sigma = sigma.filter(|rules| !rules.none_for(source));
     // Records are ~700 bytes each in memory: growing the vector by doubling copied
     // each of them twice on average. Audit records are rarely under 1 KiB of JSON;
     // capped, so a large file of garbage does not reserve for records it lacks.
     out.records.reserve((bytes.len() / 1024).min(16_384));
-    let counts = parse_bytes_with_raw(parser, &bytes, origin, limits, |r, raw| match r {
+    let counts = parse_bytes_with_raw(parser, bytes, origin, limits, |r, raw| match r {
         Ok(mut n) => {
             if let Some(rules) = sigma {
                 n.rule_hits = rules.matching(source, raw);
@@ -149,5 +175,4 @@ pub fn parse_buffer(
     });
     out.counts += counts;
     out.joined = join_request_response(&mut out.records);
-    out
 }
