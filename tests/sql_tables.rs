@@ -261,6 +261,11 @@ fn parquet_tables_match_the_summary() {
                     name @ ("event_id" | "provenance") => {
                         assert!(column.dictionary_page_offset().is_none(), "{name}");
                         assert!(column.statistics().is_none(), "{name}");
+                        // Provenance (file path, then record number) is prefix-coded.
+                        let prefixed = column
+                            .encodings()
+                            .any(|e| e == parquet::basic::Encoding::DELTA_BYTE_ARRAY);
+                        assert_eq!(prefixed, name == "provenance", "{name}");
                     }
                     name @ ("time" | "credential_id" | "agent") => {
                         assert!(column.statistics().is_some(), "{name}");

@@ -80,6 +80,11 @@ pub trait TableRow: Serialize + Send + 'static {
     /// and without min/max statistics (a comparison per value, and no query can
     /// prune on the min and max of random ids).
     const DISTINCT_COLUMNS: &'static [&'static str] = &[];
+    /// Of those, columns whose consecutive values share long prefixes (a file path
+    /// then a record number): written with `DELTA_BYTE_ARRAY`, which stores each
+    /// value as the length it shares with the previous one plus the rest, so the
+    /// compressor sees a few bytes per row instead of the whole path.
+    const PREFIXED_COLUMNS: &'static [&'static str] = &[];
 }
 
 fn date_of(micros: i64) -> NaiveDate {
@@ -212,6 +217,7 @@ impl EventRow {
 impl TableRow for EventRow {
     const TABLE: &'static str = "events";
     const DISTINCT_COLUMNS: &'static [&'static str] = &["event_id", "provenance"];
+    const PREFIXED_COLUMNS: &'static [&'static str] = &["provenance"];
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
             time("time"),

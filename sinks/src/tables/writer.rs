@@ -13,7 +13,7 @@ use arrow::json::reader::{Decoder, ReaderBuilder};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -248,6 +248,14 @@ impl<R: TableRow> TableWriter<R> {
             props = props
                 .set_column_dictionary_enabled(ColumnPath::from(*column), false)
                 .set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::None);
+        }
+        for column in R::PREFIXED_COLUMNS {
+            debug_assert!(
+                R::DISTINCT_COLUMNS.contains(column),
+                "no dictionary with an encoding"
+            );
+            props =
+                props.set_column_encoding(ColumnPath::from(*column), Encoding::DELTA_BYTE_ARRAY);
         }
         let props = props.build();
         let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(props))
