@@ -66,16 +66,17 @@ struct Stream {
 }
 
 /// One parsed file's records with their keys sorted. Only the 24-byte keys are
-/// sorted: moving the records themselves (hundreds of bytes each) through a sort
-/// was the parse workers' largest cost.
+/// sorted: sorting the records themselves (hundreds of bytes each) copied each of
+/// them several times.
 struct Sorted {
     records: Vec<Option<Normalized>>,
     keys: Vec<Key>,
 }
 
 impl Sorted {
-    /// Keys `file`'s records (time, lineage-changing first, rank, index), sorts the
-    /// keys and drops the first `skip` (released before a resume).
+    /// Keys the records of the file ranked `rank` (time, lineage-changing first,
+    /// rank, index), sorts the keys and drops the first `skip` (released before a
+    /// resume).
     fn new(records: Vec<Normalized>, rank: u32, skip: usize) -> Self {
         let mut keys: Vec<Key> = records
             .iter()
