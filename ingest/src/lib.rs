@@ -218,7 +218,9 @@ fn is_gzip(bytes: &[u8]) -> bool {
 fn gunzip_into(bytes: &[u8], out: &mut Vec<u8>) -> Option<String> {
     out.clear();
     out.reserve(bytes.len() * 8);
-    let mut decoder = flate2::read::MultiGzDecoder::new(bytes);
+    // `bufread`: the input is already in memory, so it is read in place rather than
+    // copied through a `BufReader` first.
+    let mut decoder = flate2::bufread::MultiGzDecoder::new(bytes);
     decoder.read_to_end(out).err().map(|e| {
         format!(
             "gzip stream is corrupt or truncated after {} decompressed bytes: {e}",

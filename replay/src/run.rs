@@ -23,8 +23,13 @@ use crate::{
     expand_inputs, split_s3_inputs, AttributeStage, InputFile, ParsedFile, ReplayError, S3Archive,
 };
 
-/// Records per batch on the embedded bus.
-const BATCH: usize = 4096;
+/// Records per batch on the embedded bus. A batch of records (about 700 bytes each)
+/// stays within mimalloc's 512 KiB large-object limit: larger blocks get pages of
+/// their own that are returned to the OS when freed, so every batch faulted fresh
+/// (often 2 MiB transparent huge) pages in and the kernel zeroed them.
+const BATCH: usize = 512;
+const _: () = assert!(BATCH * std::mem::size_of::<Emitted>() <= 512 * 1024);
+const _: () = assert!(BATCH * std::mem::size_of::<Attributed>() <= 512 * 1024);
 /// Batches in flight per bus channel.
 const IN_FLIGHT: usize = 8;
 
