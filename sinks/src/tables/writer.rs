@@ -60,7 +60,10 @@ pub struct TableWriter<R: TableRow> {
     dir: PathBuf,
     schema: SchemaRef,
     options: TablesOptions,
-    decoder: Decoder,
+    /// Turns rows into record batches; built on first use, as the events table
+    /// (built from Arrow builders) never needs it and its buffers are sized for a
+    /// whole batch.
+    decoder: Option<Decoder>,
     /// Rows waiting to become a record batch, per partition date.
     pending: BTreeMap<NaiveDate, Vec<R>>,
     open: BTreeMap<NaiveDate, OpenPart>,
@@ -83,16 +86,11 @@ impl<R: TableRow> TableWriter<R> {
     }
 
     fn open(dir: PathBuf, options: TablesOptions) -> Result<Self, SinkError> {
-        let schema = R::schema();
-        let decoder = ReaderBuilder::new(schema.clone())
-            .with_batch_size(options.batch_rows.max(1))
-            .build_decoder()
-            .map_err(|e| table_error(R::TABLE, e))?;
         Ok(Self {
             dir,
-            schema,
+            schema: R::schema(),
             options,
-            decoder,
+            decoder: None,
             pending: BTreeMap::new(),
             open: BTreeMap::new(),
             next_part: BTreeMap::new(),
@@ -183,10 +181,18 @@ impl<R: TableRow> TableWriter<R> {
     }
 
     fn encode_batch(&mut self, rows: &[R]) -> Result<RecordBatch, SinkError> {
-        self.decoder
+        if self.decoder.is_none() {
+            let decoder = ReaderBuilder::new(self.schema.clone())
+                .with_batch_size(self.options.batch_rows.max(1))
+                .build_decoder()
+                .map_err(|e| table_error(R::TABLE, e))?;
+            self.decoder = Some(decoder);
+        }
+        let decoder = self.decoder.as_mut().expect("built above");
+        decoder
             .serialize(rows)
             .map_err(|e| table_error(R::TABLE, e))?;
-        let batch = self.decoder.flush().map_err(|e| table_error(R::TABLE, e))?;
+        let batch = decoder.flush().map_err(|e| table_error(R::TABLE, e))?;
         Ok(batch.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
     }
 
