@@ -269,6 +269,17 @@ fn parquet_tables_match_the_summary() {
                     }
                     name @ ("time" | "credential_id" | "agent") => {
                         assert!(column.statistics().is_some(), "{name}");
+                        // Event times (nearly all distinct, rising) are delta-coded,
+                        // not put in a dictionary.
+                        let delta = column
+                            .encodings()
+                            .any(|e| e == parquet::basic::Encoding::DELTA_BINARY_PACKED);
+                        assert_eq!(delta, name == "time", "{name}");
+                        assert_eq!(
+                            column.dictionary_page_offset().is_none(),
+                            name == "time",
+                            "{name}"
+                        );
                     }
                     _ => {}
                 }

@@ -85,6 +85,11 @@ pub trait TableRow: Serialize + Send + 'static {
     /// value as the length it shares with the previous one plus the rest, so the
     /// compressor sees a few bytes per row instead of the whole path.
     const PREFIXED_COLUMNS: &'static [&'static str] = &[];
+    /// Integer columns whose values mostly differ but rise row after row (event times,
+    /// written in time order): written with `DELTA_BINARY_PACKED` (the differences
+    /// between consecutive values, bit-packed) instead of a dictionary of nearly as
+    /// many entries as rows. Their min/max statistics stay, for pruning.
+    const SEQUENTIAL_COLUMNS: &'static [&'static str] = &[];
 }
 
 fn date_of(micros: i64) -> NaiveDate {
@@ -218,6 +223,7 @@ impl TableRow for EventRow {
     const TABLE: &'static str = "events";
     const DISTINCT_COLUMNS: &'static [&'static str] = &["event_id", "provenance"];
     const PREFIXED_COLUMNS: &'static [&'static str] = &["provenance"];
+    const SEQUENTIAL_COLUMNS: &'static [&'static str] = &["time"];
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
             time("time"),

@@ -263,6 +263,11 @@ impl<R: TableRow> TableWriter<R> {
             props =
                 props.set_column_encoding(ColumnPath::from(*column), Encoding::DELTA_BYTE_ARRAY);
         }
+        for column in R::SEQUENTIAL_COLUMNS {
+            props = props
+                .set_column_dictionary_enabled(ColumnPath::from(*column), false)
+                .set_column_encoding(ColumnPath::from(*column), Encoding::DELTA_BINARY_PACKED);
+        }
         let props = props.build();
         let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(props))
             .map_err(|e| table_error(R::TABLE, e))?;
