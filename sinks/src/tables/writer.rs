@@ -82,11 +82,12 @@ impl<R: TableRow> TableWriter<R> {
             std::fs::remove_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
         }
         std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
-        Self::open(dir, options)
+        Ok(Self::empty(dir, options))
     }
 
-    fn open(dir: PathBuf, options: TablesOptions) -> Result<Self, SinkError> {
-        Ok(Self {
+    /// A writer for `dir` with nothing written yet (no file is opened until a batch).
+    fn empty(dir: PathBuf, options: TablesOptions) -> Self {
+        Self {
             dir,
             schema: R::schema(),
             options,
@@ -97,7 +98,7 @@ impl<R: TableRow> TableWriter<R> {
             rows: 0,
             files: 0,
             _row: PhantomData,
-        })
+        }
     }
 
     /// Continues a table from a [`TableWriter::checkpoint`]: files that checkpoint
@@ -132,7 +133,7 @@ impl<R: TableRow> TableWriter<R> {
                 }
             }
         }
-        let mut writer = Self::open(dir, options)?;
+        let mut writer = Self::empty(dir, options);
         writer.rows = cursor.rows;
         writer.files = cursor.files;
         writer.next_part = cursor.next_part.clone();
