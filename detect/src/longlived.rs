@@ -155,7 +155,12 @@ impl LongLivedDetector {
             .map(|a| a.as_str())
             .or(by_fingerprint.as_deref())
             .unwrap_or_default();
-        let dedup_key = format!("{NAME}|{who}|{}", cred.id);
+        // `NAME|who|credential`, built without `format!` (one per use of such a key).
+        let id = cred.id.as_str();
+        let mut dedup_key = String::with_capacity(NAME.len() + who.len() + id.len() + 2);
+        for part in [NAME, "|", who, "|", id] {
+            dedup_key.push_str(part);
+        }
         if book.is_some_and(|b| b.folds(&dedup_key, use_.time)) {
             return vec![Finding {
                 detector: NAME,

@@ -90,6 +90,12 @@ pub trait TableRow: Serialize + Send + 'static {
     /// between consecutive values, bit-packed) instead of a dictionary of nearly as
     /// many entries as rows. Their min/max statistics stay, for pruning.
     const SEQUENTIAL_COLUMNS: &'static [&'static str] = &[];
+    /// The only columns that get min/max statistics, when the table names them
+    /// (`None`: every column, Parquet's default). For a table written in time order
+    /// whose text columns are in no useful order: a row group of such text spans
+    /// nearly the whole range of values, so no query prunes on its min and max, and
+    /// computing them is a string comparison per value and column.
+    const STATISTICS_COLUMNS: Option<&'static [&'static str]> = None;
 }
 
 fn date_of(micros: i64) -> NaiveDate {
@@ -224,6 +230,20 @@ impl TableRow for EventRow {
     const DISTINCT_COLUMNS: &'static [&'static str] = &["event_id", "provenance"];
     const PREFIXED_COLUMNS: &'static [&'static str] = &["provenance"];
     const SEQUENTIAL_COLUMNS: &'static [&'static str] = &["time"];
+    /// `time` prunes (rows are written in time order); the README's queries filter
+    /// on `credential_id`, `agent` and `owner`, which keep theirs too (null counts,
+    /// and the rare file where a value is absent). The other text columns (ARNs,
+    /// user agents, resources, chains…) get none.
+    const STATISTICS_COLUMNS: Option<&'static [&'static str]> = Some(&[
+        "time",
+        "credential_id",
+        "agent",
+        "owner",
+        "long_lived",
+        "confidence",
+        "read_only",
+        "success",
+    ]);
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
             time("time"),
@@ -397,7 +417,6 @@ impl EventColumns {
 
     /// Appends the row of one attributed event (what [`EventRow::from_event`] holds).
     pub fn append(&mut self, e: &AttributedEvent) {
-        use std::fmt::Write as _;
         let u = &e.use_;
         let a = &e.attribution;
         let cred = u.credential.as_ref();
@@ -461,7 +480,7 @@ impl EventColumns {
         self.mcp_server
             .append_option(u.client.mcp_server.as_deref());
         self.region.append_option(u.region.as_deref());
-        let _ = write!(self.provenance, "{}", u.provenance);
+        let _ = u.provenance.write_to(&mut self.provenance);
         self.provenance.append_value("");
     }
 

@@ -251,6 +251,15 @@ impl<R: TableRow> TableWriter<R> {
                 ZstdLevel::try_new(1).expect("valid level"),
             ))
             .set_max_row_group_row_count(Some(128 * 1024));
+        if let Some(columns) = R::STATISTICS_COLUMNS {
+            props = props.set_statistics_enabled(EnabledStatistics::None);
+            for column in columns {
+                props = props.set_column_statistics_enabled(
+                    ColumnPath::from(*column),
+                    EnabledStatistics::Page,
+                );
+            }
+        }
         for column in R::DISTINCT_COLUMNS {
             props = props
                 .set_column_dictionary_enabled(ColumnPath::from(*column), false)
