@@ -228,7 +228,7 @@ fn enabled_rules(config: &AnomalyConfig) -> [bool; 6] {
 /// The network of an address: IPv4 /24 or IPv6 /64; `None` for non-addresses
 /// (CloudTrail writes a service name when a service called on someone's behalf).
 fn network_of(ip: &str) -> Option<SmolStr> {
-    // `format_smolstr!`: both forms fit a SmolStr inline, so no allocation per event.
+    // Both forms fit a SmolStr inline, so no allocation per event.
     match ip.parse::<IpAddr>().ok()? {
         IpAddr::V4(v4) => {
             // By hand, not `format_smolstr!`: one per event, and `fmt::write` showed
