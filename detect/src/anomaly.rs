@@ -573,17 +573,15 @@ mod tests {
 
     #[test]
     fn network_is_the_v4_slash_24_or_v6_slash_64() {
-        assert_eq!(
-            network_of("203.0.113.77").as_deref(),
-            Some("203.0.113.0/24")
-        );
-        assert_eq!(network_of("10.1.2.3").as_deref(), Some("10.1.2.0/24"));
-        assert_eq!(network_of("0.0.0.0").as_deref(), Some("0.0.0.0/24"));
-        assert_eq!(
-            network_of("2001:db8:abcd:12:1::5").as_deref(),
-            Some("2001:db8:abcd:12::/64")
-        );
-        assert_eq!(network_of("ec2.amazonaws.com"), None);
-        assert_eq!(network_of(""), None);
+        for (address, network) in [
+            ("203.0.113.77", Some("203.0.113.0/24")),
+            ("10.1.2.3", Some("10.1.2.0/24")),
+            ("0.0.0.0", Some("0.0.0.0/24")),
+            ("2001:db8:abcd:12:1::5", Some("2001:db8:abcd:12::/64")),
+            ("ec2.amazonaws.com", None),
+            ("", None),
+        ] {
+            assert_eq!(network_of(address).as_deref(), network, "{address}");
+        }
     }
 }
