@@ -18,7 +18,6 @@ use parquet::record::Field;
 use serde_json::Value;
 
 struct Fixture {
-    _dir: tempfile::TempDir,
     sim: PathBuf,
     out: PathBuf,
     tables: PathBuf,
@@ -26,12 +25,20 @@ struct Fixture {
 
 /// One simulated estate (9 days, so weeks and "the last 7 days" mean something),
 /// replayed once for every test of this file.
+///
+/// A static is never dropped, so a `TempDir` here would leave 30 MB in the system's
+/// temporary folder on every run. The fixture lives under Cargo's per-target scratch
+/// folder instead, replaced on each run and removed by `cargo clean`.
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let sim = dir.path().join("sim");
-        let out = dir.path().join("out");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sql_tables-fixture");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        let sim = dir.join("sim");
+        let out = dir.join("out");
         let status = lineage()
             .args(["simulate", "--seed", "5", "--humans", "6", "--agents", "9"])
             .args(["--days", "9", "--calls-per-agent-day", "60", "--out"])
@@ -54,12 +61,7 @@ fn fixture() -> &'static Fixture {
         );
         common::assert_exit(&run, 0);
         let tables = out.join("tables");
-        Fixture {
-            _dir: dir,
-            sim,
-            out,
-            tables,
-        }
+        Fixture { sim, out, tables }
     })
 }
 

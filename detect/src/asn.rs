@@ -70,9 +70,8 @@ mod tests {
 
     #[test]
     fn lookups_find_the_enclosing_range() {
-        let dir = std::env::temp_dir().join(format!("asn-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("ip2asn.tsv");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ip2asn.tsv");
         std::fs::write(
             &path,
             "1.0.0.0\t1.0.0.255\t13335\tUS\tCLOUDFLARENET\n10.0.0.0\t10.255.255.255\t0\tNone\tNot routed\n203.0.113.0\t203.0.114.255\t64500\tZZ\tEXAMPLE-NET\n2001:db8::\t2001:db8:ffff:ffff:ffff:ffff:ffff:ffff\t64501\tZZ\tEXAMPLE-V6\n",

@@ -646,7 +646,8 @@ fn state_stays_bounded_for_a_million_credentials() {
 
 #[test]
 fn with_an_asn_database_a_network_is_its_autonomous_system() {
-    let dir = tempfile_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let db = dir.join("ip2asn.tsv");
     std::fs::write(
         &db,
@@ -701,10 +702,4 @@ fn with_an_asn_database_a_network_is_its_autonomous_system() {
     })
     .unwrap_err();
     assert!(err.contains("missing.tsv"), "{err}");
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("lineage-asn-{}-{}", std::process::id(), line!()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
