@@ -42,6 +42,13 @@ pub(crate) struct Gate {
     marks: HashMap<(String, i32), SourceWatermark>,
     last_progress: Instant,
     /// A caught-up partition counts as silent once no raw partition progressed for this long.
+    ///
+    /// Not once the partition itself has been silent that long, which would cut the
+    /// wait behind a quiet source under load from `max_hold` to `idle`: tried on
+    /// 2026-12-06, that rule released uses ahead of an Entra departure in
+    /// `tests/kafka_pipeline.rs` (two processes in one group), every run. The likely
+    /// cause: tansu 0.6 reports a partition's high watermark as its last batch's base
+    /// offset, so normalize can report "caught up" before it has read that batch.
     idle: Duration,
     /// … or once the event waited this long.
     max_hold: Duration,
@@ -60,11 +67,18 @@ impl Gate {
 
     /// Takes in a watermark read from the identity topic.
     pub(crate) fn update(&mut self, w: SourceWatermark) {
+        self.update_at(w, Instant::now());
+    }
+
+    /// [`Gate::update`] at `now`: a partition progresses when normalize's next offset
+    /// or its caught-up state changes (a republished, unchanged watermark is no
+    /// progress).
+    fn update_at(&mut self, w: SourceWatermark, now: Instant) {
         let key = (w.topic.clone(), w.partition);
         match self.marks.get_mut(&key) {
             Some(m) => {
                 if m.next_offset != w.next_offset || m.caught_up != w.caught_up {
-                    self.last_progress = Instant::now();
+                    self.last_progress = now;
                 }
                 // A restarted normalize may publish an older time: what an earlier
                 // watermark promised stays true.
@@ -73,7 +87,7 @@ impl Gate {
                 m.caught_up = w.caught_up;
             }
             None => {
-                self.last_progress = Instant::now();
+                self.last_progress = now;
                 if !self.partitions.contains(&key) {
                     self.partitions.push(key.clone());
                 }
@@ -84,6 +98,11 @@ impl Gate {
 
     /// True when an event at `time_us`, held since `since`, may be processed.
     pub(crate) fn releases(&self, time_us: i64, since: Instant) -> bool {
+        self.releases_at(time_us, since, Instant::now())
+    }
+
+    /// [`Gate::releases`] at `now`.
+    fn releases_at(&self, time_us: i64, since: Instant, now: Instant) -> bool {
         let mut waits_on_silent = false;
         for key in &self.partitions {
             match self.marks.get(key) {
@@ -94,7 +113,108 @@ impl Gate {
             }
         }
         !waits_on_silent
-            || self.last_progress.elapsed() >= self.idle
-            || since.elapsed() >= self.max_hold
+            || now.saturating_duration_since(self.last_progress) >= self.idle
+            || now.saturating_duration_since(since) >= self.max_hold
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDLE: Duration = Duration::from_secs(2);
+    const MAX_HOLD: Duration = Duration::from_secs(30);
+
+    fn mark(topic: &str, time_us: i64, next_offset: i64, caught_up: bool) -> SourceWatermark {
+        SourceWatermark {
+            topic: topic.to_owned(),
+            partition: 0,
+            time_us,
+            next_offset,
+            caught_up,
+        }
+    }
+
+    fn gate(topics: &[&str]) -> Gate {
+        let partitions = topics.iter().map(|t| (t.to_string(), 0)).collect();
+        Gate::new(partitions, IDLE, MAX_HOLD)
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn an_event_waits_until_every_partition_has_passed_its_time() {
+        let t0 = Instant::now();
+        let mut g = gate(&["cloudtrail", "entra"]);
+        g.update_at(mark("cloudtrail", 100, 10, false), t0);
+        g.update_at(mark("entra", 50, 3, false), t0);
+        // Entra is behind in time and normalize is behind on it: held however long.
+        assert!(!g.releases_at(80, t0, t0 + secs(3600)));
+        assert!(g.releases_at(50, t0, t0));
+        g.update_at(mark("entra", 90, 4, false), t0 + secs(1));
+        assert!(g.releases_at(80, t0, t0 + secs(1)));
+        assert!(!g.releases_at(95, t0, t0 + secs(1)));
+    }
+
+    #[test]
+    fn a_quiet_source_holds_events_while_another_progresses_until_max_hold() {
+        let t0 = Instant::now();
+        let mut g = gate(&["cloudtrail", "entra"]);
+        g.update_at(mark("entra", 50, 3, true), t0);
+        // CloudTrail progresses every 100 ms; Entra, caught up, says nothing new.
+        for step in 0..=400 {
+            let now = t0 + Duration::from_millis(100 * step);
+            g.update_at(
+                mark("cloudtrail", 1_000 + step as i64, 10 + step as i64, false),
+                now,
+            );
+            assert_eq!(
+                g.releases_at(1_000, t0, now),
+                now >= t0 + MAX_HOLD,
+                "at {step}"
+            );
+        }
+        // Once no partition has progressed for the idle time, it goes at once.
+        let last = t0 + Duration::from_millis(40_000);
+        assert!(!g.releases_at(1_200, last, last + Duration::from_millis(1_900)));
+        assert!(g.releases_at(1_200, last, last + IDLE));
+        // A republished, unchanged watermark is not progress.
+        g.update_at(mark("entra", 50, 3, true), last + IDLE);
+        assert!(g.releases_at(1_200, last, last + IDLE));
+    }
+
+    #[test]
+    fn a_partition_that_never_reported_holds_events_until_nothing_progresses() {
+        let t0 = Instant::now();
+        let mut g = gate(&["cloudtrail", "vault"]);
+        g.update_at(mark("cloudtrail", 100, 10, true), t0);
+        g.update_at(mark("cloudtrail", 200, 11, true), t0 + secs(1));
+        assert!(!g.releases_at(150, t0, t0 + secs(2)));
+        assert!(g.releases_at(150, t0, t0 + secs(3)));
+        // max_hold releases whatever is waiting on a silent partition.
+        g.update_at(mark("cloudtrail", 300, 12, true), t0 + secs(40));
+        assert!(g.releases_at(250, t0 + secs(10), t0 + secs(40)));
+        assert!(!g.releases_at(250, t0 + secs(20), t0 + secs(40)));
+    }
+
+    #[test]
+    fn a_restarted_normalize_does_not_take_back_a_promised_time() {
+        let t0 = Instant::now();
+        let mut g = gate(&["cloudtrail"]);
+        g.update_at(mark("cloudtrail", 500, 10, false), t0);
+        g.update_at(mark("cloudtrail", 200, 8, false), t0 + secs(1));
+        assert!(g.releases_at(400, t0 + secs(1), t0 + secs(1)));
+        assert!(!g.releases_at(600, t0 + secs(1), t0 + secs(3600)));
+    }
+
+    #[test]
+    fn a_watermark_of_an_unlisted_partition_is_waited_for() {
+        let t0 = Instant::now();
+        let mut g = gate(&["cloudtrail"]);
+        g.update_at(mark("cloudtrail", 500, 10, false), t0);
+        g.update_at(mark("github", 100, 2, false), t0);
+        assert!(!g.releases_at(300, t0, t0 + secs(3600)));
     }
 }
