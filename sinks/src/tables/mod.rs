@@ -96,6 +96,8 @@ pub struct EventsTable {
     schema: SchemaRef,
     usage: HashMap<SmolStr, CredentialUsage>,
     max_time: Option<DateTime<Utc>>,
+    /// The latest partition date seen: partitions more than a day older are closed.
+    newest_date: Option<NaiveDate>,
 }
 
 impl EventsTable {
@@ -112,6 +114,7 @@ impl EventsTable {
             schema: EventRow::schema(),
             usage,
             max_time,
+            newest_date: None,
         }
     }
 
@@ -128,6 +131,10 @@ impl EventsTable {
         }
         self.max_time = self.max_time.max(Some(e.use_.time));
         let date = e.use_.time.date_naive();
+        if self.newest_date.map_or(true, |newest| date > newest) {
+            self.newest_date = Some(date);
+            self.close_dates_before(date.pred_opt().unwrap_or(date))?;
+        }
         // New partitions start small; after their first batch the columns are sized
         // like it.
         let first = self.batch_rows.min(256);
@@ -143,6 +150,25 @@ impl EventsTable {
             self.writer.write_record_batch(date, &batch)?;
         }
         Ok(())
+    }
+
+    /// Writes and closes the partitions of dates before `cutoff`. Events arrive in
+    /// about time order, so once a day later than a date has begun, that date gets
+    /// few or no more rows: its file is finished now, while parsing goes on, instead
+    /// of every date's row groups staying in memory until the end of the run. A late
+    /// event of such a date starts a new part file.
+    fn close_dates_before(&mut self, cutoff: NaiveDate) -> Result<(), SinkError> {
+        let later = self.pending.split_off(&cutoff);
+        for (date, mut columns) in std::mem::replace(&mut self.pending, later) {
+            if columns.is_empty() {
+                continue;
+            }
+            let batch = columns
+                .finish(&self.schema)
+                .map_err(|e| table_error(EventRow::TABLE, e))?;
+            self.writer.write_record_batch(date, &batch)?;
+        }
+        self.writer.close_dates_before(cutoff)
     }
 
     /// Writes the rows still in columns.

@@ -1031,6 +1031,49 @@ mod tests {
     }
 
     #[test]
+    fn a_date_is_closed_once_a_later_day_has_begun() {
+        use chrono::TimeZone;
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let dir = tempfile::tempdir().unwrap();
+        let options = crate::tables::TablesOptions::default();
+        let tables = crate::tables::LineageTables::new(dir.path(), options).unwrap();
+        let mut events = tables.events().unwrap();
+        let at = |day: u32, i: usize| {
+            let mut e = event(i);
+            e.use_.time = Utc.with_ymd_and_hms(2026, 10, day, 12, 0, 0).unwrap();
+            e
+        };
+        let part = |day: u32, n: u32| {
+            dir.path()
+                .join(format!("events/date=2026-10-{day:02}/part-{n}.parquet"))
+        };
+        let rows = |day: u32, n: u32| {
+            let file = std::fs::File::open(part(day, n)).unwrap();
+            SerializedFileReader::new(file)
+                .unwrap()
+                .metadata()
+                .file_metadata()
+                .num_rows()
+        };
+        for i in 0..10 {
+            events.write(&at(1, i)).unwrap();
+        }
+        for i in 0..10 {
+            events.write(&at(2, i)).unwrap();
+        }
+        // The day before the newest stays open, for events a little out of order.
+        events.write(&at(1, 10)).unwrap();
+        assert!(!part(1, 0).exists());
+        events.write(&at(3, 0)).unwrap();
+        assert_eq!(rows(1, 0), 11, "day 1 closed once day 3 began");
+        assert!(!part(2, 0).exists());
+        // A later event of a closed date goes to a new file.
+        events.write(&at(1, 11)).unwrap();
+        assert_eq!(events.finish().unwrap().rows(), 23);
+        assert_eq!((rows(1, 1), rows(2, 0), rows(3, 0)), (1, 10, 1));
+    }
+
+    #[test]
     fn event_columns_equal_the_serde_path() {
         let schema = EventRow::schema();
         let mut columns = EventColumns::with_capacity(4);

@@ -163,6 +163,20 @@ impl<R: TableRow> TableWriter<R> {
         Ok(())
     }
 
+    /// Writes what is buffered for dates before `cutoff` and closes their open files
+    /// (a later row of such a date goes to a new file).
+    pub fn close_dates_before(&mut self, cutoff: NaiveDate) -> Result<(), SinkError> {
+        let later = self.pending.split_off(&cutoff);
+        for (date, rows) in std::mem::replace(&mut self.pending, later) {
+            self.write_batch(date, &rows)?;
+        }
+        let later = self.open.split_off(&cutoff);
+        for (_, part) in std::mem::replace(&mut self.open, later) {
+            self.close_part(part)?;
+        }
+        Ok(())
+    }
+
     /// Adds one row.
     pub fn write(&mut self, row: R) -> Result<(), SinkError> {
         let date = row.date();
