@@ -131,7 +131,11 @@ impl EventsTable {
         }
         self.max_time = self.max_time.max(Some(e.use_.time));
         let date = e.use_.time.date_naive();
-        if self.newest_date.map_or(true, |newest| date > newest) {
+        let newer = match self.newest_date {
+            Some(newest) => date > newest,
+            None => true,
+        };
+        if newer {
             self.newest_date = Some(date);
             self.close_dates_before(date.pred_opt().unwrap_or(date))?;
         }
