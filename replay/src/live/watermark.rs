@@ -199,22 +199,39 @@ mod tests {
         assert!(!g.releases_at(250, t0 + secs(20), t0 + secs(40)));
     }
 
+    /// A gate over `topics` after `updates` (topic, time, next offset, caught up,
+    /// seconds after the returned start).
+    fn gate_after(topics: &[&str], updates: &[(&str, i64, i64, bool, u64)]) -> (Gate, Instant) {
+        let t0 = Instant::now();
+        let mut g = gate(topics);
+        for &(topic, time_us, next_offset, caught_up, at) in updates {
+            g.update_at(mark(topic, time_us, next_offset, caught_up), t0 + secs(at));
+        }
+        (g, t0)
+    }
+
     #[test]
     fn a_restarted_normalize_does_not_take_back_a_promised_time() {
-        let t0 = Instant::now();
-        let mut g = gate(&["cloudtrail"]);
-        g.update_at(mark("cloudtrail", 500, 10, false), t0);
-        g.update_at(mark("cloudtrail", 200, 8, false), t0 + secs(1));
+        let (g, t0) = gate_after(
+            &["cloudtrail"],
+            &[
+                ("cloudtrail", 500, 10, false, 0),
+                ("cloudtrail", 200, 8, false, 1),
+            ],
+        );
         assert!(g.releases_at(400, t0 + secs(1), t0 + secs(1)));
         assert!(!g.releases_at(600, t0 + secs(1), t0 + secs(3600)));
     }
 
     #[test]
     fn a_watermark_of_an_unlisted_partition_is_waited_for() {
-        let t0 = Instant::now();
-        let mut g = gate(&["cloudtrail"]);
-        g.update_at(mark("cloudtrail", 500, 10, false), t0);
-        g.update_at(mark("github", 100, 2, false), t0);
+        let (g, t0) = gate_after(
+            &["cloudtrail"],
+            &[
+                ("cloudtrail", 500, 10, false, 0),
+                ("github", 100, 2, false, 0),
+            ],
+        );
         assert!(!g.releases_at(300, t0, t0 + secs(3600)));
     }
 }

@@ -148,10 +148,7 @@ impl EventsTable {
             .or_insert_with(|| EventColumns::with_capacity(first));
         columns.append(e);
         if columns.len() >= self.batch_rows {
-            let batch = columns
-                .finish(&self.schema)
-                .map_err(|e| table_error(EventRow::TABLE, e))?;
-            self.writer.write_record_batch(date, &batch)?;
+            write_columns(&mut self.writer, &self.schema, date, columns)?;
         }
         Ok(())
     }
@@ -164,13 +161,7 @@ impl EventsTable {
     fn close_dates_before(&mut self, cutoff: NaiveDate) -> Result<(), SinkError> {
         let later = self.pending.split_off(&cutoff);
         for (date, mut columns) in std::mem::replace(&mut self.pending, later) {
-            if columns.is_empty() {
-                continue;
-            }
-            let batch = columns
-                .finish(&self.schema)
-                .map_err(|e| table_error(EventRow::TABLE, e))?;
-            self.writer.write_record_batch(date, &batch)?;
+            write_columns(&mut self.writer, &self.schema, date, &mut columns)?;
         }
         self.writer.close_dates_before(cutoff)
     }
@@ -178,13 +169,7 @@ impl EventsTable {
     /// Writes the rows still in columns.
     fn flush(&mut self) -> Result<(), SinkError> {
         for (date, columns) in &mut self.pending {
-            if columns.is_empty() {
-                continue;
-            }
-            let batch = columns
-                .finish(&self.schema)
-                .map_err(|e| table_error(EventRow::TABLE, e))?;
-            self.writer.write_record_batch(*date, &batch)?;
+            write_columns(&mut self.writer, &self.schema, *date, columns)?;
         }
         // Partitions seen so far stay out of memory between checkpoints.
         self.pending.clear();
@@ -212,6 +197,22 @@ impl EventsTable {
             max_time: self.max_time,
         })
     }
+}
+
+/// Writes one partition's buffered columns (if any) as a record batch.
+fn write_columns(
+    writer: &mut TableWriter<EventRow>,
+    schema: &SchemaRef,
+    date: NaiveDate,
+    columns: &mut EventColumns,
+) -> Result<(), SinkError> {
+    if columns.is_empty() {
+        return Ok(());
+    }
+    let batch = columns
+        .finish(schema)
+        .map_err(|e| table_error(EventRow::TABLE, e))?;
+    writer.write_record_batch(date, &batch)
 }
 
 /// Where the `events` table stood at a checkpoint (see [`EventsTable::checkpoint`]).
