@@ -325,13 +325,21 @@ impl LineageGraph {
         let Some(meta) = self.credentials.get_mut(root) else {
             return;
         };
+        // Once a list is full and marked truncated, a use can change nothing in it:
+        // skip the comparisons (a busy root credential fills its resources quickly,
+        // and every later use compared each of its resources with all 16).
+        let services_settled = meta.reach_truncated && meta.services.len() >= MAX_REACH_SERVICES;
+        let resources_settled = meta.reach_truncated && meta.resources.len() >= MAX_REACH_RESOURCES;
         let service = &use_.operation.service;
-        if !meta.services.iter().any(|s| s == service) {
+        if !services_settled && !meta.services.iter().any(|s| s == service) {
             if meta.services.len() < MAX_REACH_SERVICES {
                 meta.services.push(service.clone());
             } else {
                 meta.reach_truncated = true;
             }
+        }
+        if resources_settled {
+            return;
         }
         for r in &use_.resources {
             if !meta.resources.iter().any(|x| x == r) {

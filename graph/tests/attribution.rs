@@ -4,7 +4,7 @@
 use chrono::{TimeZone, Utc};
 use lineage_core::event::*;
 use lineage_core::{CredentialId, Inventory};
-use lineage_graph::{lineage_path, LineageGraph};
+use lineage_graph::{lineage_path, LineageGraph, MAX_REACH_RESOURCES, MAX_REACH_SERVICES};
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -344,4 +344,61 @@ fn vault_display_names_resolve_through_the_email_or_login() {
         g.human_by_alias("ldap-shared").is_err(),
         "ambiguous stays ambiguous"
     );
+}
+
+#[test]
+fn reach_keeps_the_first_services_and_resources_and_says_when_it_dropped_some() {
+    let mut g = graph();
+    let root = CredentialId::new("AKIAROOT000000000001");
+    g.apply(&issued(
+        Some("AKIAROOT000000000001"),
+        "ASIAONE0000000000001",
+        None,
+    ));
+    let reach = |g: &mut LineageGraph, service: &str, resources: &[&str]| {
+        let mut u = use_of(
+            Some("ASIAONE0000000000001"),
+            PrincipalKind::AssumedRole,
+            None,
+        );
+        u.operation.service = service.into();
+        u.resources = resources.iter().map(|&r| r.into()).collect();
+        g.record_reach(&root, &u);
+    };
+    // Repeats are kept once; nothing is dropped while both lists have room.
+    reach(&mut g, "s3", &["arn:r0", "arn:r1"]);
+    reach(&mut g, "s3", &["arn:r1", "arn:r0"]);
+    let r = g.blast_radius(&root);
+    assert_eq!(r.services, ["s3"]);
+    assert_eq!(r.resources, ["arn:r0", "arn:r1"]);
+    assert!(!r.truncated);
+    // Fill the resources to the cap: still nothing dropped.
+    let more: Vec<String> = (2..MAX_REACH_RESOURCES)
+        .map(|i| format!("arn:r{i}"))
+        .collect();
+    reach(
+        &mut g,
+        "s3",
+        &more.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(g.blast_radius(&root).resources.len(), MAX_REACH_RESOURCES);
+    assert!(!g.blast_radius(&root).truncated);
+    // A known resource past the cap drops nothing; a new one is dropped and said so.
+    reach(&mut g, "s3", &["arn:r3"]);
+    assert!(!g.blast_radius(&root).truncated);
+    reach(&mut g, "s3", &["arn:new"]);
+    let r = g.blast_radius(&root);
+    assert!(r.truncated);
+    assert_eq!(r.resources.len(), MAX_REACH_RESOURCES);
+    assert!(!r.resources.iter().any(|x| x == "arn:new"));
+    // Once truncated with full resources, services still gather until their own cap.
+    for i in 0..MAX_REACH_SERVICES + 5 {
+        reach(&mut g, &format!("svc{i}"), &["arn:later"]);
+    }
+    let r = g.blast_radius(&root);
+    assert_eq!(r.services.len(), MAX_REACH_SERVICES);
+    assert_eq!(r.services[0], "s3");
+    assert_eq!(r.services[1], "svc0");
+    assert_eq!(r.resources[0], "arn:r0");
+    assert!(!r.resources.iter().any(|x| x == "arn:later"));
 }
