@@ -19,25 +19,8 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_decommits` (not exported as a constant by
-/// `libmimalloc-sys`; its place in `mi_option_e` of the bundled v3 `mimalloc.h`).
-const MI_OPTION_PURGE_DECOMMITS: libmimalloc_sys::mi_option_t = 5;
-
-/// Has mimalloc give back memory it no longer uses with `MADV_FREE` instead of
-/// decommitting it (`MADV_DONTNEED`). A decommitted page is zeroed by the kernel when
-/// it is next touched, and records flow from parser threads to the table sink and are
-/// freed there, so a replay kept re-faulting the same memory (about 20k page faults
-/// per 1M events; 8.5–12k with this). The kernel still reclaims `MADV_FREE` pages
-/// under memory pressure. `MIMALLOC_PURGE_DECOMMITS=1` in the environment restores
-/// mimalloc's default: an environment setting wins over this one.
-fn tune_allocator() {
-    // SAFETY: called once, first thing in `main`, before any other thread exists
-    // (mimalloc's option setters are not thread safe).
-    unsafe { libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DECOMMITS, 0) };
-}
-
 fn main() -> ExitCode {
-    tune_allocator();
+    lineage_replay::tune_allocator();
     let args = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("LINEAGE_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if args.verbose { "debug" } else { "warn" })
@@ -52,24 +35,5 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_allocator_gives_memory_back_without_decommitting_it() {
-        // In the bundled mimalloc.h, `purge_decommits` comes right before
-        // `allow_large_os_pages`, which libmimalloc-sys does export.
-        assert_eq!(
-            MI_OPTION_PURGE_DECOMMITS + 1,
-            libmimalloc_sys::mi_option_large_os_pages
-        );
-        tune_allocator();
-        // SAFETY: reading an option; this test is the only code that sets one.
-        let value = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DECOMMITS) };
-        assert_eq!(value, 0);
     }
 }

@@ -7,6 +7,7 @@
 //! lives in `lineage-graph`, `lineage-detect` and `lineage-sinks`.
 #![warn(missing_docs, unreachable_pub)]
 
+mod alloc;
 pub mod checkpoint;
 mod inputs;
 pub mod live;
@@ -16,6 +17,7 @@ mod run;
 mod s3;
 mod stage;
 
+pub use alloc::tune_allocator;
 pub use inputs::{expand_inputs, split_s3_inputs, InputFile};
 pub use merge::{MergeCursor, MergeStats};
 pub use parse::{parse_buffer, parse_file, ParsedFile};
