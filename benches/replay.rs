@@ -126,7 +126,8 @@ fn estate(events: u64) -> (usize, u32, u32) {
 fn main() {
     // The allocator settings of the `lineage` binary, so the replay measured here
     // allocates as the command does.
-    lineage_replay::tune_allocator();
+    // SAFETY: the first thing `main` does; no other thread exists yet.
+    unsafe { lineage_replay::tune_allocator() };
     let args: Vec<String> = std::env::args().collect();
     if !args.iter().any(|a| a == "--bench") && arg(&args, "--events").is_none() {
         // `cargo bench` passes `--bench`; `cargo test --benches` does not, and then

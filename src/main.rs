@@ -20,7 +20,8 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    lineage_replay::tune_allocator();
+    // SAFETY: the first thing `main` does; no other thread exists yet.
+    unsafe { lineage_replay::tune_allocator() };
     let args = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("LINEAGE_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if args.verbose { "debug" } else { "warn" })

@@ -13,11 +13,14 @@ const MI_OPTION_PURGE_DECOMMITS: libmimalloc_sys::mi_option_t = 5;
 /// under memory pressure. `MIMALLOC_PURGE_DECOMMITS=1` in the environment restores
 /// mimalloc's default: an environment setting wins over this one.
 ///
-/// Call it first thing in `main`, before any other thread exists (mimalloc's option
-/// setters are not thread safe). It changes nothing when mimalloc is not the global
-/// allocator.
-pub fn tune_allocator() {
-    // SAFETY: see above; the caller runs this before starting threads.
+/// It changes nothing when mimalloc is not the global allocator.
+///
+/// # Safety
+///
+/// mimalloc's option setters are not thread safe: call this first thing in `main`,
+/// before any other thread exists (one that could allocate and so read the option).
+pub unsafe fn tune_allocator() {
+    // SAFETY: the caller guarantees no other thread is running.
     unsafe { libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DECOMMITS, 0) };
 }
 
@@ -33,9 +36,12 @@ mod tests {
             MI_OPTION_PURGE_DECOMMITS + 1,
             libmimalloc_sys::mi_option_large_os_pages
         );
-        tune_allocator();
-        // SAFETY: reading an option; this test is the only code that sets one.
-        let value = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DECOMMITS) };
+        // SAFETY: mimalloc is not this test binary's global allocator, and this test
+        // is the only code that sets or reads an option.
+        let value = unsafe {
+            tune_allocator();
+            libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DECOMMITS)
+        };
         assert_eq!(value, 0);
     }
 }
