@@ -11,7 +11,10 @@
 //! 4. the same path without the Parquet tables (one thread), to show what they cost;
 //! 5. the full path over all four sources' logs (one thread).
 //!
-//! Every measurement runs `--repeat` times (default 3) and reports its median time.
+//! Every measurement runs `--repeat` times and reports its median time (default 3 runs,
+//! 7 up to 200k events, where a run takes about a second). The typed baseline and the
+//! one-thread replay alternate run by run, and each such pair's ratio is reported too
+//! (`typed_replay_pairs`): the two runs of a pair share the machine's phase.
 //!
 //! It prints one markdown table row per measurement and, with `--json FILE`, writes the
 //! figures for `scripts/bench.sh` (which renders them into BENCHMARKS.md). The data in
@@ -147,10 +150,10 @@ fn main() {
         .unwrap_or_else(|| std::env::temp_dir().join(format!("lineage-bench-{events}")));
     let json_out = arg(&args, "--json").map(PathBuf::from);
     // Each measurement is repeated and its median time reported: on a shared 2-core
-    // machine one run can be 10–20% off.
+    // machine one run can be 10–20% off, and a small size's runs are cheap to repeat.
     let repeat: usize = arg(&args, "--repeat")
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
+        .unwrap_or(if events <= 200_000 { 7 } else { 3 })
         .max(1);
 
     let (agents, days, calls_per_agent_day) = estate(events);
@@ -275,6 +278,19 @@ fn main() {
             replay_one.push(run_once(vec![logs.clone()], 1, dir.join("out-1"), true));
         }
     }
+    // Each round's own ratio: the two runs of a round share the machine's phase, so
+    // the spread of these says how far the ratio of the medians can be trusted.
+    let pairs: Vec<serde_json::Value> = typed_times
+        .iter()
+        .zip(&replay_one)
+        .map(|(&typed, (replay, summary))| {
+            json!({
+                "typed_secs": typed,
+                "replay_secs": replay,
+                "ratio": (summary.read as f64 / replay) / (n as f64 / typed),
+            })
+        })
+        .collect();
     let typed_secs = median(typed_times);
     let typed = row(
         "baseline: gunzip + typed struct",
@@ -307,6 +323,14 @@ fn main() {
         if t == 1 {
             let ratio = (summary.read as f64 / secs) / (n as f64 / typed_secs);
             println!("| ratio: replay(1 thread) / typed baseline | 1 | | | {ratio:.2} | | |");
+            let per_round: Vec<f64> = pairs.iter().filter_map(|p| p["ratio"].as_f64()).collect();
+            let (low, high) = per_round
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
+            println!(
+                "| ratio per round (typed run, then replay run): {} rounds, {low:.2}–{high:.2} | 1 | | | | | |",
+                per_round.len()
+            );
         }
         rows.push(r.clone());
         replays.push(r);
@@ -376,6 +400,7 @@ fn main() {
             "cloudtrail_gz_bytes": compressed,
             "value": value,
             "typed": typed,
+            "typed_replay_pairs": pairs,
             "replay": replays,
             "all_sources": all,
             "no_tables": notables,
