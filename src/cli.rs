@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
-use lineage_core::{Inventory, Source};
-use lineage_detect::DetectorsConfig;
-use lineage_ingest::ParseLimits;
+use clap::{Parser, Subcommand};
+use lineage_core::Inventory;
+use lineage_ingest::connect::SourceChoice;
+use lineage_pipeline::{Pipeline, Settings};
 use lineage_replay::{replay, ReplayConfig};
 use lineage_sinks::{render_alert, render_summary, JsonLinesSink};
 
@@ -104,10 +104,14 @@ enum Command {
     ///
     /// Example: lineage ingest auto --from logs/ --to kafka --brokers 127.0.0.1:9092
     Ingest(crate::ingest_cmd::IngestArgs),
-    /// Run the live pipeline (`[bus]`, `[run]` in --config): on the Kafka bus every
-    /// stage is a consumer group, so more processes share the partitions.
+    /// Run the live pipeline: follow the `[[source]]`s of --config, attribute, detect,
+    /// alert the `[alerts]` sinks and respond, until SIGTERM.
     ///
-    /// Example: lineage run --config lineage.toml --stages normalize,graph,detect,sinks
+    /// On the embedded bus (the default) everything runs in this process; with
+    /// `[bus] kind = "kafka"` every stage is a consumer group, so more processes
+    /// share the partitions. See README "Running live".
+    ///
+    /// Example: lineage run --config lineage.toml
     Run(crate::run_cmd::RunArgs),
 }
 
@@ -124,8 +128,8 @@ struct ReplayArgs {
     #[arg(long, short, value_name = "DIR")]
     out: PathBuf,
     /// Source format of the inputs; `auto` sniffs each file's field names.
-    #[arg(long, value_enum, default_value_t = SourceArg::Auto)]
-    source: SourceArg,
+    #[arg(long, value_enum, default_value_t = SourceChoice::Auto)]
+    source: SourceChoice,
     /// Also write every attributed event to events.jsonl.
     #[arg(long)]
     events: bool,
@@ -200,6 +204,9 @@ enum ActionsCommand {
     Approve {
         /// Id or idempotency key.
         id: String,
+        /// Who approves (recorded in the ledger).
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
     },
     /// Reject a queued request; it is recorded and never executed.
     Reject {
@@ -208,28 +215,10 @@ enum ActionsCommand {
         /// Why (recorded in the ledger).
         #[arg(long, default_value = "rejected")]
         reason: String,
+        /// Who rejects (recorded in the ledger).
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
     },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum SourceArg {
-    Auto,
-    Cloudtrail,
-    Entra,
-    Github,
-    Vault,
-}
-
-impl SourceArg {
-    pub(crate) fn source(self) -> Option<Source> {
-        match self {
-            SourceArg::Auto => None,
-            SourceArg::Cloudtrail => Some(Source::CloudTrail),
-            SourceArg::Entra => Some(Source::Entra),
-            SourceArg::Github => Some(Source::GitHub),
-            SourceArg::Vault => Some(Source::Vault),
-        }
-    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -277,7 +266,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Actions { command, config } => run_actions(command, config.as_deref()),
         Command::Detectors { defaults } => {
             if defaults {
-                let text = toml::to_string(&FileConfig::default()).context("printing defaults")?;
+                let text = toml::to_string(&Settings::default()).context("printing defaults")?;
                 print!("{text}");
                 return Ok(ExitCode::SUCCESS);
             }
@@ -308,38 +297,16 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// The settings file.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileConfig {
-    /// Directory of Sigma rules (same as --sigma-rules).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    sigma_rules: Option<PathBuf>,
-    /// Detector settings.
-    #[serde(default)]
-    pub(crate) detectors: DetectorsConfig,
-    /// Response: revocation policy, ledger and executors (dry-run by default).
-    #[serde(default)]
-    response: lineage_sinks::response::ResponseConfig,
-    /// SOC alert sinks beyond `alerts.jsonl`: rotated JSON lines, OCSF, webhooks,
-    /// Slack; failing HTTP sinks retry and spool to disk.
-    #[serde(default)]
-    pub(crate) alerts: lineage_sinks::alerts::AlertSinksConfig,
-    /// How the live pipeline's stages are connected (`lineage run`, `lineage ingest`).
-    #[serde(default)]
-    pub(crate) bus: lineage_replay::live::BusConfig,
-    /// `lineage run`: metrics address, inventory, inputs (embedded bus), out dir.
-    #[serde(default)]
-    pub(crate) run: lineage_replay::live::RunConfig,
+pub(crate) fn load_settings(path: &Path) -> Result<Settings> {
+    Ok(Settings::load(path)?)
 }
 
-pub(crate) fn load_settings(path: &Path) -> Result<FileConfig> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+/// The settings of `--config`, or the defaults.
+pub(crate) fn settings_or_default(path: Option<&Path>) -> Result<Settings> {
+    path.map_or_else(|| Ok(Settings::default()), load_settings)
 }
 
-fn load_sigma(dir: &Path) -> Result<lineage_detect::sigma::SigmaRules> {
+pub(crate) fn load_sigma(dir: &Path) -> Result<lineage_detect::sigma::SigmaRules> {
     let (rules, problems) = lineage_detect::sigma::SigmaRules::load_dir(dir)
         .with_context(|| format!("reading Sigma rules from {}", dir.display()))?;
     eprintln!(
@@ -369,13 +336,13 @@ fn status_counts(actions: &[lineage_core::Action]) -> String {
 }
 
 fn run_revoke(args: RevokeArgs) -> Result<ExitCode> {
-    let mut settings = match &args.config {
-        Some(path) => load_settings(path)?,
-        None => FileConfig::default(),
-    };
+    let mut settings = settings_or_default(args.config.as_deref())?;
     if args.dry_run {
         settings.response.policy.dry_run = true;
     }
+    let response = settings.response.clone();
+    let ledger = settings.ledger();
+    let pipeline = Pipeline::new(settings, load_inventory(&args.inventory)?, None);
     let temp;
     let out = match &args.out {
         Some(d) => d.clone(),
@@ -385,15 +352,13 @@ fn run_revoke(args: RevokeArgs) -> Result<ExitCode> {
         }
     };
     let output = replay(&ReplayConfig {
+        pipeline: std::sync::Arc::new(pipeline),
         inputs: args.inputs.clone(),
         source: None,
-        inventory: load_inventory(&args.inventory)?,
-        detectors: settings.detectors.clone(),
         out_dir: out,
         write_events: false,
         threads: 0,
-        limits: ParseLimits::default(),
-        sigma: None,
+        respond: false,
         detector_state: None,
         sweep_owner: Some(args.owner.clone()),
         tables: None,
@@ -426,14 +391,17 @@ fn run_revoke(args: RevokeArgs) -> Result<ExitCode> {
             }
         );
     }
-    let mut responder = lineage_sinks::response::build_responder(&settings.response)
+    let mut responder = lineage_respond::build_responder(&response, &ledger)
         .context("opening the response ledger")?;
+    responder
+        .reconcile()
+        .context("settling interrupted revocations in the ledger")?;
     let mut results = Vec::new();
     for item in items {
         match item.action {
             Some(action) => {
                 let a = responder
-                    .submit(action, "operator")
+                    .submit(action)
                     .context("recording in the ledger")?;
                 println!(
                     "  {:<44} {:?}: {}",
@@ -452,23 +420,21 @@ fn run_revoke(args: RevokeArgs) -> Result<ExitCode> {
     println!(
         "response: {} ({})",
         status_counts(&results),
-        settings.response.ledger.display()
+        ledger.display()
     );
     Ok(ExitCode::SUCCESS)
 }
 
 fn run_actions(command: ActionsCommand, config: Option<&Path>) -> Result<ExitCode> {
-    let settings = match config {
-        Some(path) => load_settings(path)?,
-        None => FileConfig::default(),
-    };
-    let mut responder = lineage_sinks::response::build_responder(&settings.response)
+    let settings = settings_or_default(config)?;
+    let ledger = settings.ledger();
+    let mut responder = lineage_respond::build_responder(&settings.response, &ledger)
         .context("opening the response ledger")?;
     match command {
         ActionsCommand::List => {
             let entries: Vec<_> = responder.ledger().entries().cloned().collect();
             if entries.is_empty() {
-                println!("no actions in {}", settings.response.ledger.display());
+                println!("no actions in {}", ledger.display());
             }
             for e in entries {
                 println!(
@@ -482,12 +448,12 @@ fn run_actions(command: ActionsCommand, config: Option<&Path>) -> Result<ExitCod
                 );
             }
         }
-        ActionsCommand::Approve { id } => {
-            let a = responder.approve(&id)?;
+        ActionsCommand::Approve { id, by } => {
+            let a = responder.approve(&id, &by)?;
             println!("{:?}: {}", a.status, a.result.as_deref().unwrap_or(""));
         }
-        ActionsCommand::Reject { id, reason } => {
-            let a = responder.reject(&id, &reason)?;
+        ActionsCommand::Reject { id, reason, by } => {
+            let a = responder.reject(&id, &reason, &by)?;
             println!("{:?}: {}", a.status, a.result.as_deref().unwrap_or(""));
         }
     }
@@ -506,88 +472,50 @@ fn run_replay(args: ReplayArgs) -> Result<ExitCode> {
             Inventory::default()
         }
     };
-    let settings = match &args.config {
-        Some(path) => load_settings(path)?,
-        None => FileConfig::default(),
-    };
+    let mut settings = settings_or_default(args.config.as_deref())?;
+    settings.run.max_record_bytes = args.max_record_bytes;
     let sigma = match args.sigma_rules.as_ref().or(settings.sigma_rules.as_ref()) {
         Some(dir) => Some(std::sync::Arc::new(load_sigma(dir)?)),
         None => None,
     };
+    let ledger = settings.ledger();
+    let pipeline = Pipeline::new(settings, inventory, sigma);
     let config = ReplayConfig {
+        pipeline: std::sync::Arc::new(pipeline),
         inputs: args.inputs,
         source: args.source.source(),
-        inventory,
-        detectors: settings.detectors,
         out_dir: args.out.clone(),
         write_events: args.events,
         threads: args.threads,
-        limits: ParseLimits {
-            max_record_bytes: args.max_record_bytes,
-        },
-        sigma,
+        respond: args.respond,
         detector_state: args.detector_state.clone(),
         sweep_owner: None,
-        tables: (!args.no_tables).then(|| args.out.join(lineage_sinks::tables::TABLES_DIR)),
+        tables: (!args.no_tables).then(|| args.out.join(lineage_tables::TABLES_DIR)),
         archive: args.archive.options()?,
     };
-    let mut output = replay(&config).context("replay failed")?;
+    let output = replay(&config).context("replay failed")?;
     if args.respond && !output.actions.is_empty() {
-        let mut responder = lineage_sinks::response::build_responder(&settings.response)
-            .context("opening the response ledger")?;
-        let mut done = Vec::with_capacity(output.actions.len());
-        for action in std::mem::take(&mut output.actions) {
-            // Keys are `kind:credential:detector:owner`; credential ids may contain `:`.
-            let by = action
-                .idempotency_key
-                .rsplit(':')
-                .nth(1)
-                .unwrap_or("detector")
-                .to_owned();
-            done.push(
-                responder
-                    .submit(action, &by)
-                    .context("recording in the ledger")?,
-            );
-        }
-        let mut sink = JsonLinesSink::create(&args.out.join("actions.jsonl"))?;
-        for a in &done {
-            sink.write(a)?;
-        }
-        sink.flush()?;
         eprintln!(
             "response: {} request(s) through the policy ({}); ledger {}",
-            done.len(),
-            status_counts(&done),
-            settings.response.ledger.display()
+            output.actions.len(),
+            status_counts(&output.actions),
+            ledger.display()
         );
-        output.actions = done;
     }
-    if !settings.alerts.sinks.is_empty() {
-        let spool = settings
-            .alerts
-            .spool_dir
-            .clone()
-            .unwrap_or_else(|| args.out.join("spool"));
-        let mut fanout = lineage_sinks::alerts::AlertFanout::build(&settings.alerts, &spool)
-            .context("building the alert sinks")?;
-        let _ = fanout.flush_spool();
-        let mut failures = 0;
-        for a in &output.alerts {
-            if let Err(e) = fanout.send(a) {
-                failures += 1;
-                eprintln!("alert sinks: {e:#}");
-            }
+    for st in &output.alert_sinks {
+        eprintln!(
+            "alert sink {} ({}): {} delivered, {} spooled, {} pending in spool, {} rejected, {} refused by a full spool",
+            st.name, st.kind, st.delivered, st.spooled, st.pending, st.rejected, st.spool_refused
+        );
+    }
+    if !output.undelivered.is_empty() {
+        for u in &output.undelivered {
+            eprintln!("alert sinks: {u}");
         }
-        for st in fanout.stats() {
-            eprintln!(
-                "alert sink {} ({}): {} delivered, {} spooled, {} pending in spool, {} rejected, {} refused by a full spool",
-                st.name, st.kind, st.delivered, st.spooled, st.pending, st.rejected, st.spool_refused
-            );
-        }
-        if failures > 0 {
-            anyhow::bail!("{failures} alert(s) could not be delivered nor spooled (see above)");
-        }
+        anyhow::bail!(
+            "{} alert(s) could not be delivered nor spooled (see above)",
+            output.undelivered.len()
+        );
     }
     if args.alerts_jsonl {
         eprint!("{}", render_summary(&output.summary));

@@ -6,8 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use lineage_core::AttributedEvent;
-use lineage_detect::DetectorsConfig;
-use lineage_ingest::ParseLimits;
+use lineage_pipeline::{Pipeline, Settings};
 use lineage_replay::{replay, ReplayConfig};
 use lineage_sim::{GroundTruth, SimConfig, SimReport};
 use lineage_sinks::{render_alert, render_summary};
@@ -83,23 +82,22 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
         "\n== replaying {} (CloudTrail, Entra ID, GitHub, Vault) through parse → graph → detect → sinks",
         dir.join("sim").display()
     );
+    let pipeline = Pipeline::new(Settings::default(), load_inventory(&sim.inventory)?, None);
     let output = replay(&ReplayConfig {
+        pipeline: std::sync::Arc::new(pipeline),
         inputs: sim
             .log_dirs
             .iter()
             .map(|d| d.display().to_string())
             .collect(),
         source: None,
-        inventory: load_inventory(&sim.inventory)?,
-        detectors: DetectorsConfig::default(),
         out_dir: out_dir.clone(),
         write_events: true,
         threads: 0,
-        limits: ParseLimits::default(),
-        sigma: None,
+        respond: false,
         detector_state: None,
         sweep_owner: None,
-        tables: Some(out_dir.join(lineage_sinks::tables::TABLES_DIR)),
+        tables: Some(out_dir.join(lineage_tables::TABLES_DIR)),
         archive: Default::default(),
     })
     .context("replaying the simulated logs")?;

@@ -14,9 +14,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use lineage_replay::live::{ingest_to_kafka, BusConfig, IngestConfig, RawProducer};
+use lineage_ingest::connect::ConnectorSpec;
+use lineage_pipeline::kafka::{ingest_to_kafka, BusConfig, IngestConfig, RawProducer};
 
-use crate::connect_cmd::{ConnectKind, LoopArgs};
+use lineage_pipeline::land::{follow, LandOptions};
 
 /// Arguments of `lineage ingest`.
 #[derive(Debug, clap::Args)]
@@ -40,7 +41,7 @@ pub(crate) struct IngestArgs {
     /// Source of the records: cloudtrail, entra, github, vault, or auto (sniff each
     /// file; with a connector, the connector's source).
     #[arg(value_enum)]
-    source: crate::cli::SourceArg,
+    source: lineage_ingest::connect::SourceChoice,
     /// Files, directories, quoted globs, or `-` for standard input.
     #[arg(long, num_args = 1.., value_name = "PATH|DIR|GLOB|-")]
     from: Vec<String>,
@@ -67,9 +68,9 @@ pub(crate) struct IngestArgs {
     #[arg(long, value_name = "N")]
     rate: Option<u64>,
     #[command(flatten)]
-    run: LoopArgs,
+    run: LandOptions,
     #[command(subcommand)]
-    connector: Option<ConnectKind>,
+    connector: Option<ConnectorSpec>,
 }
 
 /// Applies `--brokers` and `-X key=value` to the bus settings.
@@ -92,7 +93,7 @@ pub(crate) fn override_bus(
 
 pub(crate) fn run(args: IngestArgs) -> Result<ExitCode> {
     let mut bus = match &args.config {
-        Some(path) => crate::cli::load_settings(path)?.bus,
+        Some(path) => lineage_pipeline::Settings::load(path)?.bus,
         None => BusConfig::default(),
     };
     override_bus(&mut bus, args.brokers.as_deref(), &args.librdkafka)?;
@@ -112,8 +113,16 @@ pub(crate) fn run(args: IngestArgs) -> Result<ExitCode> {
              `vault-file /var/log/bao/audit.log`), or drop it to ingest files with --from"
         );
     }
+    let files: Vec<String> = if args.from.iter().any(|f| f == "-") {
+        vec!["-".into()]
+    } else {
+        lineage_replay::expand_inputs(&args.from)?
+            .into_iter()
+            .map(|p| p.display().to_string())
+            .collect()
+    };
     let report = ingest_to_kafka(&IngestConfig {
-        inputs: args.from,
+        files,
         source: args.source.source(),
         bus,
         rate: args.rate,
@@ -127,15 +136,14 @@ pub(crate) fn run(args: IngestArgs) -> Result<ExitCode> {
 }
 
 /// Connector → `lineage.raw.<source>`: produce a batch, flush, then ack it.
-fn run_connector(args: &IngestArgs, kind: &ConnectKind, bus: &BusConfig) -> Result<ExitCode> {
+fn run_connector(args: &IngestArgs, kind: &ConnectorSpec, bus: &BusConfig) -> Result<ExitCode> {
     if !args.from.is_empty() {
         bail!("give either --from (files) or a connector, not both");
     }
     if args.rate.is_some() {
         bail!("--rate applies to --from files only");
     }
-    let source = kind.source();
-    if let Some(named) = args.source.source() {
+    if let (Some(source), Some(named)) = (kind.source(), args.source.source()) {
         if named != source {
             bail!("this connector reads {source} records, not {named}: say `lineage ingest {source}` (or `auto`)");
         }
@@ -148,12 +156,11 @@ fn run_connector(args: &IngestArgs, kind: &ConnectKind, bus: &BusConfig) -> Resu
     }
     let mut producer = RawProducer::new(bus).context("connecting to Kafka")?;
     let mut connector = crate::connect_cmd::build(kind, args.from_checkpoint.as_deref())?;
-    let batches =
-        crate::connect_cmd::run_connector(kind, &args.run, connector.as_mut(), |batch| {
-            producer
-                .produce_batch(batch.source, &batch.records, &batch.dead_letters)
-                .context("producing to Kafka (the batch is not acked; it is sent again on restart)")
-        })?;
+    let stop = lineage_pipeline::shutdown_on_signals()?;
+    let batches = follow(kind, &args.run, connector.as_mut(), &stop, |batch| {
+        producer.produce_batch(batch.source, &batch.records, &batch.dead_letters)
+    })
+    .context("producing to Kafka (an unacknowledged batch is sent again on restart)")?;
     let mut report = serde_json::to_value(producer.report()).context("printing the report")?;
     report["batches"] = batches.into();
     report["connector"] = serde_json::to_value(connector.stats())?;

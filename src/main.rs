@@ -21,13 +21,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     // SAFETY: the first thing `main` does; no other thread exists yet.
-    unsafe { lineage_replay::tune_allocator() };
+    unsafe { lineage_pipeline::tune_allocator() };
     let args = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("LINEAGE_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if args.verbose { "debug" } else { "warn" })
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     match cli::run(args) {

@@ -1,24 +1,49 @@
-//! `lineage run`: the live pipeline. With `[bus] kind = "kafka"` each stage
-//! (normalize, graph/detect, sinks) is a consumer group, so a second process with the
-//! same config shares the partitions; with the embedded bus (default) it runs the
-//! `[run] inputs` through the replay pipeline in one process. Serves `/metrics` and
-//! `/health` on `[run] metrics_addr`; SIGTERM finishes the batch, commits, exits 0.
+//! `lineage run`: the live pipeline. It follows the `[[source]]`s of the settings
+//! file, attributes, detects, delivers alerts to the `[alerts]` sinks and sends
+//! revocation requests through the responder, until SIGTERM. On the embedded bus
+//! (the default) every stage runs in this process; with `[bus] kind = "kafka"` each
+//! stage (normalize, graph/detect, sinks with the responder) is a consumer group,
+//! so a second process with the same config shares the partitions. Serves
+//! `/metrics` and `/health` on `[run] metrics_addr`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use lineage_core::Inventory;
-use lineage_replay::live::{self, BusKind, LiveConfig, Metrics, StageName};
-use lineage_replay::{replay, ReplayConfig};
+use lineage_pipeline::kafka::{BusKind, LiveConfig, StageName};
+use lineage_pipeline::{Metrics, Pipeline};
 
 /// Arguments of `lineage run`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "A minimal lineage.toml (README \"Running live\" has one for every source):
+
+  [run]
+  inventory = \"inventory.toml\"
+  out_dir = \"/var/lib/lineage/out\"
+  metrics_addr = \"127.0.0.1:9464\"
+
+  [[source]]
+  kind = \"vault-file\"
+  path = \"/var/log/bao/audit.log\"
+
+  [[source]]
+  kind = \"s3-sqs\"
+  queue_url = \"https://sqs.us-east-1.amazonaws.com/111122223333/cloudtrail\"
+
+  [[alerts.sinks]]
+  type = \"webhook\"
+  url = \"https://soc.example/hooks/lineage\"
+
+Source kinds: s3-sqs, lookup-events, vault-socket, vault-file, github-audit, entra-graph, \
+directory (their settings are the flags of `lineage connect <kind> --help`). Revocation \
+runs through [response] (dry-run unless it is turned off and an allowlist matches)."
+)]
 pub(crate) struct RunArgs {
-    /// Settings file: `[bus]`, `[run]`, `[detectors]`, `[alerts]`.
+    /// Settings file: `[run]`, `[[source]]`, `[detectors]`, `[alerts]`, `[response]`, `[bus]`.
     #[arg(long, short, value_name = "FILE")]
     config: PathBuf,
     /// Stages to run in this process (Kafka bus), comma-separated.
@@ -40,108 +65,61 @@ pub(crate) fn run(args: RunArgs) -> Result<ExitCode> {
     let settings = crate::cli::load_settings(&args.config)?;
     let mut bus = settings.bus.clone();
     crate::ingest_cmd::override_bus(&mut bus, args.brokers.as_deref(), &args.librdkafka)?;
-    let run = settings.run.clone();
-    let inventory = match &run.inventory {
+    let inventory = match &settings.run.inventory {
         Some(p) => crate::cli::load_inventory(p)?,
         None => Inventory::default(),
     };
-    let out_dir = run.out_dir.clone().unwrap_or_else(|| PathBuf::from("out"));
+    let sigma = match &settings.sigma_rules {
+        Some(dir) => Some(Arc::new(crate::cli::load_sigma(dir)?)),
+        None => None,
+    };
     if bus.instance_id.is_none() {
         bus.instance_id = Some(default_instance_id(&args.config));
     }
-    let shutdown = live::shutdown_on_signals().context("signal handlers")?;
+    let metrics_addr = settings.run.metrics_addr.clone();
+    let pipeline = Pipeline::new(settings, inventory, sigma);
+    let shutdown = lineage_pipeline::shutdown_on_signals().context("signal handlers")?;
     let metrics = Arc::new(Metrics::default());
-    let http = match &run.metrics_addr {
+    let http = match &metrics_addr {
         Some(addr) => {
-            let (bound, handle) = live::serve_metrics(addr, metrics.clone(), shutdown.clone())?;
+            let (bound, handle) =
+                lineage_pipeline::http::serve(addr, metrics.clone(), shutdown.clone())?;
             eprintln!("metrics: http://{bound}/metrics and /health");
             Some(handle)
         }
         None => None,
     };
     let result = match bus.kind {
-        BusKind::Kafka => live::run_kafka(&LiveConfig {
+        BusKind::Kafka => lineage_pipeline::kafka::run_kafka(&LiveConfig::new(
+            &pipeline,
             bus,
-            stages: args.stages,
-            inventory,
-            detectors: settings.detectors.clone(),
-            alert_sinks: settings.alerts.clone(),
-            out_dir,
-            batch: if run.batch == 0 { 2000 } else { run.batch },
-            poll: Duration::from_millis(if run.poll_ms == 0 { 200 } else { run.poll_ms }),
-            source_idle: Duration::from_millis(match run.source_idle_ms {
-                0 => 2000,
-                n => n,
-            }),
-            max_hold: Duration::from_millis(match run.max_hold_ms {
-                0 => 30_000,
-                n => n,
-            }),
-            tables: !run.no_tables,
-            metrics: metrics.clone(),
-            shutdown: shutdown.clone(),
-        })
+            args.stages,
+            metrics.clone(),
+            shutdown.clone(),
+        ))
         .map_err(anyhow::Error::from),
-        BusKind::Embedded => run_embedded(
-            &run.inputs,
-            inventory,
-            &settings,
-            out_dir,
-            !run.no_tables,
-            &metrics,
-        ),
+        BusKind::Embedded => {
+            lineage_pipeline::embedded::run(&pipeline, metrics.clone(), shutdown.clone())
+                .map(|report| {
+                    let s = &report.summary;
+                    eprintln!(
+                        "run (embedded): {} read = {} normalized + {} dead-lettered, {} alerts, {} duplicates skipped after a restart; outputs in {}",
+                        s.read,
+                        s.normalized,
+                        s.dead_lettered,
+                        s.alerts,
+                        report.duplicates_skipped,
+                        pipeline.settings.run.out_dir.display()
+                    );
+                })
+                .map_err(anyhow::Error::from)
+        }
     };
     shutdown.store(true, Ordering::SeqCst);
     if let Some(h) = http {
         let _ = h.join();
     }
     result.map(|_| ExitCode::SUCCESS)
-}
-
-fn run_embedded(
-    inputs: &[String],
-    inventory: Inventory,
-    settings: &crate::cli::FileConfig,
-    out_dir: PathBuf,
-    tables: bool,
-    metrics: &Metrics,
-) -> Result<()> {
-    anyhow::ensure!(
-        !inputs.is_empty(),
-        "the embedded bus needs `[run] inputs` (files, directories or globs); set `[bus] kind = \"kafka\"` to consume topics"
-    );
-    metrics.set_ready("embedded", true);
-    let output = replay(&ReplayConfig {
-        inputs: inputs.to_vec(),
-        source: None,
-        inventory,
-        detectors: settings.detectors.clone(),
-        out_dir: out_dir.clone(),
-        write_events: false,
-        threads: 0,
-        limits: Default::default(),
-        sigma: None,
-        detector_state: None,
-        sweep_owner: None,
-        tables: tables.then(|| out_dir.join(lineage_sinks::tables::TABLES_DIR)),
-        archive: Default::default(),
-    })
-    .context("embedded pipeline failed")?;
-    for (source, c) in &output.summary.by_source {
-        metrics.count("embedded", source, "in", c.read);
-        metrics.count("embedded", source, "out", c.normalized);
-        metrics.count("embedded", source, "dead_lettered", c.dead_lettered);
-    }
-    for a in &output.alerts {
-        metrics.alert(&a.detector);
-    }
-    eprintln!(
-        "run (embedded): {} read, {} alerts, outputs in {}",
-        output.summary.read,
-        output.alerts.len(),
-        out_dir.display()
-    );
-    Ok(())
 }
 
 /// The static group member name of this process when `[bus] instance_id` is unset:

@@ -14,16 +14,14 @@
 //! Needs `tansu`: `LINEAGE_TANSU_BIN` (scripts/test.sh exports it) or on PATH.
 
 mod common;
-#[path = "common/tansu.rs"]
-mod tansu;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use lineage_test_support::{read_topic, Tansu};
 use serde_json::Value;
-use tansu::{read_topic, Tansu};
 
 /// Copies of the 49-line OpenBao session: ~2,000 lines, ~3 MB.
 const COPIES: usize = 40;

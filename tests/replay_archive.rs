@@ -3,8 +3,6 @@
 //! its documented memory bound; `--since`/`--until` cut the replay.
 
 mod common;
-#[path = "common/moto.rs"]
-mod moto;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -52,7 +50,7 @@ fn replay_from_s3_equals_replay_from_disk() {
         .collect();
     assert!(log_dirs.len() >= 2, "simulator wrote {log_dirs:?}");
 
-    let moto = moto::Moto::start();
+    let moto = lineage_test_support::Moto::start();
     moto.create_bucket("archive");
     let mut files = Vec::new();
     for d in &log_dirs {

@@ -137,12 +137,21 @@ fn operator_sweep_queues_then_approve_and_reject_by_id() {
             pending[1],
             "--reason",
             "break-glass",
+            "--by",
+            "analyst-kim",
             "--config",
             "lineage.toml",
         ],
     );
     common::assert_exit(&rejected, 0);
-    assert!(String::from_utf8_lossy(&rejected.stdout).contains("rejected by operator: break-glass"));
+    assert!(
+        String::from_utf8_lossy(&rejected.stdout).contains("rejected by analyst-kim: break-glass")
+    );
+    // The ledger records who decided.
+    let ledger = common::jsonl(&dir.path().join("state/ledger.jsonl"));
+    let decided = ledger.last().unwrap();
+    assert_eq!(decided["actor"], "analyst-kim", "{decided}");
+    assert_eq!(decided["action"]["status"], "refused");
     // A request that is no longer pending cannot be approved.
     let again = lineage(
         dir.path(),

@@ -139,6 +139,10 @@ pub enum ActionStatus {
     PendingApproval,
     /// Refused by policy (denylist, not allowlisted, rate limit).
     Refused,
+    /// The executor is being called: the ledger's intent record, written (and
+    /// fsynced) before the call. Left alone by a crash, it is reconciled with the
+    /// provider on the next start.
+    Executing,
     /// Executed successfully.
     Done,
     /// Executed and failed.
@@ -156,6 +160,10 @@ pub struct Action {
     pub credential: CredentialRef,
     /// Why (the alert id or the operator's reason).
     pub reason: String,
+    /// Who asked: the detector that raised it, or `operator` for a manual sweep. The
+    /// response policy's per-detector mode reads this field.
+    #[serde(default)]
+    pub detector: String,
     /// When it was requested.
     pub requested_at: DateTime<Utc>,
     /// Current status.

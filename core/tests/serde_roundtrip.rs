@@ -169,6 +169,7 @@ fn attributed_event_alert_and_action_round_trip() {
         kind: ActionKind::DeactivateAwsAccessKey,
         credential: sample_use().credential.unwrap(),
         reason: "owner departed".into(),
+        detector: "departed-owner".into(),
         requested_at: t,
         status: ActionStatus::DryRun,
         result: None,

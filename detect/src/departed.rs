@@ -142,6 +142,7 @@ pub fn revocation_request(
         kind,
         credential: cred.clone(),
         reason,
+        detector: by.to_owned(),
         requested_at: at,
         status: ActionStatus::Requested,
         result: None,

@@ -5,13 +5,15 @@
 //! counts add up (`read = normalized + dead_lettered`). Secret values are never
 //! deserialized, so they cannot leak past this crate.
 //!
-//! Live connectors (S3+SQS, API pollers, socket listeners) will live here too; they
-//! hand bytes to the same [`parse_bytes`] entry point.
+//! The live connectors ([`connect`]: S3+SQS, LookupEvents, the Vault/OpenBao socket
+//! and file devices, the GitHub and Entra APIs, a delivery directory) live here too;
+//! what they hand out is normalized through the same [`parse_bytes`] entry point.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod cloudtrail;
 pub mod connect;
 pub mod entra;
+pub mod files;
 pub mod framing;
 pub mod github;
 mod lenient;

@@ -16,9 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region};
@@ -31,94 +29,7 @@ use lineage_ingest::connect::s3_sqs::{S3SqsConfig, S3SqsConnector};
 use lineage_ingest::connect::{single_line, Connector, RawBatch};
 use lineage_ingest::{parse_bytes, CloudTrailParser, ParseLimits};
 
-const INSTALL_HINT: &str = "moto_server not found: run `scripts/services/moto.sh install` and \
-     export LINEAGE_MOTO_SERVER=<the path it prints> (scripts/test.sh does both)";
-
-struct Moto {
-    child: Child,
-    endpoint: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("LINEAGE_MOTO_SERVER").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "LINEAGE_MOTO_SERVER={} does not exist. {INSTALL_HINT}",
-            p.display()
-        );
-        return p;
-    }
-    std::env::var_os("PATH")
-        .and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|d| d.join("moto_server"))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| panic!("{INSTALL_HINT}"))
-}
-
-impl Moto {
-    fn start() -> Self {
-        let bin = moto_binary();
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("moto.log");
-        let mut last = String::new();
-        for _ in 0..3 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let out = std::fs::File::create(&log).unwrap();
-            let mut child = Command::new(&bin)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().unwrap())
-                .stderr(out)
-                .spawn()
-                .unwrap_or_else(|e| panic!("starting {}: {e}. {INSTALL_HINT}", bin.display()));
-            let endpoint = format!("http://127.0.0.1:{port}");
-            let agent = ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(2))
-                .build();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            let mut ready = false;
-            while Instant::now() < deadline {
-                if let Some(status) = child.try_wait().unwrap() {
-                    last = format!(
-                        "moto_server exited ({status}): {}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    );
-                    break;
-                }
-                if agent.get(&format!("{endpoint}/moto-api/")).call().is_ok() {
-                    ready = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if ready {
-                return Moto {
-                    child,
-                    endpoint,
-                    _dir: dir,
-                };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("moto did not start: {last}");
-    }
-}
+use lineage_test_support::Moto;
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

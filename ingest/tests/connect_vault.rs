@@ -8,119 +8,37 @@
 //! once through each connector, and both connectors see the same set.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lineage_ingest::connect::file_tail::{FileTailConfig, FileTailConnector};
 use lineage_ingest::connect::vault_socket::{VaultSocketConfig, VaultSocketListener};
 use lineage_ingest::connect::{CheckpointStore, Connector, RawBatch};
 use lineage_ingest::{parse_bytes, ParseLimits, VaultParser};
-
-fn bao_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("LINEAGE_BAO_BIN").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "LINEAGE_BAO_BIN={} is not a file; run `scripts/services/openbao.sh install`",
-            p.display()
-        );
-        return p;
-    }
-    std::env::var_os("PATH")
-        .and_then(|path| std::env::split_paths(&path).map(|d| d.join("bao")).find(|p| p.is_file()))
-        .unwrap_or_else(|| {
-            panic!(
-                "the OpenBao binary `bao` was not found: export LINEAGE_BAO_BIN=$(scripts/services/openbao.sh install) \
-                 (scripts/test.sh does this)"
-            )
-        })
-}
+use lineage_test_support::{file_device, socket_device, OpenBao};
 
 struct Bao {
-    child: Child,
+    server: OpenBao,
     addr: String,
     token: String,
     agent: ureq::Agent,
 }
 
-impl Drop for Bao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Bao {
+    /// A dev server with a `file` device writing `audit_log` and a `socket` device
+    /// sending to `socket`.
     fn start(dir: &Path, audit_log: &Path, socket: std::net::SocketAddr) -> Bao {
-        let config = dir.join("openbao.hcl");
-        std::fs::write(
-            &config,
-            format!(
-                "audit \"file\" \"tail\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n\
-                 audit \"socket\" \"sock\" {{\n  options {{\n    address = \"{socket}\"\n    socket_type = \"tcp\"\n  }}\n}}\n",
-                audit_log.display()
-            ),
-        )
-        .unwrap();
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(5))
-            .build();
-        let mut last = String::new();
-        for _ in 0..3 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let token = format!("root-{port}-{}", std::process::id());
-            let log = std::fs::File::create(dir.join("server.log")).unwrap();
-            let child = Command::new(bao_binary())
-                .arg("server")
-                .arg("-dev")
-                .arg(format!("-dev-root-token-id={token}"))
-                .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-                .arg(format!("-config={}", config.display()))
-                .env("HOME", dir)
-                .env_remove("BAO_ADDR")
-                .env_remove("BAO_TOKEN")
-                .env_remove("VAULT_ADDR")
-                .env_remove("VAULT_TOKEN")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("starting bao");
-            let mut bao = Bao {
-                child,
-                addr: format!("http://127.0.0.1:{port}"),
-                token,
-                agent: agent.clone(),
-            };
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline {
-                if let Ok(Some(status)) = bao.child.try_wait() {
-                    last = format!("exited with {status}");
-                    break;
-                }
-                let healthy = agent
-                    .get(&format!("{}/v1/sys/health", bao.addr))
-                    .call()
-                    .is_ok();
-                if healthy && audit_log.exists() {
-                    return bao;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = bao.child.kill();
-            let _ = bao.child.wait();
-            last = format!(
-                "{last}\n{}",
-                std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
-            );
+        let devices = file_device("tail", audit_log) + &socket_device("sock", &socket.to_string());
+        let server = OpenBao::start(dir, &devices, || audit_log.exists());
+        Bao {
+            addr: server.addr.clone(),
+            token: server.root_token.clone(),
+            server,
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(5))
+                .build(),
         }
-        panic!("OpenBao did not start: {last}");
     }
 
     /// Writes and reads `n` KV v2 secrets: 2n audited requests.
@@ -143,7 +61,7 @@ impl Bao {
     fn sighup(&self) {
         let ok = Command::new("kill")
             .arg("-HUP")
-            .arg(self.child.id().to_string())
+            .arg(self.server.pid().to_string())
             .status()
             .unwrap()
             .success();

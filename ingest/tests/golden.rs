@@ -18,15 +18,7 @@ fn golden_dir() -> PathBuf {
 
 /// Every `<name>` with a `<name>.input.json` in the golden directory, sorted.
 fn golden_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(golden_dir())
-        .expect("golden directory exists")
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().into_string().ok()?;
-            name.strip_suffix(".input.json").map(str::to_owned)
-        })
-        .collect();
-    names.sort();
-    names
+    lineage_test_support::golden::names(&golden_dir())
 }
 
 fn normalize(name: &str) -> Value {
@@ -40,43 +32,7 @@ fn normalize(name: &str) -> Value {
 
 #[test]
 fn golden_records_normalize_exactly_as_expected() {
-    let names = golden_names();
-    assert!(
-        names.len() >= 6,
-        "expected at least 6 golden records, found {names:?}"
-    );
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| !v.is_empty() && v != "0");
-    let mut mismatches = Vec::new();
-    for name in &names {
-        let got = normalize(name);
-        let expected_path = golden_dir().join(format!("{name}.expected.json"));
-        if update {
-            let text = serde_json::to_string_pretty(&got).unwrap() + "\n";
-            std::fs::write(&expected_path, text).unwrap();
-            continue;
-        }
-        let text = std::fs::read_to_string(&expected_path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
-                expected_path.display()
-            )
-        });
-        let expected: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()));
-        if got != expected {
-            mismatches.push(format!(
-                "{name}:\n--- expected\n{}\n+++ got\n{}",
-                serde_json::to_string_pretty(&expected).unwrap(),
-                serde_json::to_string_pretty(&got).unwrap()
-            ));
-        }
-    }
-    assert!(
-        mismatches.is_empty(),
-        "{} golden mismatch(es) (UPDATE_GOLDEN=1 rewrites them):\n{}",
-        mismatches.len(),
-        mismatches.join("\n\n")
-    );
+    lineage_test_support::golden::check(&golden_dir(), 6, normalize);
 }
 
 /// Independent of the expected files: secret values in the inputs never reach the output.

@@ -28,12 +28,13 @@
 //! are re-parsed and their released records skipped. The resumed run's outputs equal
 //! an uninterrupted run's (tested by killing a replay with SIGKILL).
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use lineage_core::RunSummary;
-use lineage_sinks::tables::{EventsCursor, TableCursor};
+use lineage_pipeline::state_files;
+use lineage_tables::{EventsCursor, TableCursor};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -129,35 +130,13 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> ReplayError {
     ReplayError::Output(format!("{}: {e}", path.display()))
 }
 
-/// Writes `bytes` to `path` through a temporary name, fsynced, then renamed.
-fn replace_file(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> Result<(), ReplayError> {
-    let tmp = path.with_extension("tmp");
-    let file = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-    let mut out = BufWriter::new(file);
-    write(&mut out).map_err(|e| io_err(&tmp, e))?;
-    let file = out.into_inner().map_err(|e| io_err(&tmp, e.error()))?;
-    file.sync_all().map_err(|e| io_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
-}
-
 /// Writes a gzip-compressed JSON state file (`out/<rel>`), atomically.
 pub(crate) fn write_state_file(
     out_dir: &Path,
     rel: &str,
     write: impl FnOnce(&mut dyn Write) -> serde_json::Result<()>,
 ) -> Result<(), ReplayError> {
-    let path = out_dir.join(rel);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    }
-    replace_file(&path, |out| {
-        let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
-        write(&mut gz).map_err(std::io::Error::other)?;
-        gz.finish().map(|_| ())
-    })
+    state_files::write_gz_json(&out_dir.join(rel), write).map_err(ReplayError::Output)
 }
 
 /// Reads a state file written by [`write_state_file`].
@@ -165,23 +144,12 @@ pub(crate) fn read_state_file<T: DeserializeOwned>(
     out_dir: &Path,
     rel: &str,
 ) -> Result<T, ReplayError> {
-    let path = out_dir.join(rel);
-    let file = std::fs::File::open(&path).map_err(|e| io_err(&path, e))?;
-    let mut text = Vec::new();
-    flate2::read::GzDecoder::new(BufReader::new(file))
-        .read_to_end(&mut text)
-        .map_err(|e| io_err(&path, e))?;
-    serde_json::from_slice(&text)
-        .map_err(|e| io_err(&path, format!("not a replay checkpoint: {e}")))
+    state_files::read_gz_json(&out_dir.join(rel)).map_err(ReplayError::Output)
 }
 
 /// Replaces the manifest, then removes state files of older checkpoints.
 pub(crate) fn write_manifest(out_dir: &Path, manifest: &Manifest) -> Result<(), ReplayError> {
-    let path = out_dir.join(MANIFEST_FILE);
-    replace_file(&path, |out| {
-        serde_json::to_writer_pretty(&mut *out, manifest).map_err(std::io::Error::other)?;
-        out.write_all(b"\n")
-    })?;
+    state_files::write_json(&out_dir.join(MANIFEST_FILE), manifest).map_err(ReplayError::Output)?;
     // State files of older checkpoints go; later ones (the attribute stage runs
     // ahead of the events sink and may have written the next one) stay.
     let current = manifest

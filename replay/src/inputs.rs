@@ -2,37 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::ReplayError;
+use lineage_ingest::files::is_log_file;
 
-/// File names replay reads from directories: JSON, JSON lines, logs, gzip.
-fn is_log_file(path: &Path) -> bool {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    // CloudTrail digest files describe the log files; they hold no events.
-    if name.contains("cloudtrail-digest")
-        || path
-            .components()
-            .any(|c| c.as_os_str() == "CloudTrail-Digest")
-    {
-        return false;
-    }
-    [
-        ".json",
-        ".json.gz",
-        ".jsonl",
-        ".jsonl.gz",
-        ".ndjson",
-        ".ndjson.gz",
-        ".log",
-        ".log.gz",
-        ".gz",
-    ]
-    .iter()
-    .any(|ext| name.ends_with(ext))
-}
+use crate::ReplayError;
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ReplayError> {
     let entries =
@@ -134,46 +106,11 @@ impl InputFile {
     /// (`…/2024/01/02/…`). `None` when the name says nothing: such files are read
     /// before any record is released.
     pub fn time_hint(&self) -> Option<i64> {
-        let name = self.file_name();
-        if let Some(t) = name
-            .split('_')
-            .find_map(|part| chrono::NaiveDateTime::parse_from_str(part, "%Y%m%dT%H%MZ").ok())
-        {
-            return Some(t.and_utc().timestamp_micros());
-        }
-        let day = |y: &str, m: &str, d: &str| {
-            let (y, m, d) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
-            chrono::NaiveDate::from_ymd_opt(y, m, d)
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| t.and_utc().timestamp_micros())
-        };
-        let bytes = name.as_bytes();
-        for start in 0..bytes.len().saturating_sub(9) {
-            if !name.is_char_boundary(start) {
-                continue;
-            }
-            let s = &name[start..];
-            if s.len() >= 10
-                && s.is_char_boundary(10)
-                && s.as_bytes()[4] == b'-'
-                && s.as_bytes()[7] == b'-'
-                && s.as_bytes()[..4].iter().all(u8::is_ascii_digit)
-            {
-                if let Some(t) = day(&s[..4], &s[5..7], &s[8..10]) {
-                    return Some(t);
-                }
-            }
-        }
         let full = match self {
             InputFile::Local(p) => p.to_string_lossy().replace('\\', "/"),
             InputFile::S3 { key, .. } => key.clone(),
         };
-        let parts: Vec<&str> = full.split('/').collect();
-        parts.windows(3).rev().find_map(|w| {
-            (w[0].len() == 4 && w[1].len() == 2 && w[2].len() == 2)
-                .then(|| day(w[0], w[1], w[2]))
-                .flatten()
-        })
+        lineage_ingest::files::time_hint(self.file_name(), &full)
     }
 }
 

@@ -1,31 +1,28 @@
-//! `lineage-replay` runs archived audit logs through the pipeline: it expands
-//! paths, directories and globs into files, decompresses and parses them in
-//! parallel, merges every record into event-time order (lineage-changing records
-//! first within the same second, so a session is known before its first use) and
-//! drives the same attribute → detect → sink stages the live pipeline uses, over the
-//! embedded bus. It owns the stage wiring ([`AttributeStage`]); the stages' logic
-//! lives in `lineage-graph`, `lineage-detect` and `lineage-sinks`.
+//! `lineage-replay` is the archive driver of the one stage graph
+//! (`lineage-pipeline`): it expands paths, directories, globs and `s3://` prefixes
+//! into files, decompresses and normalizes them in parallel, merges every record
+//! into event-time order (lineage-changing records first within the same instant,
+//! so a session is known before its first use), feeds the pipeline's attribute +
+//! detect stage and outputs, and checkpoints so a killed replay resumes. The
+//! stages themselves are the pipeline's; this crate only decides where records
+//! come from and in which order.
 #![warn(missing_docs, unreachable_pub)]
 
-mod alloc;
 pub mod checkpoint;
 mod inputs;
-pub mod live;
 mod merge;
 mod parse;
 mod run;
 mod s3;
-mod stage;
 
-pub use alloc::tune_allocator;
 pub use inputs::{expand_inputs, split_s3_inputs, InputFile};
+pub use lineage_pipeline::normalize::{parse_buffer, parse_file, ParsedFile};
+pub use lineage_pipeline::{AttributeStage, OwnedCredential, StageState};
 pub use merge::{MergeCursor, MergeStats};
-pub use parse::{parse_buffer, parse_file, ParsedFile};
 pub use run::{
     replay, ArchiveOptions, Progress, ProgressHook, ReplayConfig, ReplayOutput, SweepItem,
 };
 pub use s3::S3Archive;
-pub use stage::{AttributeStage, OwnedCredential, StageState};
 
 /// What can stop a replay (bad records never do: they are dead-lettered).
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +45,9 @@ pub enum ReplayError {
     /// A sink failed.
     #[error(transparent)]
     Sink(#[from] lineage_sinks::SinkError),
+    /// A lineage table could not be written.
+    #[error(transparent)]
+    Table(#[from] lineage_tables::TableError),
     /// S3 could not be listed or reached.
     #[error("S3: {0}")]
     S3(String),

@@ -9,19 +9,18 @@ use std::time::Instant;
 
 use lineage_core::bus;
 use lineage_core::summary::SourceCounts;
-use lineage_core::{Action, Alert, AttributedEvent, Inventory, RunSummary, Source};
-use lineage_detect::sigma::SigmaRules;
-use lineage_detect::DetectorsConfig;
-use lineage_ingest::{Normalized, ParseLimits};
-use lineage_sinks::tables::{EventsTable, EventsWritten, LineageTables, TablesOptions};
+use lineage_core::{Action, Alert, AttributedEvent, RunSummary, Source};
+use lineage_ingest::Normalized;
+use lineage_pipeline::{AttributeStage, Pipeline};
+use lineage_sinks::alerts::SinkStats;
 use lineage_sinks::JsonLinesSink;
+use lineage_tables::{EventsTable, EventsWritten, LineageTables, TablesOptions};
 
 use crate::checkpoint::{self, Checkpoint, EventsState, InProgress, Manifest, SinkOffset};
 use crate::merge::{merge, MergeInput, Merged};
-use crate::parse::{parse_input, unreadable};
-use crate::{
-    expand_inputs, split_s3_inputs, AttributeStage, InputFile, ParsedFile, ReplayError, S3Archive,
-};
+use crate::parse::parse_input;
+use crate::{expand_inputs, split_s3_inputs, InputFile, ParsedFile, ReplayError, S3Archive};
+use lineage_pipeline::normalize::unreadable;
 
 /// Records per batch on the embedded bus. A batch of records (about 700 bytes each)
 /// stays within mimalloc's 512 KiB large-object limit: larger blocks get pages of
@@ -36,24 +35,23 @@ const IN_FLIGHT: usize = 8;
 /// Settings of one replay.
 #[derive(Clone, Debug)]
 pub struct ReplayConfig {
+    /// The stage graph's parts: inventory, detectors, Sigma rules, limits, alert
+    /// sinks, responder.
+    pub pipeline: std::sync::Arc<Pipeline>,
     /// Files, directories and globs.
     pub inputs: Vec<String>,
     /// Force a source instead of sniffing each file.
     pub source: Option<Source>,
-    /// The inventory.
-    pub inventory: Inventory,
-    /// Detector settings.
-    pub detectors: DetectorsConfig,
     /// Output directory (created if missing).
     pub out_dir: PathBuf,
     /// Also write every attributed event to `events.jsonl`.
     pub write_events: bool,
     /// Parser threads (0 = one per core).
     pub threads: usize,
-    /// Parser limits.
-    pub limits: ParseLimits,
-    /// Sigma rules evaluated on every raw record of their log source.
-    pub sigma: Option<std::sync::Arc<SigmaRules>>,
+    /// Send the detectors' revocation requests through the responder of
+    /// `[response]` (policy, ledger, executors); otherwise they are recorded as
+    /// requested.
+    pub respond: bool,
     /// Collect everything attributed to this owner (human id, e-mail or any alias) and
     /// prepare revocation requests for it (`lineage revoke --owner`).
     pub sweep_owner: Option<String>,
@@ -142,8 +140,13 @@ pub struct ReplayOutput {
     pub summary: RunSummary,
     /// The alerts (also in `alerts.jsonl`), in order of first sighting.
     pub alerts: Vec<Alert>,
-    /// Revocation requests raised by detectors (also in `actions.jsonl`).
+    /// Revocation requests raised by detectors (also in `actions.jsonl`), with the
+    /// responder's outcome when the replay responded.
     pub actions: Vec<Action>,
+    /// What each `[alerts]` sink did with the alerts.
+    pub alert_sinks: Vec<SinkStats>,
+    /// Alerts a sink could neither deliver nor spool, with why.
+    pub undelivered: Vec<String>,
     /// With `sweep_owner`: the owner it resolved to and each credential of theirs.
     pub sweep: Option<(lineage_core::HumanId, Vec<SweepItem>)>,
 }
@@ -190,7 +193,9 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
         let until = until.timestamp_micros();
         files.retain(|f| lower_bound(f) <= until);
     }
-    let mut stage = AttributeStage::new(&config.inventory, &config.detectors, config.sigma.clone())
+    let pipeline = &config.pipeline;
+    let mut stage = pipeline
+        .attribute_stage()
         .map_err(|e| ReplayError::Stage(e.to_string()))?;
     if let Some(path) = config.detector_state.as_ref().filter(|p| p.exists()) {
         let bad =
@@ -214,7 +219,7 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     if let Some(cp) = &resumed {
         let state = checkpoint::read_state_file(out_dir, &cp.state_file())?;
         stage
-            .restore_state(state, &config.inventory)
+            .restore_state(state, &pipeline.inventory)
             .map_err(|why| ReplayError::Output(format!("restoring the checkpoint: {why}")))?;
         tracing::info!(
             files_done = cp.merge.steps,
@@ -299,8 +304,8 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
                 file,
                 s3.as_ref(),
                 config.source,
-                config.limits,
-                config.sigma.as_deref(),
+                pipeline.limits(),
+                pipeline.sigma.as_deref(),
             )
         };
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
@@ -317,7 +322,7 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
         summary: &'a mut RunSummary,
         progress: &'a mut Progress,
         dead_sink: &'a mut JsonLinesSink,
-        dead_table: &'a mut Option<lineage_sinks::tables::DeadLetterTable>,
+        dead_table: &'a mut Option<lineage_tables::DeadLetterTable>,
     }
     let taken = RefCell::new(Taken {
         summary: &mut summary,
@@ -483,21 +488,38 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     }
     summary.alerts_by_detector = by_detector;
     summary.alerts = alerts.len() as u64;
-    let mut alert_sink = JsonLinesSink::create(&config.out_dir.join("alerts.jsonl"))?;
+    // Alerts and actions leave through the same outputs as in the live modes; a
+    // replay knows the end, so each alert goes out once with its final count.
+    let spool = config.out_dir.join("spool");
+    let mut alert_out = pipeline
+        .alert_output_fresh(&config.out_dir, &spool)
+        .map_err(|e| ReplayError::Output(e.to_string()))?;
+    let mut undelivered = Vec::new();
     for a in &alerts {
-        alert_sink.write(a)?;
+        if let Err(e) = alert_out.deliver(a) {
+            undelivered.push(format!("{}: {e}", a.id));
+        }
     }
-    alert_sink.flush()?;
-    let mut ocsf_sink = JsonLinesSink::create(&config.out_dir.join("alerts.ocsf.jsonl"))?;
-    for a in &alerts {
-        ocsf_sink.write(&lineage_sinks::ocsf::detection_finding(a))?;
+    if let Err(e) = alert_out.finish() {
+        undelivered.push(e.to_string());
     }
-    ocsf_sink.flush()?;
-    let mut action_sink = JsonLinesSink::create(&config.out_dir.join("actions.jsonl"))?;
-    for a in &actions {
-        action_sink.write(a)?;
+    let alert_sinks = alert_out.sink_stats();
+    let mut action_out = pipeline
+        .action_output_fresh(&config.out_dir, config.respond)
+        .map_err(|e| ReplayError::Output(e.to_string()))?;
+    let mut handled = Vec::with_capacity(actions.len());
+    for a in actions {
+        if let Some(done) = action_out
+            .handle(a)
+            .map_err(|e| ReplayError::Output(e.to_string()))?
+        {
+            handled.push(done);
+        }
     }
-    action_sink.flush()?;
+    action_out
+        .sync()
+        .map_err(|e| ReplayError::Output(e.to_string()))?;
+    let actions = handled;
     summary.actions_requested = actions.len() as u64;
     if let (Some(t), Some(mut counts)) = (&tables, table_counts) {
         counts.dead_letters = dead_rows.unwrap_or(0);
@@ -527,6 +549,8 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
         alerts,
         actions,
         sweep,
+        alert_sinks,
+        undelivered,
     })
 }
 
@@ -597,8 +621,8 @@ fn run_fingerprint(config: &ReplayConfig, files: &[InputFile]) -> String {
         .map(|f| format!("{}\0{:?}", f.name(), f.size()).into_bytes())
         .collect();
     parts.push(format!("{:?}", config.source).into_bytes());
-    parts.push(serde_json::to_vec(&config.inventory.file).unwrap_or_default());
-    parts.push(serde_json::to_vec(&config.detectors).unwrap_or_default());
+    parts.push(serde_json::to_vec(&config.pipeline.inventory.file).unwrap_or_default());
+    parts.push(serde_json::to_vec(&config.pipeline.settings.detectors).unwrap_or_default());
     let a = &config.archive;
     parts.push(format!("{:?} {:?} {:?}", a.since, a.until, a.merge_window).into_bytes());
     parts.push(format!("{} {:?}", config.write_events, config.tables).into_bytes());

@@ -13,6 +13,20 @@ pub struct JsonLinesSink {
     target: String,
     out: Counting<Box<dyn Write + Send>>,
     written: u64,
+    /// The file behind `out`, for `sync` (none for stdout).
+    file: Option<File>,
+}
+
+/// Options that create a file readable and writable by its owner only.
+pub fn private_options() -> std::fs::OpenOptions {
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o
 }
 
 /// A writer that counts the bytes it is given.
@@ -43,10 +57,36 @@ impl std::fmt::Debug for JsonLinesSink {
 }
 
 impl JsonLinesSink {
-    /// Creates (truncates) `path`.
+    /// Creates (truncates) `path`, readable by its owner only (outputs hold
+    /// identifiers and, for dead letters, raw records).
     pub fn create(path: &Path) -> Result<Self, SinkError> {
         let target = path.display().to_string();
-        let file = File::create(path).map_err(|source| SinkError::Io {
+        let file = private_options()
+            .write(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|source| SinkError::Io {
+                target: target.clone(),
+                source,
+            })?;
+        Self::over(target, file, 0, 0)
+    }
+
+    /// Opens `path` to append to it (created when missing): what an earlier run of
+    /// a live pipeline wrote stays.
+    pub fn append(path: &Path) -> Result<Self, SinkError> {
+        let target = path.display().to_string();
+        let io = |source| SinkError::Io {
+            target: target.clone(),
+            source,
+        };
+        let file = private_options().append(true).open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        Self::over(target, file, len, 0)
+    }
+
+    fn over(target: String, file: File, bytes: u64, written: u64) -> Result<Self, SinkError> {
+        let sync = file.try_clone().map_err(|source| SinkError::Io {
             target: target.clone(),
             source,
         })?;
@@ -54,10 +94,23 @@ impl JsonLinesSink {
             target,
             out: Counting {
                 inner: Box::new(BufWriter::with_capacity(256 * 1024, file)),
-                bytes: 0,
+                bytes,
             },
-            written: 0,
+            written,
+            file: Some(sync),
         })
+    }
+
+    /// Flushes and fsyncs: once this returns, what was written survives a crash.
+    pub fn sync(&mut self) -> Result<(), SinkError> {
+        self.flush()?;
+        if let Some(f) = &self.file {
+            f.sync_data().map_err(|source| SinkError::Io {
+                target: self.target.clone(),
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     /// Continues `path` after a checkpoint that had flushed `bytes` bytes holding
@@ -70,9 +123,8 @@ impl JsonLinesSink {
             target: target.clone(),
             source,
         };
-        let mut file = std::fs::OpenOptions::new()
+        let mut file = private_options()
             .write(true)
-            .create(true)
             .truncate(false)
             .open(path)
             .map_err(io)?;
@@ -85,14 +137,7 @@ impl JsonLinesSink {
         }
         file.set_len(bytes).map_err(io)?;
         file.seek(SeekFrom::End(0)).map_err(io)?;
-        Ok(Self {
-            target: target.clone(),
-            out: Counting {
-                inner: Box::new(BufWriter::with_capacity(256 * 1024, file)),
-                bytes,
-            },
-            written,
-        })
+        Self::over(target, file, bytes, written)
     }
 
     /// Bytes written so far (flushed or buffered).
@@ -109,6 +154,7 @@ impl JsonLinesSink {
                 bytes: 0,
             },
             written: 0,
+            file: None,
         }
     }
 
@@ -122,6 +168,19 @@ impl JsonLinesSink {
             target: self.target.clone(),
             source,
         })?;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Appends one line that is already JSON (`line` without its newline).
+    pub fn write_raw(&mut self, line: &[u8]) -> Result<(), SinkError> {
+        self.out
+            .write_all(line)
+            .and_then(|_| self.out.write_all(b"\n"))
+            .map_err(|source| SinkError::Io {
+                target: self.target.clone(),
+                source,
+            })?;
         self.written += 1;
         Ok(())
     }

@@ -1,20 +1,17 @@
-//! `lineage-sinks` owns every place the pipeline writes to or acts on: alerts as JSON
-//! lines (a file or stdout), dead letters, the run summary and its human-readable
-//! rendering, OCSF Detection Findings, the SOC alert sinks ([`alerts`]: rotated
-//! files, webhooks, Slack, Kafka, with retries and an on-disk spool) and the
-//! response path ([`response`]: policy, idempotency ledger and the AWS, Vault, GitHub
-//! and Entra revocation executors) and the Parquet lineage tables ([`tables`]). Sinks
-//! write and execute; they never decide what is an alert or what deserves revocation.
+//! `lineage-sinks` owns where alerts and records are written: JSON lines (a file or
+//! stdout), dead letters, the run summary and its human-readable rendering, OCSF
+//! Detection Findings, and the SOC alert sinks ([`alerts`]: rotated files, webhooks,
+//! Slack, Kafka, with retries and an on-disk spool). Sinks write; they never decide
+//! what is an alert. Revocation lives in `lineage-respond`, the Parquet tables in
+//! `lineage-tables`.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod alerts;
 mod jsonl;
 pub mod ocsf;
 mod report;
-pub mod response;
-pub mod tables;
 
-pub use jsonl::JsonLinesSink;
+pub use jsonl::{private_options, JsonLinesSink};
 pub use report::{render_alert, render_summary};
 
 /// What can go wrong while writing output.
@@ -35,13 +32,5 @@ pub enum SinkError {
         target: String,
         /// Underlying error.
         source: serde_json::Error,
-    },
-    /// A lineage table could not be encoded or written.
-    #[error("lineage table {table}: {message}")]
-    Table {
-        /// Table name.
-        table: String,
-        /// What went wrong.
-        message: String,
     },
 }

@@ -7,9 +7,7 @@
 //! fails; it never skips.
 
 use std::collections::BTreeMap;
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
@@ -45,126 +43,7 @@ fn alert(i: usize) -> Alert {
     }
 }
 
-fn tansu_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("LINEAGE_TANSU_BIN").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        assert!(
-            p.is_file(),
-            "LINEAGE_TANSU_BIN={} does not exist; run scripts/services/tansu.sh install",
-            p.display()
-        );
-        return p;
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join("tansu");
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    panic!(
-        "the tansu Kafka-protocol broker is needed: run `scripts/services/tansu.sh install` and \
-         export LINEAGE_TANSU_BIN=<the path it prints> (scripts/test.sh does both)"
-    );
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// A tansu broker with in-memory storage; killed on drop.
-struct Tansu {
-    bin: PathBuf,
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-    log: PathBuf,
-}
-
-impl Tansu {
-    fn start() -> Self {
-        Self::start_on(free_port())
-    }
-
-    fn start_on(port: u16) -> Self {
-        let bin = tansu_bin();
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("tansu.log");
-        let url = format!("tcp://127.0.0.1:{port}");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(&bin)
-            .current_dir(dir.path())
-            .args(["broker", "--storage-engine", "memory://tansu/"])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .env_remove("SCHEMA_REGISTRY")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not start {}: {e}", bin.display()));
-        let mut t = Tansu {
-            bin,
-            child,
-            port,
-            _dir: dir,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = t.child.try_wait().unwrap() {
-                panic!(
-                    "tansu exited ({status}) before listening:\n{}",
-                    t.log_text()
-                );
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return t;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tansu not listening on 127.0.0.1:{port} after 30 s:\n{}",
-                t.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Creates `topic` with `tansu topic create` (tansu does not auto-create topics).
-    fn create_topic(&self, topic: &str, partitions: u32) {
-        let out = Command::new(&self.bin)
-            .args(["topic", "create", topic])
-            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
-            .args(["--partitions", &partitions.to_string()])
-            .stdin(Stdio::null())
-            .output()
-            .expect("tansu topic create");
-        assert!(
-            out.status.success(),
-            "tansu topic create {topic}: {}\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use lineage_test_support::{free_port, Tansu};
 
 fn kafka_sink(
     name: &str,
@@ -246,7 +125,7 @@ fn alerts_reach_the_topic_keyed_by_dedup_key() {
     for a in &sent {
         fanout
             .send(a)
-            .unwrap_or_else(|e| panic!("send {}: {e}\ntansu log:\n{}", a.id, tansu.log_text()));
+            .unwrap_or_else(|e| panic!("send {}: {e}\ntansu log:\n{}", a.id, tansu.log()));
     }
     let s = stats_of(&fanout, "kafka");
     assert_eq!(s.kind, "kafka");
@@ -254,7 +133,7 @@ fn alerts_reach_the_topic_keyed_by_dedup_key() {
         (s.delivered, s.spooled, s.failed, s.pending),
         (5, 0, 0, 0),
         "{s:?}\ntansu log:\n{}",
-        tansu.log_text()
+        tansu.log()
     );
 
     // Three partitions: order holds per key, so match the messages up by key.
@@ -277,7 +156,6 @@ fn alerts_reach_the_topic_keyed_by_dedup_key() {
 
 #[test]
 fn an_unreachable_broker_spools_the_alert_and_it_is_resent_when_the_broker_is_up() {
-    tansu_bin(); // fail early, before the slow part, if the broker is missing
     let spool = tempfile::tempdir().unwrap();
     let port = free_port();
     let topic = "lineage.alerts.resent";
@@ -308,9 +186,9 @@ fn an_unreachable_broker_spools_the_alert_and_it_is_resent_when_the_broker_is_up
     tansu.create_topic(topic, 1);
     let resent = fanout
         .flush_spool()
-        .unwrap_or_else(|e| panic!("flush: {e}\ntansu log:\n{}", tansu.log_text()));
+        .unwrap_or_else(|e| panic!("flush: {e}\ntansu log:\n{}", tansu.log()));
     let s = stats_of(&fanout, "kafka-down");
-    assert_eq!(resent, 1, "{s:?}\ntansu log:\n{}", tansu.log_text());
+    assert_eq!(resent, 1, "{s:?}\ntansu log:\n{}", tansu.log());
     assert_eq!((s.delivered, s.resent, s.pending), (1, 1, 0), "{s:?}");
     let got = consume(&tansu.brokers(), topic, 1);
     assert_eq!(got.len(), 1, "{got:?}");

@@ -13,7 +13,7 @@ use datafusion::datasource::listing::{
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use lineage_sinks::tables::all_schemas;
+use lineage_tables::all_schemas;
 
 use crate::SqlError;
 

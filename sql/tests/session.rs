@@ -3,8 +3,8 @@
 //! their schema, results print in every format, and the session is read-only.
 
 use lineage_core::{AttributedEvent, DeadLetter, Provenance, Source};
-use lineage_sinks::tables::{LineageTables, TablesOptions};
 use lineage_sql::{format_batches, open_session, run_query, OutputFormat, ReadOnlyHook, SqlError};
+use lineage_tables::{LineageTables, TablesOptions};
 use serde_json::json;
 
 fn event(

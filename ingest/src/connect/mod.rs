@@ -24,6 +24,10 @@
 //! | [`file_tail::FileTailConnector`] | Vault/OpenBao `file` audit device, any JSON-lines file | inode + byte offset (+ size), follows rename+create and copytruncate rotation |
 //! | [`github_audit::GitHubAuditConnector`] | GitHub org / enterprise audit-log REST API | `Link` cursor + last `@timestamp` + `_document_id`s at that time |
 //! | [`entra_graph::EntraGraphConnector`] | Microsoft Graph `/auditLogs/signIns` and `/auditLogs/directoryAudits` | per stream: `@odata.nextLink` + last time + ids at that time |
+//! | [`directory::DirectoryConnector`] | files delivered into a directory (CloudTrail synced from S3, exports), any source | relative path + size of every finished file |
+//!
+//! What a user declares (a `[[source]]` table, or `lineage connect <kind>`) is a
+//! [`ConnectorSpec`]: one definition for the config file and the command line.
 //!
 //! # Why the trait is synchronous
 //!
@@ -48,17 +52,20 @@
 
 pub mod aws;
 pub mod checkpoint;
+pub mod directory;
 pub mod entra_graph;
 pub mod file_tail;
 pub mod github_audit;
 pub mod http;
 pub mod lookup_events;
 pub mod s3_sqs;
+pub mod spec;
 pub mod vault_socket;
 
 use lineage_core::{DeadLetter, Source};
 
 pub use checkpoint::{CheckpointError, CheckpointStore};
+pub use spec::{ConnectorSpec, SourceChoice};
 
 /// One raw record as the source wrote it.
 #[derive(Clone, Debug, PartialEq, Eq)]

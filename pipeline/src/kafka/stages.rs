@@ -1,0 +1,1225 @@
+//! The stage loops of `lineage run` on the Kafka bus: normalize, graph/detect and
+//! sinks, each a consumer group, each committing only after its outputs are durable
+//! (see the module docs of [`crate::live`] for the design).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lineage_core::{Action, Alert, DeadLetter, LineageFact, Provenance, Source};
+use lineage_graph::LineageGraph;
+use lineage_ingest::{Half, Normalized};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::topic_partition_list::Offset;
+use rdkafka::Message;
+use sha2::{Digest, Sha256};
+
+use super::client::{
+    commit, committed_offset, ensure_topics, group_consumer, header, lag, raw_partitions,
+    BusConfig, OutputProducer, RebalanceLog, TopicReader,
+};
+use super::tables::{GraphTables, OutcomeTables};
+use super::watermark::{Gate, SourceWatermark, WATERMARK_HEADER};
+use super::{LiveError, WireEvent, WireHalf, VAULT_REQUEST_HOLD};
+use crate::metrics::{Metrics, Outcome, Stage};
+use crate::normalize::normalize_record;
+use crate::{AttributeStage, Pipeline};
+
+/// How long a flush may wait for the broker before the batch counts as failed.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(90);
+/// Event ids remembered for de-duplication (oldest forgotten first).
+const SEEN_EVENTS: usize = 2_000_000;
+
+/// A stage `lineage run --stages` can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StageName {
+    /// Raw topics → events, identity, DLQ.
+    Normalize,
+    /// Events → alerts, actions (attribution; runs together with `Detect`).
+    Graph,
+    /// Same loop as `Graph` (attribution and detection share the graph).
+    Detect,
+    /// Alerts and actions → files and alert sinks.
+    Sinks,
+}
+
+impl std::str::FromStr for StageName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "normalize" => Ok(Self::Normalize),
+            "graph" => Ok(Self::Graph),
+            "detect" => Ok(Self::Detect),
+            "sinks" => Ok(Self::Sinks),
+            other => Err(format!(
+                "unknown stage `{other}` (normalize, graph, detect, sinks)"
+            )),
+        }
+    }
+}
+
+/// Everything a `lineage run` on the Kafka bus needs.
+#[derive(Clone)]
+pub struct LiveConfig<'a> {
+    /// The stage graph's parts (inventory, detectors, Sigma, alert sinks, responder).
+    pub pipeline: &'a Pipeline,
+    /// The bus (the settings' `[bus]` with command-line overrides).
+    pub bus: BusConfig,
+    /// Stages to run in this process.
+    pub stages: Vec<StageName>,
+    /// Where the sinks stage writes `alerts.jsonl` and `actions.jsonl`.
+    pub out_dir: PathBuf,
+    /// Messages per batch.
+    pub batch: usize,
+    /// First-message poll wait.
+    pub poll: Duration,
+    /// Graph stage: a caught-up raw partition counts as silent (no longer holds
+    /// events back) once no raw partition progressed for this long.
+    pub source_idle: Duration,
+    /// Graph stage: the longest an event waits for a silent raw partition.
+    pub max_hold: Duration,
+    /// Write the Parquet lineage tables under `<out_dir>/tables`.
+    pub tables: bool,
+    /// Metrics shared with `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Raised on SIGTERM: finish the batch, commit, return.
+    pub shutdown: Arc<AtomicBool>,
+}
+
+impl<'a> LiveConfig<'a> {
+    /// The Kafka runtime of `pipeline` on `bus`, running `stages` in this process.
+    pub fn new(
+        pipeline: &'a Pipeline,
+        bus: BusConfig,
+        stages: Vec<StageName>,
+        metrics: Arc<Metrics>,
+        shutdown: Arc<AtomicBool>,
+    ) -> Self {
+        let run = &pipeline.settings.run;
+        Self {
+            pipeline,
+            bus,
+            stages,
+            out_dir: run.out_dir.clone(),
+            batch: run.batch.max(1),
+            poll: Duration::from_millis(run.poll_ms.max(1)),
+            source_idle: Duration::from_millis(run.source_idle_ms),
+            max_hold: Duration::from_millis(run.max_hold_ms),
+            tables: !run.no_tables,
+            metrics,
+            shutdown,
+        }
+    }
+}
+
+impl std::fmt::Debug for LiveConfig<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveConfig")
+            .field("bus", &self.bus)
+            .field("stages", &self.stages)
+            .field("out_dir", &self.out_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs the configured stages (one thread each) until shutdown or a stage fails.
+pub fn run_kafka(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
+    ensure_topics(&cfg.bus)?;
+    let mut wanted: Vec<&'static str> = Vec::new();
+    for s in &cfg.stages {
+        let name = match s {
+            StageName::Normalize => "normalize",
+            StageName::Graph | StageName::Detect => "graph",
+            StageName::Sinks => "sinks",
+        };
+        if !wanted.contains(&name) {
+            wanted.push(name);
+        }
+    }
+    for w in &wanted {
+        cfg.metrics.set_ready(w, false);
+    }
+    let failed = std::thread::scope(|scope| {
+        let handles: Vec<_> = wanted
+            .iter()
+            .map(|name| {
+                let name: &'static str = name;
+                let handle = scope.spawn(move || {
+                    let r = match name {
+                        "normalize" => normalize_stage(cfg),
+                        "graph" => graph_stage(cfg),
+                        _ => sinks_stage(cfg),
+                    };
+                    if let Err(e) = &r {
+                        tracing::error!(stage = name, error = %e, "stage stopped");
+                        cfg.metrics.set_failed();
+                        // One stage down: stop the others cleanly too.
+                        cfg.shutdown.store(true, Ordering::SeqCst);
+                    }
+                    r
+                });
+                (name, handle)
+            })
+            .collect();
+        let mut first = None;
+        for (name, h) in handles {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err(LiveError::Stage(name, "panicked".into())));
+            if let Err(e) = r {
+                first.get_or_insert(e);
+            }
+        }
+        first
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// How long a batch keeps filling after its first message: each batch costs a
+/// flush, a commit and an identity catch-up, so batches of a handful of messages
+/// (what is ready the instant the first arrives) would make those dominate.
+const BATCH_FILL: Duration = Duration::from_millis(50);
+
+/// Up to `max` messages: waits `wait` for the first, then up to [`BATCH_FILL`] more
+/// for the batch to fill.
+fn poll_batch(
+    consumer: &BaseConsumer<RebalanceLog>,
+    max: usize,
+    wait: Duration,
+    stage: &str,
+) -> Vec<OwnedMessage> {
+    let mut out = Vec::new();
+    let mut timeout = wait;
+    let mut fill_until: Option<Instant> = None;
+    while out.len() < max {
+        match consumer.poll(timeout) {
+            None if fill_until.is_some_and(|t| Instant::now() < t) => {}
+            None => break,
+            Some(Err(e)) => {
+                tracing::warn!(stage, error = %e, "consumer error (retrying)");
+                break;
+            }
+            Some(Ok(m)) => out.push(m.detach()),
+        }
+        let until = *fill_until.get_or_insert_with(|| Instant::now() + BATCH_FILL);
+        timeout = until
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(10));
+    }
+    out
+}
+
+fn ms_now() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn fact_key(fact: &LineageFact) -> String {
+    let body = serde_json::to_vec(fact).expect("fact serializes");
+    hex::encode(&Sha256::digest(&body)[..16])
+}
+
+/// Identity facts from `lineage.identity`, applied in event-time order.
+struct IdentityQueue {
+    reader: TopicReader,
+    pending: BTreeMap<(i64, u64), LineageFact>,
+    seq: u64,
+    /// Watermarks read by the last catch-up (see [`IdentityQueue::catch_up`]).
+    staged: Vec<SourceWatermark>,
+}
+
+impl IdentityQueue {
+    fn open(bus: &BusConfig) -> Result<Self, LiveError> {
+        Ok(Self {
+            reader: TopicReader::all_partitions(bus, &bus.topics.identity)?,
+            pending: BTreeMap::new(),
+            seq: 0,
+            staged: Vec::new(),
+        })
+    }
+
+    /// Reads everything up to the current high watermark into the queue. Returns the
+    /// source watermarks read by the *previous* call: a watermark is published after
+    /// the facts it covers are acknowledged, on any identity partition, so only once
+    /// the high watermarks are fetched again are those facts surely read.
+    fn catch_up(&mut self) -> Result<Vec<SourceWatermark>, LiveError> {
+        let ready = std::mem::take(&mut self.staged);
+        let pending = &mut self.pending;
+        let seq = &mut self.seq;
+        let staged = &mut self.staged;
+        self.reader.read_until(None, |m| {
+            let Some(body) = m.payload() else { return };
+            if header(m, WATERMARK_HEADER).is_some() {
+                match serde_json::from_slice::<SourceWatermark>(body) {
+                    Ok(w) => staged.push(w),
+                    Err(e) => tracing::warn!(error = %e, "unreadable watermark"),
+                }
+                return;
+            }
+            match serde_json::from_slice::<LineageFact>(body) {
+                Ok(f) => {
+                    *seq += 1;
+                    pending.insert((f.time.timestamp_micros(), *seq), f);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, offset = m.offset(), "unreadable identity fact")
+                }
+            }
+        })?;
+        Ok(ready)
+    }
+
+    /// Takes the facts whose time is at or before `until`.
+    fn due(&mut self, until: i64) -> Vec<LineageFact> {
+        let later = self.pending.split_off(&(until, u64::MAX));
+        std::mem::replace(&mut self.pending, later)
+            .into_values()
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------- normalize
+
+struct HeldRequest {
+    event: WireEvent,
+    root: String,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    held_at: u64,
+}
+
+fn normalize_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
+    const STAGE: Stage = Stage::Normalize;
+    let bus = &cfg.bus;
+    let raw_topics: Vec<String> = Source::ALL.iter().map(|s| bus.topics.raw(*s)).collect();
+    let refs: Vec<&str> = raw_topics.iter().map(String::as_str).collect();
+    let consumer = group_consumer(bus, STAGE.as_str(), &refs)?;
+    let mut producer = OutputProducer::new(bus, "lineage-normalize")?;
+    let mut identity = IdentityQueue::open(bus)?;
+    let mut graph = LineageGraph::from_inventory(&cfg.pipeline.inventory);
+    identity.catch_up()?;
+    for f in identity.due(i64::MAX) {
+        graph.apply(&f);
+    }
+    cfg.metrics.set_ready(STAGE.as_str(), true);
+    let mut held: HashMap<smol_str::SmolStr, HeldRequest> = HashMap::new();
+    let mut vault_seen: u64 = 0;
+    let mut progress = SourceProgress::default();
+    let mut last_lag = Instant::now();
+    let mut idle_since = Instant::now();
+    loop {
+        if cfg.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        let batch = poll_batch(&consumer, cfg.batch, cfg.poll, STAGE.as_str());
+        let revoked = consumer.context().take_revoked();
+        if revoked {
+            progress.starts.clear();
+        }
+        let mut events: Vec<(String, WireEvent)> = Vec::new();
+        let mut facts: Vec<LineageFact> = Vec::new();
+        let mut dead: Vec<(String, DeadLetter)> = Vec::new();
+        let mut next: HashMap<(String, i32), i64> = HashMap::new();
+        // A held request whose partition may move is emitted alone now.
+        let idle = batch.is_empty() && idle_since.elapsed() > Duration::from_secs(1);
+        if batch.is_empty() && !idle && !revoked {
+            progress.publish_quiet(&consumer, &held, &mut producer, cfg, &mut last_lag)?;
+            continue;
+        }
+        let t0 = Instant::now();
+        if !batch.is_empty() {
+            idle_since = Instant::now();
+            identity.catch_up()?;
+            for f in identity.due(i64::MAX) {
+                graph.apply(&f);
+            }
+        }
+        let t_identity = t0.elapsed();
+        for m in &batch {
+            next.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
+            let key = m
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default();
+            let Some(source) = bus.topics.source_of_raw(m.topic()) else {
+                continue;
+            };
+            cfg.metrics.record(STAGE, source.as_str(), Outcome::In, 1);
+            let provenance = Provenance::Kafka {
+                topic: m.topic().into(),
+                partition: m.partition(),
+                offset: m.offset(),
+            };
+            let payload = m.payload().unwrap_or_default();
+            let broken = owned_header(m, "broken");
+            let parsed = match broken {
+                Some(why) => Err(DeadLetter::new(source, why, provenance, payload)),
+                None => normalize_record(
+                    source,
+                    payload,
+                    provenance,
+                    cfg.pipeline.limits(),
+                    cfg.pipeline.sigma.as_deref(),
+                ),
+            };
+            let n: Normalized = match parsed {
+                Ok(n) => n,
+                Err(dl) => {
+                    cfg.metrics
+                        .record(STAGE, source.as_str(), Outcome::DeadLettered, 1);
+                    dead.push((key, dl));
+                    continue;
+                }
+            };
+            cfg.metrics.record(STAGE, source.as_str(), Outcome::Out, 1);
+            let t = progress
+                .max_time
+                .entry((m.topic().to_owned(), m.partition()))
+                .or_insert(i64::MIN);
+            *t = (*t).max(n.use_.time.timestamp_micros());
+            for f in &n.facts {
+                graph.apply(f);
+            }
+            graph.observe(&n.use_);
+            let root = graph
+                .attribute(&n.use_)
+                .root_credential
+                .map(|c| c.to_string())
+                .or_else(|| n.use_.credential.as_ref().map(|c| c.id.to_string()))
+                .unwrap_or_else(|| {
+                    format!(
+                        "principal:{}",
+                        n.use_.principal.id.as_deref().unwrap_or("-")
+                    )
+                });
+            facts.extend(n.facts.iter().cloned());
+            let ingested_ms = m.timestamp().to_millis().unwrap_or_else(ms_now);
+            let event = WireEvent {
+                raw_key: key,
+                ingested_ms,
+                half: n.half.map(|h| match h {
+                    Half::Request(id) => WireHalf::Request(id),
+                    Half::Response(id) => WireHalf::Response(id),
+                }),
+                use_: n.use_,
+                facts: n.facts,
+                rule_hits: n.rule_hits,
+            };
+            if source == Source::Vault {
+                vault_seen += 1;
+            }
+            match &event.half {
+                Some(WireHalf::Request(id)) => {
+                    held.insert(
+                        id.clone(),
+                        HeldRequest {
+                            event,
+                            root,
+                            topic: m.topic().to_owned(),
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            held_at: vault_seen,
+                        },
+                    );
+                }
+                Some(WireHalf::Response(id)) => {
+                    if held.remove(id).is_some() {
+                        cfg.metrics
+                            .record(STAGE, source.as_str(), Outcome::Joined, 1);
+                    }
+                    events.push((root, event));
+                }
+                None => events.push((root, event)),
+            }
+        }
+        // Requests whose response did not come in time (or the input went idle, or
+        // partitions moved) are emitted alone, as replay keeps a lone request.
+        let expired: Vec<smol_str::SmolStr> = held
+            .iter()
+            .filter(|(_, h)| idle || revoked || vault_seen - h.held_at >= VAULT_REQUEST_HOLD)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if let Some(h) = held.remove(&id) {
+                events.push((h.root, h.event));
+            }
+        }
+        if idle && batch.is_empty() && events.is_empty() {
+            progress.publish_quiet(&consumer, &held, &mut producer, cfg, &mut last_lag)?;
+            continue;
+        }
+        // The committed offset never passes a request still held.
+        for h in held.values() {
+            let e = next
+                .entry((h.topic.clone(), h.partition))
+                .or_insert(h.offset);
+            *e = (*e).min(h.offset);
+        }
+        let t_parse = t0.elapsed();
+        // Facts first and durable, then the events that carry them.
+        for f in &facts {
+            let body = serde_json::to_vec(f).expect("fact serializes");
+            producer.send(&bus.topics.identity, fact_key(f).as_bytes(), &body, &[])?;
+        }
+        if !facts.is_empty() {
+            producer.flush_all(FLUSH_TIMEOUT)?;
+        }
+        let t_facts = t0.elapsed();
+        for (key, dl) in &dead {
+            let body = serde_json::to_vec(dl).expect("dead letter serializes");
+            producer.send(&bus.topics.dlq, key.as_bytes(), &body, &[])?;
+        }
+        for (root, e) in &events {
+            let body = serde_json::to_vec(e).expect("event serializes");
+            producer.send(
+                &bus.topics.events,
+                root.as_bytes(),
+                &body,
+                &[("event-id", &e.raw_key)],
+            )?;
+        }
+        // After the facts are acknowledged: how far in event time they now reach.
+        let marks = progress.changed(&consumer, &held);
+        send_watermarks(&producer, bus, &marks)?;
+        let t_send = t0.elapsed();
+        producer.flush_all(FLUSH_TIMEOUT)?;
+        let t_flush = t0.elapsed();
+        commit(&consumer, &next)?;
+        tracing::debug!(
+            stage = STAGE.as_str(),
+            records = batch.len(),
+            facts = facts.len(),
+            identity_ms = t_identity.as_millis() as u64,
+            parse_ms = t_parse.as_millis() as u64,
+            facts_flushed_ms = t_facts.as_millis() as u64,
+            sent_ms = t_send.as_millis() as u64,
+            flushed_ms = t_flush.as_millis() as u64,
+            committed_ms = t0.elapsed().as_millis() as u64,
+            "batch (cumulative times)"
+        );
+        if last_lag.elapsed() > Duration::from_secs(2) {
+            record_lag(cfg, STAGE, &consumer);
+            last_lag = Instant::now();
+        }
+    }
+    tracing::info!(stage = STAGE.as_str(), "stopped");
+    Ok(())
+}
+
+/// Per raw partition: how far normalize is, and the last watermark it sent.
+#[derive(Default)]
+struct SourceProgress {
+    /// The latest event time normalized.
+    max_time: HashMap<(String, i32), i64>,
+    published: HashMap<(String, i32), SourceWatermark>,
+    /// High watermarks last fetched.
+    highs: HashMap<(String, i32), i64>,
+    /// Committed offsets of assigned partitions nothing was consumed from yet.
+    starts: HashMap<(String, i32), Option<i64>>,
+}
+
+impl SourceProgress {
+    /// With no batch to process: sends the watermarks that changed and keeps the lag
+    /// gauge current (idle is when it reads zero).
+    fn publish_quiet(
+        &mut self,
+        consumer: &BaseConsumer<RebalanceLog>,
+        held: &HashMap<smol_str::SmolStr, HeldRequest>,
+        producer: &mut OutputProducer,
+        cfg: &LiveConfig<'_>,
+        last_lag: &mut Instant,
+    ) -> Result<(), LiveError> {
+        let marks = self.changed(consumer, held);
+        if !marks.is_empty() {
+            send_watermarks(producer, &cfg.bus, &marks)?;
+            producer.flush_all(FLUSH_TIMEOUT)?;
+        }
+        if last_lag.elapsed() > Duration::from_secs(2) {
+            record_lag(cfg, Stage::Normalize, consumer);
+            *last_lag = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// The watermarks of the assigned raw partitions that changed since last sent.
+    fn changed(
+        &mut self,
+        consumer: &BaseConsumer<RebalanceLog>,
+        held: &HashMap<smol_str::SmolStr, HeldRequest>,
+    ) -> Vec<SourceWatermark> {
+        let Self {
+            max_time,
+            published,
+            highs,
+            starts,
+        } = self;
+        let Ok(position) = consumer.position() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in position.elements() {
+            let key = (e.topic().to_owned(), e.partition());
+            // No position yet means nothing was consumed since the partition was
+            // assigned — after a restart that found it fully consumed, for ever. Then
+            // the committed offset is where normalize stands.
+            let next = match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => *starts
+                    .entry(key.clone())
+                    .or_insert_with(|| committed_offset(consumer, &key)),
+            };
+            // High watermarks only grow: ask the broker only when we may have reached it.
+            let known = highs.get(&key).copied().unwrap_or(-1);
+            let high = if next.is_some_and(|n| n < known) {
+                known
+            } else {
+                let h = consumer
+                    .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
+                    .map_or(-1, |(_, h)| h);
+                highs.insert(key.clone(), h);
+                h
+            };
+            let mut time_us = max_time.get(&key).copied().unwrap_or(i64::MIN);
+            let mut holding = false;
+            for h in held.values() {
+                if h.topic == key.0 && h.partition == key.1 {
+                    holding = true;
+                    time_us = time_us.min(h.event.use_.time.timestamp_micros() - 1);
+                }
+            }
+            let caught_up = !holding
+                && match next {
+                    Some(n) => high >= 0 && n >= high,
+                    None => high == 0,
+                };
+            let w = SourceWatermark {
+                topic: key.0.clone(),
+                partition: key.1,
+                time_us,
+                next_offset: next.unwrap_or(-1),
+                caught_up,
+            };
+            if published.get(&key) != Some(&w) {
+                published.insert(key, w.clone());
+                out.push(w);
+            }
+        }
+        out
+    }
+}
+
+fn send_watermarks(
+    producer: &OutputProducer,
+    bus: &BusConfig,
+    marks: &[SourceWatermark],
+) -> Result<(), LiveError> {
+    for w in marks {
+        let body = serde_json::to_vec(w).expect("watermark serializes");
+        producer.send(
+            &bus.topics.identity,
+            w.key().as_bytes(),
+            &body,
+            &[(WATERMARK_HEADER, "1")],
+        )?;
+    }
+    Ok(())
+}
+
+fn owned_header(m: &OwnedMessage, name: &str) -> Option<String> {
+    use rdkafka::message::Headers;
+    let hs = m.headers()?;
+    hs.iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn record_lag(cfg: &LiveConfig<'_>, stage: Stage, consumer: &BaseConsumer<RebalanceLog>) {
+    cfg.metrics.replace_lag(stage, lag(consumer));
+}
+
+// ---------------------------------------------------------------- graph + detect
+
+/// A bounded set of recently seen ids.
+struct SeenIds {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+    cap: usize,
+}
+
+impl SeenIds {
+    fn new(cap: usize) -> Self {
+        Self {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
+    /// True when `id` is new (and remembers it).
+    fn insert(&mut self, id: &str) -> bool {
+        if self.set.contains(id) {
+            return false;
+        }
+        if self.order.len() >= self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.set.insert(id.to_owned());
+        self.order.push_back(id.to_owned());
+        true
+    }
+}
+
+/// An event waiting for the watermarks to pass its time.
+struct HeldEvent {
+    partition: i32,
+    offset: i64,
+    since: Instant,
+    event: WireEvent,
+}
+
+struct GraphState {
+    stage: AttributeStage,
+    identity: IdentityQueue,
+    gate: Gate,
+    seen_events: SeenIds,
+    /// Partitions whose history is in `stage`.
+    rebuilt: HashSet<i32>,
+    /// Events waiting, in event-time order.
+    held: BTreeMap<(i64, u64), HeldEvent>,
+    /// Offsets of held events, by partition (the commit never passes them).
+    held_offsets: HashMap<i32, BTreeSet<i64>>,
+    /// Next offset after the last message received, by partition.
+    consumed: HashMap<i32, i64>,
+    seq: u64,
+}
+
+impl GraphState {
+    fn fresh(cfg: &LiveConfig<'_>) -> Result<Self, LiveError> {
+        let stage = cfg.pipeline.attribute_stage()?;
+        let mut identity = IdentityQueue::open(&cfg.bus)?;
+        let mut gate = Gate::new(raw_partitions(&cfg.bus)?, cfg.source_idle, cfg.max_hold);
+        // Twice: watermarks take effect one catch-up after they are read.
+        identity.catch_up()?;
+        for w in identity.catch_up()? {
+            gate.update(w);
+        }
+        Ok(Self {
+            stage,
+            identity,
+            gate,
+            seen_events: SeenIds::new(SEEN_EVENTS),
+            rebuilt: HashSet::new(),
+            held: BTreeMap::new(),
+            held_offsets: HashMap::new(),
+            consumed: HashMap::new(),
+            seq: 0,
+        })
+    }
+
+    /// Catches up with the identity table and the source watermarks.
+    fn catch_up(&mut self) -> Result<(), LiveError> {
+        for w in self.identity.catch_up()? {
+            self.gate.update(w);
+        }
+        Ok(())
+    }
+
+    /// The offsets to commit: never past a held event.
+    fn commit_offsets(&self, topic: &str) -> HashMap<(String, i32), i64> {
+        self.consumed
+            .iter()
+            .map(|(p, next)| {
+                let held = self.held_offsets.get(p).and_then(|s| s.first().copied());
+                ((topic.to_owned(), *p), held.map_or(*next, |h| h.min(*next)))
+            })
+            .collect()
+    }
+}
+
+/// Outputs of one batch of the graph stage.
+#[derive(Default)]
+struct GraphOutputs {
+    /// Alerts with the ingest time (ms) of the event that opened them.
+    alerts: Vec<(Alert, i64)>,
+    actions: Vec<Action>,
+    dead: Vec<(String, DeadLetter)>,
+}
+
+/// Decodes an event message; `None` (and a dead letter when `live`) when unreadable.
+fn decode_event(
+    m: &OwnedMessage,
+    cfg: &LiveConfig<'_>,
+    live: bool,
+    out: &mut GraphOutputs,
+) -> Option<WireEvent> {
+    let payload = m.payload().unwrap_or_default();
+    match serde_json::from_slice(payload) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            if live {
+                cfg.metrics
+                    .record(Stage::Graph, "-", Outcome::DeadLettered, 1);
+                let key = m
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .unwrap_or_default();
+                out.dead.push((
+                    key,
+                    DeadLetter::new(
+                        Source::CloudTrail,
+                        format!("unreadable event on {}: {e}", m.topic()),
+                        Provenance::Kafka {
+                            topic: m.topic().into(),
+                            partition: m.partition(),
+                            offset: m.offset(),
+                        },
+                        payload,
+                    ),
+                ));
+            }
+            None
+        }
+    }
+}
+
+/// Runs one event through the stage, writing its table row and collecting (when
+/// `live`) the alerts and actions it opened.
+#[allow(clippy::too_many_arguments)]
+fn process_event(
+    state: &mut GraphState,
+    tables: &mut Option<GraphTables>,
+    partition: i32,
+    offset: i64,
+    event: WireEvent,
+    cfg: &LiveConfig<'_>,
+    live: bool,
+    out: &mut GraphOutputs,
+) -> Result<(), LiveError> {
+    const STAGE: Stage = Stage::Graph;
+    let source = event.use_.source.as_str();
+    for f in state
+        .identity
+        .due(event.use_.time.timestamp_micros())
+        .iter()
+    {
+        state.stage.apply_identity_fact(f);
+    }
+    let (alerts_before, actions_before) = {
+        let book = state.stage.alerts();
+        (book.alerts().len(), book.actions().len())
+    };
+    let ingested_ms = event.ingested_ms;
+    let half = event.half.map(|h| match h {
+        WireHalf::Request(id) => Half::Request(id),
+        WireHalf::Response(id) => Half::Response(id),
+    });
+    let attributed = state.stage.process(Normalized {
+        use_: event.use_,
+        facts: event.facts,
+        half,
+        rule_hits: event.rule_hits,
+    });
+    if let Some(t) = tables.as_mut() {
+        t.write(partition, offset, &attributed)?;
+    }
+    if !live {
+        return Ok(());
+    }
+    cfg.metrics.record(STAGE, source, Outcome::Out, 1);
+    cfg.metrics
+        .observe_latency((ms_now() - ingested_ms).max(0) as f64 / 1000.0);
+    let book = state.stage.alerts();
+    out.alerts.extend(
+        book.alerts()[alerts_before..]
+            .iter()
+            .map(|a| (a.clone(), ingested_ms)),
+    );
+    out.actions
+        .extend(book.actions()[actions_before..].iter().cloned());
+    Ok(())
+}
+
+/// Replays the events topic's partitions from 0 to their `until` offsets into the
+/// state, with outputs suppressed, all partitions merged in event-time order (as the
+/// gate released them: facts from the identity table are applied by event time, so
+/// replaying one partition after another would apply a later fact to an earlier
+/// event of the next partition).
+fn rebuild_partitions(
+    state: &mut GraphState,
+    tables: &mut Option<GraphTables>,
+    cfg: &LiveConfig<'_>,
+    until: &HashMap<i32, i64>,
+) -> Result<(), LiveError> {
+    state.rebuilt.extend(until.keys().copied());
+    let until: HashMap<i32, i64> = until
+        .iter()
+        .filter(|(_, u)| **u > 0)
+        .map(|(p, u)| (*p, *u))
+        .collect();
+    if until.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut reader = TopicReader::partitions(
+        &cfg.bus,
+        &cfg.bus.topics.events,
+        until.keys().copied().collect(),
+        Offset::Beginning,
+    )?;
+    let mut msgs = Vec::new();
+    reader.read_until(Some(&until), |m| msgs.push(m.detach()))?;
+    let mut sink = GraphOutputs::default();
+    let mut events: Vec<(i32, i64, WireEvent)> = Vec::with_capacity(msgs.len());
+    for m in &msgs {
+        match decode_event(m, cfg, false, &mut sink) {
+            Some(e) if state.seen_events.insert(&e.dedup_id()) => {
+                events.push((m.partition(), m.offset(), e))
+            }
+            _ => {
+                if let Some(t) = tables.as_mut() {
+                    t.skip(m.partition(), m.offset());
+                }
+            }
+        }
+    }
+    let n = events.len();
+    events.sort_by_key(|(p, o, e)| (e.use_.time, *p, *o));
+    for (partition, offset, e) in events {
+        process_event(state, tables, partition, offset, e, cfg, false, &mut sink)?;
+    }
+    let mut partitions: Vec<i32> = until.keys().copied().collect();
+    partitions.sort_unstable();
+    tracing::info!(
+        ?partitions,
+        events = n,
+        secs = started.elapsed().as_secs_f64(),
+        "rebuilt detector state from the partitions' history"
+    );
+    Ok(())
+}
+
+/// Where the rebuild of a fresh state stops for each assigned partition of the
+/// events topic: the first offset this assignment hands out (the first message of
+/// `batch`, else the group's committed offset; 0 when there is neither).
+fn rebuild_targets(
+    consumer: &BaseConsumer<RebalanceLog>,
+    topic: &str,
+    batch: &[OwnedMessage],
+) -> HashMap<i32, i64> {
+    let mut until: HashMap<i32, i64> = HashMap::new();
+    for m in batch {
+        until.entry(m.partition()).or_insert(m.offset());
+    }
+    if let Ok(assigned) = consumer.assignment() {
+        for e in assigned.elements_for_topic(topic) {
+            until.entry(e.partition()).or_insert_with(|| {
+                committed_offset(consumer, &(topic.to_owned(), e.partition())).unwrap_or(0)
+            });
+        }
+    }
+    until
+}
+
+fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
+    const STAGE: Stage = Stage::Graph;
+    let bus = &cfg.bus;
+    let consumer = group_consumer(bus, STAGE.as_str(), &[&bus.topics.events])?;
+    let mut producer = OutputProducer::new(bus, "lineage-graph")?;
+    // What is already on the output topics is never emitted again.
+    let mut emitted_alerts: HashSet<String> = HashSet::new();
+    TopicReader::all_partitions(bus, &bus.topics.alerts)?.read_until(None, |m| {
+        if let Some(id) = header(m, "alert-id") {
+            emitted_alerts.insert(id.to_owned());
+        }
+    })?;
+    let mut emitted_actions: HashSet<Vec<u8>> = HashSet::new();
+    TopicReader::all_partitions(bus, &bus.topics.actions)?.read_until(None, |m| {
+        if let Some(k) = m.key() {
+            emitted_actions.insert(k.to_vec());
+        }
+    })?;
+    let mut tables = if cfg.tables {
+        Some(GraphTables::open(
+            &cfg.out_dir.join(lineage_tables::TABLES_DIR),
+        )?)
+    } else {
+        None
+    };
+    let mut state = GraphState::fresh(cfg)?;
+    cfg.metrics.set_ready(STAGE.as_str(), true);
+    let mut last_lag = Instant::now();
+    let mut last_commit: HashMap<(String, i32), i64> = HashMap::new();
+    loop {
+        if cfg.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        let batch = poll_batch(&consumer, cfg.batch, cfg.poll, STAGE.as_str());
+        if consumer.context().take_revoked() {
+            tracing::info!("partitions moved: dropping detector state, rebuilding per partition");
+            state = GraphState::fresh(cfg)?;
+            last_commit.clear();
+        }
+        if batch.is_empty() && state.held.is_empty() {
+            if let Some(t) = tables.as_mut() {
+                t.checkpoint(state.stage.graph(), false)?;
+            }
+            if last_lag.elapsed() > Duration::from_secs(2) {
+                record_lag(cfg, STAGE, &consumer);
+                last_lag = Instant::now();
+            }
+            continue;
+        }
+        state.catch_up()?;
+        let mut out = GraphOutputs::default();
+        if state.rebuilt.is_empty() && !batch.is_empty() {
+            // The first batch of a fresh state: rebuild every assigned partition at once.
+            let until = rebuild_targets(&consumer, &bus.topics.events, &batch);
+            rebuild_partitions(&mut state, &mut tables, cfg, &until)?;
+        }
+        for m in &batch {
+            let (p, offset) = (m.partition(), m.offset());
+            if !state.rebuilt.contains(&p) {
+                // Assigned after the rebuild without a revocation (not with the eager
+                // protocol used here): rebuilt alone, before its first event.
+                rebuild_partitions(&mut state, &mut tables, cfg, &HashMap::from([(p, offset)]))?;
+            }
+            state.consumed.insert(p, offset + 1);
+            let Some(event) = decode_event(m, cfg, true, &mut out) else {
+                if let Some(t) = tables.as_mut() {
+                    t.skip(p, offset);
+                }
+                continue;
+            };
+            cfg.metrics
+                .record(STAGE, event.use_.source.as_str(), Outcome::In, 1);
+            if !state.seen_events.insert(&event.dedup_id()) {
+                cfg.metrics
+                    .record(STAGE, event.use_.source.as_str(), Outcome::Duplicate, 1);
+                if let Some(t) = tables.as_mut() {
+                    t.skip(p, offset);
+                }
+                continue;
+            }
+            state.seq += 1;
+            state.held_offsets.entry(p).or_default().insert(offset);
+            state.held.insert(
+                (event.use_.time.timestamp_micros(), state.seq),
+                HeldEvent {
+                    partition: p,
+                    offset,
+                    since: Instant::now(),
+                    event,
+                },
+            );
+        }
+        // Release, in event-time order, what every source's watermark has passed.
+        while let Some(entry) = state.held.first_entry() {
+            let ((time, _), h) = (entry.key(), entry.get());
+            if !state.gate.releases(*time, h.since) {
+                break;
+            }
+            let h = entry.remove();
+            if let Some(s) = state.held_offsets.get_mut(&h.partition) {
+                s.remove(&h.offset);
+            }
+            process_event(
+                &mut state,
+                &mut tables,
+                h.partition,
+                h.offset,
+                h.event,
+                cfg,
+                true,
+                &mut out,
+            )?;
+        }
+        cfg.metrics.set_held(state.held.len());
+        for (a, ingested_ms) in &out.alerts {
+            if !emitted_alerts.insert(a.id.to_string()) {
+                continue;
+            }
+            let body = serde_json::to_vec(a).expect("alert serializes");
+            producer.send(
+                &bus.topics.alerts,
+                a.dedup_key.as_bytes(),
+                &body,
+                &[
+                    ("alert-id", a.id.as_str()),
+                    ("ingested-ms", &ingested_ms.to_string()),
+                ],
+            )?;
+            cfg.metrics.alert(&a.detector);
+        }
+        for a in &out.actions {
+            if !emitted_actions.insert(a.idempotency_key.as_bytes().to_vec()) {
+                continue;
+            }
+            let body = serde_json::to_vec(a).expect("action serializes");
+            producer.send(
+                &bus.topics.actions,
+                a.idempotency_key.as_bytes(),
+                &body,
+                &[],
+            )?;
+            cfg.metrics.action();
+        }
+        for (key, dl) in &out.dead {
+            let body = serde_json::to_vec(dl).expect("dead letter serializes");
+            producer.send(&bus.topics.dlq, key.as_bytes(), &body, &[])?;
+        }
+        let sent = !out.alerts.is_empty() || !out.actions.is_empty() || !out.dead.is_empty();
+        if sent {
+            producer.flush_all(FLUSH_TIMEOUT)?;
+        }
+        let next = state.commit_offsets(&bus.topics.events);
+        let changed: HashMap<(String, i32), i64> = next
+            .into_iter()
+            .filter(|(k, v)| last_commit.get(k) != Some(v))
+            .collect();
+        commit(&consumer, &changed)?;
+        last_commit.extend(changed);
+        if let Some(t) = tables.as_mut() {
+            t.checkpoint(state.stage.graph(), false)?;
+        }
+        if last_lag.elapsed() > Duration::from_secs(2) {
+            record_lag(cfg, STAGE, &consumer);
+            last_lag = Instant::now();
+        }
+    }
+    if let Some(t) = tables.as_mut() {
+        t.checkpoint(state.stage.graph(), true)?;
+    }
+    tracing::info!(stage = STAGE.as_str(), held = state.held.len(), "stopped");
+    Ok(())
+}
+
+// ---------------------------------------------------------------- sinks
+
+fn append(path: &std::path::Path) -> Result<lineage_sinks::JsonLinesSink, LiveError> {
+    Ok(lineage_sinks::JsonLinesSink::append(path)?)
+}
+
+fn sinks_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
+    const STAGE: Stage = Stage::Sinks;
+    let bus = &cfg.bus;
+    std::fs::create_dir_all(&cfg.out_dir)
+        .map_err(|e| LiveError::Io(format!("creating {}: {e}", cfg.out_dir.display())))?;
+    let state_dir = cfg.pipeline.settings.run.state_dir();
+    let mut alerts = cfg
+        .pipeline
+        .alert_output(&cfg.out_dir, &state_dir.join("spool"))?;
+    // The responder: the same policy, dry-run default, approval queue and ledger as
+    // every other mode. Actions are keyed by idempotency key, so one key is always
+    // on one partition, handled by one process at a time.
+    let mut actions = cfg.pipeline.action_output(&cfg.out_dir, true)?;
+    let dead_path = cfg.out_dir.join("dead_letters.jsonl");
+    let mut seen_dead: HashSet<String> = std::fs::read_to_string(&dead_path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| content_id(l.as_bytes()))
+        .collect();
+    let mut dead_file = append(&dead_path)?;
+    let mut tables = cfg.tables.then(|| OutcomeTables::new(&cfg.out_dir));
+    let consumer = group_consumer(
+        bus,
+        STAGE.as_str(),
+        &[&bus.topics.alerts, &bus.topics.actions, &bus.topics.dlq],
+    )?;
+    cfg.metrics.set_ready(STAGE.as_str(), true);
+    let mut last_lag = Instant::now();
+    loop {
+        if cfg.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        let batch = poll_batch(&consumer, cfg.batch, cfg.poll, STAGE.as_str());
+        if let Some(t) = tables.as_mut() {
+            t.refresh(false)?;
+        }
+        if batch.is_empty() {
+            if last_lag.elapsed() > Duration::from_secs(2) {
+                record_lag(cfg, STAGE, &consumer);
+                last_lag = Instant::now();
+            }
+            continue;
+        }
+        let mut next: HashMap<(String, i32), i64> = HashMap::new();
+        for m in &batch {
+            next.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
+            let payload = m.payload().unwrap_or_default();
+            if let Some(t) = tables.as_mut() {
+                t.touch();
+            }
+            if m.topic() == bus.topics.dlq {
+                cfg.metrics.record(STAGE, "dead_letters", Outcome::In, 1);
+                if serde_json::from_slice::<DeadLetter>(payload).is_err() {
+                    tracing::warn!(offset = m.offset(), "unreadable dead letter skipped");
+                    continue;
+                }
+                if !seen_dead.insert(content_id(payload)) {
+                    cfg.metrics
+                        .record(STAGE, "dead_letters", Outcome::Duplicate, 1);
+                    continue;
+                }
+                dead_file.write_raw(payload)?;
+                cfg.metrics.record(STAGE, "dead_letters", Outcome::Out, 1);
+                continue;
+            }
+            if m.topic() == bus.topics.alerts {
+                cfg.metrics.record(STAGE, "alerts", Outcome::In, 1);
+                let Ok(alert) = serde_json::from_slice::<Alert>(payload) else {
+                    tracing::warn!(offset = m.offset(), "unreadable alert skipped");
+                    cfg.metrics
+                        .record(STAGE, "alerts", Outcome::DeadLettered, 1);
+                    continue;
+                };
+                // A sink that cannot take it retries and spools; `Err` (not even the
+                // spool took it) stops the stage before this offset is committed.
+                if alerts.deliver(&alert)? {
+                    cfg.metrics.record(STAGE, "alerts", Outcome::Out, 1);
+                } else {
+                    cfg.metrics.record(STAGE, "alerts", Outcome::Duplicate, 1);
+                }
+            } else {
+                cfg.metrics.record(STAGE, "actions", Outcome::In, 1);
+                let Ok(action) = serde_json::from_slice::<Action>(payload) else {
+                    tracing::warn!(offset = m.offset(), "unreadable action skipped");
+                    cfg.metrics
+                        .record(STAGE, "actions", Outcome::DeadLettered, 1);
+                    continue;
+                };
+                match actions.handle(action)? {
+                    Some(done) => {
+                        tracing::info!(key = %done.idempotency_key, status = ?done.status, result = done.result.as_deref().unwrap_or(""), "action handled");
+                        cfg.metrics.record(STAGE, "actions", Outcome::Out, 1);
+                    }
+                    None => cfg.metrics.record(STAGE, "actions", Outcome::Duplicate, 1),
+                }
+            }
+        }
+        alerts.sync()?;
+        actions.sync()?;
+        dead_file.sync()?;
+        commit(&consumer, &next)?;
+    }
+    alerts.finish()?;
+    if let Some(t) = tables.as_mut() {
+        t.refresh(true)?;
+    }
+    tracing::info!(stage = STAGE.as_str(), "stopped");
+    Ok(())
+}
+
+/// The id a dead letter is de-duplicated by: its JSON line's hash (a re-delivered
+/// record has the same provenance, reason and bytes).
+fn content_id(line: &[u8]) -> String {
+    hex::encode(&Sha256::digest(line)[..16])
+}
