@@ -42,7 +42,7 @@ fn detector_requests_go_through_policy_and_ledger() {
     simulate(dir.path());
     std::fs::write(
         dir.path().join("lineage.toml"),
-        "[response]\nledger = \"state/ledger.jsonl\"\n\n[[response.policy.allow]]\nowner = \"*\"\n",
+        "[response]\nledger = \"state/ledger.jsonl\"\n\n[response.policy]\nlog_departures = \"auto\"\n\n[[response.policy.allow]]\nowner = \"*\"\n",
     )
     .unwrap();
     let mut args = vec!["replay"];
@@ -63,9 +63,26 @@ fn detector_requests_go_through_policy_and_ledger() {
         !actions.is_empty(),
         "the departed owner's credentials are requested"
     );
-    // Allowed, mode auto for departed-owner, but dry-run by default: nothing called.
+    // Every request says what it rests on; the simulated departure comes from the
+    // logs (an account disabled), which this config lets run automatically.
+    for a in &actions {
+        assert_eq!(a["evidence"]["departure"], "logs", "{a:#}");
+        assert!(a["evidence"]["method"].is_string(), "{a:#}");
+    }
+    // Allowed, mode auto, strong evidence: dry-run by default, nothing called. Weak
+    // evidence (a session name, a user agent) is queued for a person instead.
+    for a in &actions {
+        let strong = ["declared", "issuance-chain", "principal-alias"]
+            .contains(&a["evidence"]["method"].as_str().unwrap());
+        let want = if strong {
+            "dry-run"
+        } else {
+            "pending-approval"
+        };
+        assert_eq!(a["status"], want, "{a:#}");
+    }
     assert!(
-        actions.iter().all(|a| a["status"] == "dry-run"),
+        actions.iter().any(|a| a["status"] == "dry-run"),
         "{actions:#?}"
     );
     let ledger = common::jsonl(&dir.path().join("state/ledger.jsonl"));

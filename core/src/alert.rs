@@ -149,6 +149,23 @@ pub enum ActionStatus {
     Failed,
 }
 
+/// What a revocation request rests on, so the response policy can tell strong
+/// evidence (executed automatically) from weak (queued for a person).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// How the credential was tied to the owner: the strongest attribution method
+    /// seen for it (`declared` for a credential the inventory binds to the owner's
+    /// agent).
+    pub method: crate::event::AttributionMethod,
+    /// Confidence of that attribution in [0, 1].
+    pub confidence: f32,
+    /// Where the owner's departure is known from: `inventory` (an HR feed, declared)
+    /// or `logs` (an account disabled, a member removed: reversible, and writable by
+    /// whoever can write to the source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub departure: Option<String>,
+}
+
 /// A revocation request and, once executed, its result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Action {
@@ -164,6 +181,9 @@ pub struct Action {
     /// response policy's per-detector mode reads this field.
     #[serde(default)]
     pub detector: String,
+    /// What the request rests on (absent for an operator's own request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
     /// When it was requested.
     pub requested_at: DateTime<Utc>,
     /// Current status.

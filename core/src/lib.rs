@@ -19,7 +19,9 @@ pub mod inventory;
 pub mod secret;
 pub mod summary;
 
-pub use alert::{Action, ActionKind, ActionStatus, Alert, BlastRadius, LineageStep, Severity};
+pub use alert::{
+    Action, ActionKind, ActionStatus, Alert, BlastRadius, Evidence, LineageStep, Severity,
+};
 pub use dead_letter::DeadLetter;
 pub use error::CoreError;
 pub use event::{

@@ -170,6 +170,7 @@ fn attributed_event_alert_and_action_round_trip() {
         credential: sample_use().credential.unwrap(),
         reason: "owner departed".into(),
         detector: "departed-owner".into(),
+        evidence: None,
         requested_at: t,
         status: ActionStatus::DryRun,
         result: None,

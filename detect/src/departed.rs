@@ -5,9 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use lineage_core::event::{CredentialKind, CredentialRef};
+use lineage_core::event::{AttributionMethod, CredentialKind, CredentialRef};
 use lineage_core::{
-    Action, ActionKind, ActionStatus, AttributedEvent, HumanId, LineageFact, Severity,
+    Action, ActionKind, ActionStatus, AttributedEvent, Evidence, HumanId, LineageFact, Severity,
 };
 use lineage_graph::LineageGraph;
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,8 @@ pub struct DepartedOwnerDetector {
     seen: HashMap<HumanId, BTreeMap<String, CredentialRef>>,
     /// Credentials already named in a revocation request, per owner.
     requested: HashMap<HumanId, std::collections::BTreeSet<String>>,
+    /// The strongest attribution that tied each credential to its owner.
+    methods: HashMap<String, (AttributionMethod, f32)>,
 }
 
 impl DepartedOwnerDetector {
@@ -60,7 +62,31 @@ impl DepartedOwnerDetector {
             config,
             seen: HashMap::new(),
             requested: HashMap::new(),
+            methods: HashMap::new(),
         }
+    }
+
+    /// Remembers `method` for `id` when it is stronger than what was seen before.
+    fn note_method(&mut self, id: &str, method: AttributionMethod, confidence: f32) {
+        match self.methods.get(id) {
+            Some((m, _)) if strength(*m) >= strength(method) => {}
+            _ => {
+                self.methods.insert(id.to_owned(), (method, confidence));
+            }
+        }
+    }
+}
+
+/// How strongly an attribution method ties a credential to a person: what the
+/// inventory declares, then what the logs prove (issuance), then names.
+fn strength(m: AttributionMethod) -> u8 {
+    match m {
+        AttributionMethod::Declared => 5,
+        AttributionMethod::IssuanceChain => 4,
+        AttributionMethod::PrincipalAlias => 3,
+        AttributionMethod::SessionChain => 2,
+        AttributionMethod::Fingerprint => 1,
+        AttributionMethod::None => 0,
     }
 }
 
@@ -137,12 +163,25 @@ pub fn revocation_request(
     {
         target["agent"] = json!(agent.id);
     }
+    // Role-wide: every session of the role is revoked, so one request per account,
+    // role and departure, however many sessions (each named as its caller chose).
+    let subject = match (kind, target.get("role_name").and_then(|v| v.as_str())) {
+        (ActionKind::RevokeAwsRoleSessions, Some(role)) => format!(
+            "{}/{role}",
+            target
+                .get("account")
+                .and_then(|v| v.as_str())
+                .unwrap_or("unknown-account")
+        ),
+        _ => cred.id.to_string(),
+    };
     Some(Action {
-        idempotency_key: format!("{kind:?}:{}:{by}:{owner}", cred.id).to_ascii_lowercase(),
+        idempotency_key: format!("{kind:?}:{subject}:{by}:{owner}").to_ascii_lowercase(),
         kind,
         credential: cred.clone(),
         reason,
         detector: by.to_owned(),
+        evidence: None,
         requested_at: at,
         status: ActionStatus::Requested,
         result: None,
@@ -156,6 +195,8 @@ pub fn revocation_request(
 struct DepartedState {
     seen: HashMap<HumanId, BTreeMap<String, CredentialRef>>,
     requested: HashMap<HumanId, std::collections::BTreeSet<String>>,
+    #[serde(default)]
+    methods: HashMap<String, (AttributionMethod, f32)>,
 }
 
 impl Detector for DepartedOwnerDetector {
@@ -167,6 +208,7 @@ impl Detector for DepartedOwnerDetector {
         serde_json::to_value(DepartedState {
             seen: self.seen.clone(),
             requested: self.requested.clone(),
+            methods: self.methods.clone(),
         })
         .ok()
     }
@@ -176,6 +218,7 @@ impl Detector for DepartedOwnerDetector {
             serde_json::from_value(state).map_err(|e| format!("departed-owner state: {e}"))?;
         self.seen = state.seen;
         self.requested = state.requested;
+        self.methods = state.methods;
         Ok(())
     }
 
@@ -190,6 +233,14 @@ impl Detector for DepartedOwnerDetector {
             return Vec::new();
         };
         let use_ = &event.use_;
+        for id in use_
+            .credential
+            .iter()
+            .map(|c| c.id.as_str())
+            .chain(a.root_credential.iter().map(|c| c.as_str()))
+        {
+            self.note_method(id, a.method, a.confidence);
+        }
         // Remember the credential chain's root (and the used credential) for this owner.
         let seen = self.seen.entry(owner.clone()).or_default();
         // Hourly AWS session keys are covered by their root; keeping them would grow
@@ -245,6 +296,21 @@ impl Detector for DepartedOwnerDetector {
                 });
             }
         }
+        let declared: Vec<String> = graph
+            .inventory()
+            .agents()
+            .iter()
+            .filter(|ag| &ag.owner == owner)
+            .flat_map(|ag| ag.credentials.iter().map(|c| c.to_string()))
+            .collect();
+        for id in &declared {
+            self.note_method(id, AttributionMethod::Declared, 1.0);
+        }
+        let departure = if graph.departure_from_logs(owner) {
+            "logs"
+        } else {
+            "inventory"
+        };
         let requested = self.requested.entry(owner.clone()).or_default();
         let mut actions = Vec::new();
         if self.config.request_revocation {
@@ -253,11 +319,21 @@ impl Detector for DepartedOwnerDetector {
                     continue;
                 }
                 let reason = format!("owner {owner} departed at {departed_at}");
-                let Some(action) =
+                let Some(mut action) =
                     revocation_request(graph, cred, owner, "departed-owner", reason, use_.time)
                 else {
                     continue;
                 };
+                let (method, confidence) = self
+                    .methods
+                    .get(id)
+                    .copied()
+                    .unwrap_or((AttributionMethod::None, 0.0));
+                action.evidence = Some(Evidence {
+                    method,
+                    confidence,
+                    departure: Some(departure.into()),
+                });
                 requested.insert(id.clone());
                 actions.push(action);
             }

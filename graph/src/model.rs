@@ -108,6 +108,9 @@ pub struct LineageGraph {
     /// Lower-cased alias → humans that claim it (more than one = ambiguous).
     pub(crate) alias_humans: HashMap<String, Vec<HumanId>>,
     pub(crate) departures: HashMap<HumanId, DateTime<Utc>>,
+    /// Humans whose departure was learned from the logs, not declared in the inventory.
+    #[serde(default)]
+    pub(crate) departures_from_logs: std::collections::HashSet<HumanId>,
     #[serde(skip)]
     pub(crate) inventory: Inventory,
     facts_applied: u64,
@@ -282,7 +285,10 @@ impl LineageGraph {
             }
             FactKind::OwnerDeparted { human } => {
                 if let Ok(Some(h)) = self.human_by_alias(human) {
-                    self.departures.entry(h).or_insert(fact.time);
+                    if !self.departures.contains_key(&h) {
+                        self.departures.insert(h.clone(), fact.time);
+                        self.departures_from_logs.insert(h);
+                    }
                 }
             }
         }
@@ -418,6 +424,12 @@ impl LineageGraph {
     /// When a human departed, if they have.
     pub fn departed_at(&self, human: &HumanId) -> Option<DateTime<Utc>> {
         self.departures.get(human).copied()
+    }
+
+    /// True when a human's departure was learned from the logs (an account disabled,
+    /// a member removed) rather than declared in the inventory.
+    pub fn departure_from_logs(&self, human: &HumanId) -> bool {
+        self.departures_from_logs.contains(human)
     }
 
     /// The human an alias names: `Ok(None)` when nobody claims it, `Err(humans)` when

@@ -6,7 +6,10 @@
 //! - [`ActionKind::RevokeAwsRoleSessions`]: puts the inline policy
 //!   `AWSRevokeOlderSessions` on the role `target.role_name`, denying everything to
 //!   sessions issued before now (what the console's "Revoke active sessions" does;
-//!   a later revocation replaces it with a later time).
+//!   a later revocation replaces it with a later time). Only in the account the
+//!   executor's own credentials belong to (STS `GetCallerIdentity`): a request whose
+//!   `target.account` is another account, or unknown, is refused, never applied to a
+//!   same-named role here.
 //!
 //! The calls go through `aws-sdk-iam` on a current-thread tokio runtime owned by the
 //! executor ([`Executor::execute`] is synchronous), so `execute` must not be called from
@@ -71,10 +74,13 @@ impl Default for AwsExecutorConfig {
     }
 }
 
-/// The runtime and the client, built once.
+/// The runtime and the clients, built once.
 struct Inner {
     runtime: tokio::runtime::Runtime,
     iam: aws_sdk_iam::Client,
+    sts: aws_sdk_sts::Client,
+    /// The executor's own account, asked of STS once.
+    account: std::sync::OnceLock<String>,
 }
 
 /// Revokes AWS credentials.
@@ -151,7 +157,13 @@ impl AwsExecutor {
         }
         let sdk_config = runtime.block_on(loader.load());
         let iam = aws_sdk_iam::Client::new(&sdk_config);
-        Ok(Inner { runtime, iam })
+        let sts = aws_sdk_sts::Client::new(&sdk_config);
+        Ok(Inner {
+            runtime,
+            iam,
+            sts,
+            account: std::sync::OnceLock::new(),
+        })
     }
 
     fn inner(&self) -> Result<&Inner, ExecError> {
@@ -216,8 +228,37 @@ impl AwsExecutor {
         }))
     }
 
+    /// The account of the executor's own credentials.
+    fn own_account(&self) -> Result<String, ExecError> {
+        let inner = self.inner()?;
+        if let Some(a) = inner.account.get() {
+            return Ok(a.clone());
+        }
+        let who = inner
+            .runtime
+            .block_on(inner.sts.get_caller_identity().send())
+            .map_err(|e| classify("GetCallerIdentity", e))?;
+        let account = who
+            .account()
+            .ok_or_else(|| ExecError::Permanent("STS GetCallerIdentity named no account".into()))?
+            .to_owned();
+        Ok(inner.account.get_or_init(|| account).clone())
+    }
+
     fn revoke_sessions(&self, action: &Action) -> Result<String, ExecError> {
         let role = target_field(action, "role_name", "the IAM role whose sessions to revoke")?;
+        let account = target_field(
+            action,
+            "account",
+            "the account of the role (a session whose account the logs did not name is not revoked)",
+        )?;
+        let own = self.own_account()?;
+        if account != own {
+            return Err(ExecError::Permanent(format!(
+                "refused: role {role} is in account {account}, and this executor's credentials are in account {own}; \
+                 a same-named role here is not touched (run an executor with credentials for {account})"
+            )));
+        }
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let document = revoke_sessions_policy(&now);
         let inner = self.inner()?;
@@ -417,6 +458,7 @@ mod tests {
             },
             reason: "r".into(),
             detector: "departed-owner".into(),
+            evidence: None,
             requested_at: chrono::Utc::now(),
             status: lineage_core::ActionStatus::Requested,
             result: None,

@@ -297,6 +297,7 @@ mod tests {
             },
             reason: "r".into(),
             detector: "departed-owner".into(),
+            evidence: None,
             requested_at: Utc::now(),
             status,
             result: None,

@@ -127,7 +127,6 @@ pub struct ResponseConfig {
     pub entra: Option<entra::EntraExecutorConfig>,
 }
 
-
 /// Builds the responder the settings describe, opening the ledger at `ledger` (the
 /// settings' `ledger`, or the caller's default). Modes that execute call
 /// [`Responder::reconcile`] next, to settle what a crash left.

@@ -16,12 +16,33 @@
 //! ```
 //!
 //! Rule fields are globs over the request: `credential` (id), `owner` (human),
-//! `agent`, `kind` (action kind); an absent field matches anything. Owner and agent
-//! come from the request's `target` (`owner`, `agent`) as detectors fill it.
+//! `agent`, `kind` (action kind), `principal` (the credential's own principal: the
+//! IAM user of a key, the role of a session, the app or login) and `account` (the
+//! AWS account, GitHub org or tenant that issued it); an absent field matches
+//! anything. Owner and agent are what attribution concluded; principal and account
+//! are the credential's own, so a deny on them protects a break-glass credential
+//! even when attribution ties it to the wrong person:
+//!
+//! ```toml
+//! [[response.policy.deny]]
+//! principal = "breakglass-*"      # IAM users / roles named breakglass-…, whoever attribution names
+//! ```
+//!
+//! **Evidence.** A request carries what it rests on ([`lineage_core::Evidence`]): the
+//! attribution method that tied the credential to its owner and where the owner's
+//! departure is known from. `auto` executes only on `automatic_evidence` (default:
+//! `declared`, `issuance-chain`, `principal-alias`); a request resting on a session
+//! name or `sourceIdentity` (chosen by the caller), or on a user agent, is queued
+//! with its evidence for a person to approve. A departure learned from the logs (an
+//! account disabled, a member removed: reversible, and forgeable by whoever writes to
+//! the source) is handled in `log_departures` mode (default `approve`); an inventory
+//! departure follows the detector's mode. Revoking every session of an AWS role is
+//! role-wide and handled in `role_sessions` mode (default `approve`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
+use lineage_core::event::AttributionMethod;
 use lineage_core::{Action, ActionKind};
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +74,13 @@ pub struct Rule {
     /// Action kind glob (`deactivate-aws-access-key`, `revoke-vault-accessor`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The credential's own principal glob: IAM user of a key, role of a session,
+    /// app id or login (not what attribution concluded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// Issuing account glob: AWS account, GitHub org, Entra tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 /// The `[response]` settings.
@@ -78,6 +106,17 @@ pub struct PolicyConfig {
     /// …and none of these.
     #[serde(default)]
     pub deny: Vec<Rule>,
+    /// Attribution methods strong enough to execute on automatically; a request
+    /// resting on anything weaker is queued for approval with its evidence.
+    #[serde(default = "d_evidence")]
+    pub automatic_evidence: Vec<AttributionMethod>,
+    /// Mode for requests whose owner's departure was learned from the logs (default
+    /// `approve`); inventory departures follow the detector's mode.
+    #[serde(default = "d_mode")]
+    pub log_departures: Mode,
+    /// Mode for role-wide actions (every session of an AWS role; default `approve`).
+    #[serde(default = "d_mode")]
+    pub role_sessions: Mode,
 }
 
 const fn yes() -> bool {
@@ -88,6 +127,13 @@ const fn d_rate() -> u32 {
 }
 const fn d_mode() -> Mode {
     Mode::Approve
+}
+fn d_evidence() -> Vec<AttributionMethod> {
+    vec![
+        AttributionMethod::Declared,
+        AttributionMethod::IssuanceChain,
+        AttributionMethod::PrincipalAlias,
+    ]
 }
 fn d_modes() -> BTreeMap<String, Mode> {
     [
@@ -106,8 +152,32 @@ impl Default for PolicyConfig {
             modes: d_modes(),
             allow: Vec::new(),
             deny: Vec::new(),
+            automatic_evidence: d_evidence(),
+            log_departures: d_mode(),
+            role_sessions: d_mode(),
         }
     }
+}
+
+/// The stricter of two modes (`never` over `approve` over `auto`).
+fn stricter(a: Mode, b: Mode) -> Mode {
+    let rank = |m: Mode| match m {
+        Mode::Never => 0,
+        Mode::Approve => 1,
+        Mode::Auto => 2,
+    };
+    if rank(a) <= rank(b) {
+        a
+    } else {
+        b
+    }
+}
+
+fn method_name(m: AttributionMethod) -> String {
+    serde_json::to_value(m)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// What the policy says about one request.
@@ -121,6 +191,14 @@ pub enum Decision {
     Queue(String),
     /// Do not do it.
     Refuse(String),
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Auto => "auto",
+        Mode::Approve => "approve",
+        Mode::Never => "never",
+    }
 }
 
 /// The policy with its rate-limit window.
@@ -165,10 +243,23 @@ impl Rule {
         let ok = |pattern: &Option<String>, value: &str| {
             pattern.as_deref().is_none_or(|p| glob_match(p, value))
         };
+        let principal = ["user_name", "role_name", "app_id", "owner_login"]
+            .iter()
+            .map(|k| field(k))
+            .find(|v| !v.is_empty())
+            .unwrap_or("");
+        let account = ["account", "org", "tenant"]
+            .iter()
+            .map(|k| field(k))
+            .find(|v| !v.is_empty())
+            .or(action.credential.issuer.as_deref())
+            .unwrap_or("");
         ok(&self.credential, action.credential.id.as_str())
             && ok(&self.owner, field("owner"))
             && ok(&self.agent, field("agent"))
             && ok(&self.kind, &kind_name(action.kind))
+            && ok(&self.principal, principal)
+            && ok(&self.account, account)
     }
 }
 
@@ -194,15 +285,21 @@ impl Policy {
             .get(detector)
             .copied()
             .unwrap_or(self.config.default_mode);
-        self.decide_with(action, mode, detector)
+        self.decide_with(action, mode, detector, false)
     }
 
-    /// Decides a request an operator approved.
+    /// Decides a request an operator approved (its evidence was shown to them).
     pub fn decide_approved(&mut self, action: &Action) -> Decision {
-        self.decide_with(action, Mode::Auto, "approved")
+        self.decide_with(action, Mode::Auto, "approved", true)
     }
 
-    fn decide_with(&mut self, action: &Action, mode: Mode, detector: &str) -> Decision {
+    fn decide_with(
+        &mut self,
+        action: &Action,
+        mut mode: Mode,
+        detector: &str,
+        approved: bool,
+    ) -> Decision {
         if let Some(i) = self.config.deny.iter().position(|r| r.matches(action)) {
             return Decision::Refuse(format!("denylist rule #{} matches", i + 1));
         }
@@ -211,14 +308,46 @@ impl Policy {
                 "no allowlist rule matches (response.allow is empty or excludes it)".into(),
             );
         }
-        match mode {
-            Mode::Never => {
-                return Decision::Refuse(format!("mode `never` for detector `{detector}`"))
+        let mut why_mode = format!("mode `{}` for detector `{detector}`", mode_name(mode));
+        if !approved {
+            if action.kind == ActionKind::RevokeAwsRoleSessions
+                && stricter(mode, self.config.role_sessions) != mode
+            {
+                mode = self.config.role_sessions;
+                why_mode = format!(
+                    "mode `{}` for role-wide actions (every session of the role; `role_sessions`)",
+                    mode_name(mode)
+                );
             }
+            if let Some(e) = &action.evidence {
+                if e.departure.as_deref() == Some("logs")
+                    && stricter(mode, self.config.log_departures) != mode
+                {
+                    mode = self.config.log_departures;
+                    why_mode = format!(
+                        "mode `{}` for departures learned from the logs (reversible, and written by whoever can write to the source; `log_departures`)",
+                        mode_name(mode)
+                    );
+                }
+                if mode == Mode::Auto && !self.config.automatic_evidence.contains(&e.method) {
+                    return Decision::Queue(format!(
+                        "evidence too weak to execute automatically: the credential is tied to its owner by `{}` (confidence {:.2}), not by {}; review and run `lineage actions approve`",
+                        method_name(e.method),
+                        e.confidence,
+                        self.config
+                            .automatic_evidence
+                            .iter()
+                            .map(|m| format!("`{}`", method_name(*m)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+        }
+        match mode {
+            Mode::Never => return Decision::Refuse(why_mode),
             Mode::Approve => {
-                return Decision::Queue(format!(
-                    "mode `approve` for detector `{detector}`: run `lineage actions approve`"
-                ))
+                return Decision::Queue(format!("{why_mode}: run `lineage actions approve`"))
             }
             Mode::Auto => {}
         }
@@ -266,6 +395,7 @@ mod tests {
             },
             reason: "r".into(),
             detector: "departed-owner".into(),
+            evidence: None,
             requested_at: Utc::now(),
             status: ActionStatus::Requested,
             result: None,
@@ -335,5 +465,117 @@ mod tests {
         assert!(glob_match("AKIA*", "AKIA123"));
         assert!(glob_match("*-svc-?", "billing-svc-1"));
         assert!(!glob_match("AKIA*", "ASIA123"));
+    }
+
+    fn live() -> PolicyConfig {
+        PolicyConfig {
+            dry_run: false,
+            allow: vec![Rule {
+                owner: Some("*".into()),
+                ..Rule::default()
+            }],
+            ..PolicyConfig::default()
+        }
+    }
+
+    fn with_evidence(method: AttributionMethod, departure: &str) -> Action {
+        let mut a = action("AKIA1", "alice");
+        a.evidence = Some(lineage_core::Evidence {
+            method,
+            confidence: 0.5,
+            departure: Some(departure.into()),
+        });
+        a
+    }
+
+    #[test]
+    fn weak_evidence_is_queued_with_its_reason_and_runs_once_approved() {
+        let mut p = Policy::new(live());
+        for weak in [
+            AttributionMethod::Fingerprint,
+            AttributionMethod::SessionChain,
+        ] {
+            let a = with_evidence(weak, "inventory");
+            match p.decide(&a, "departed-owner") {
+                Decision::Queue(why) => {
+                    assert!(why.contains("evidence too weak"), "{why}");
+                    assert!(why.contains(&method_name(weak)), "{why}");
+                }
+                other => panic!("{weak:?}: {other:?}"),
+            }
+            assert_eq!(p.decide_approved(&a), Decision::Execute);
+        }
+        for strong in [
+            AttributionMethod::Declared,
+            AttributionMethod::IssuanceChain,
+            AttributionMethod::PrincipalAlias,
+        ] {
+            let a = with_evidence(strong, "inventory");
+            assert_eq!(
+                p.decide(&a, "departed-owner"),
+                Decision::Execute,
+                "{strong:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_departure_from_the_logs_waits_for_a_person_unless_configured() {
+        let a = with_evidence(AttributionMethod::Declared, "logs");
+        let mut p = Policy::new(live());
+        match p.decide(&a, "departed-owner") {
+            Decision::Queue(why) => assert!(why.contains("log_departures"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let mut p = Policy::new(PolicyConfig {
+            log_departures: Mode::Auto,
+            ..live()
+        });
+        assert_eq!(p.decide(&a, "departed-owner"), Decision::Execute);
+    }
+
+    #[test]
+    fn a_break_glass_principal_is_protected_whoever_attribution_names() {
+        let mut cfg = live();
+        cfg.deny.push(Rule {
+            principal: Some("breakglass-*".into()),
+            ..Rule::default()
+        });
+        let mut p = Policy::new(cfg);
+        // Attribution (a user agent) says the key is alice's; the key is the
+        // break-glass user's own.
+        let mut a = with_evidence(AttributionMethod::Declared, "inventory");
+        a.target =
+            json!({ "owner": "alice", "user_name": "breakglass-admin", "account": "111122223333" });
+        assert!(matches!(
+            p.decide(&a, "departed-owner"),
+            Decision::Refuse(_)
+        ));
+        assert!(matches!(p.decide_approved(&a), Decision::Refuse(_)));
+        a.target["user_name"] = json!("svc-alice");
+        assert_eq!(p.decide(&a, "departed-owner"), Decision::Execute);
+        // Accounts are matched on the credential's own account.
+        let mut p = Policy::new(PolicyConfig {
+            deny: vec![Rule {
+                account: Some("1111*".into()),
+                ..Rule::default()
+            }],
+            ..live()
+        });
+        assert!(matches!(
+            p.decide(&a, "departed-owner"),
+            Decision::Refuse(_)
+        ));
+    }
+
+    #[test]
+    fn role_wide_revocation_waits_for_a_person_by_default() {
+        let mut a = with_evidence(AttributionMethod::Declared, "inventory");
+        a.kind = ActionKind::RevokeAwsRoleSessions;
+        let mut p = Policy::new(live());
+        match p.decide(&a, "departed-owner") {
+            Decision::Queue(why) => assert!(why.contains("role_sessions"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -17,6 +17,9 @@ use serde_json::json;
 
 use lineage_test_support::{free_port, Moto};
 
+/// The account moto's default credentials belong to.
+const MOTO_ACCOUNT: &str = "123456789012";
+
 fn executor_config(moto: &Moto) -> AwsExecutorConfig {
     AwsExecutorConfig {
         endpoint_url: Some(moto.endpoint.clone()),
@@ -99,6 +102,7 @@ fn deactivate(key: &str, user: &str, owner: &str) -> Action {
         },
         reason: format!("owner {owner} departed"),
         detector: "departed-owner".into(),
+        evidence: None,
         requested_at: Utc::now(),
         status: ActionStatus::Requested,
         result: None,
@@ -248,8 +252,66 @@ fn revokes_role_sessions_with_the_console_policy() {
         .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
+    let session = |account: &str| Action {
+        idempotency_key: format!("revoke-sessions:{account}/ci-deployer:departed-owner:carol"),
+        kind: ActionKind::RevokeAwsRoleSessions,
+        credential: CredentialRef {
+            kind: CredentialKind::AwsSessionKey,
+            id: CredentialId::new("ASIAEXAMPLE0000000001"),
+            issuer: Some(account.into()),
+        },
+        reason: "owner carol departed".into(),
+        detector: "departed-owner".into(),
+        evidence: None,
+        requested_at: Utc::now(),
+        status: ActionStatus::Requested,
+        result: None,
+        target: json!({ "role_name": "ci-deployer", "owner": "carol", "account": account }),
+    };
+
+    // Role-wide: by default a person approves it, whatever the detector's mode.
     let (exec, calls) = counting(executor(&moto));
-    let mut r = responder(live_policy(), &dir.path().join("ledger.jsonl"), exec);
+    let mut r = responder(live_policy(), &dir.path().join("queued.jsonl"), exec);
+    let out = r.submit(session(MOTO_ACCOUNT)).unwrap();
+    assert_eq!(
+        out.status,
+        ActionStatus::PendingApproval,
+        "{:?}",
+        out.result
+    );
+    assert!(out.result.unwrap().contains("role_sessions"));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    // A role of the same name in another account is never touched here.
+    let role_auto = PolicyConfig {
+        role_sessions: lineage_respond::Mode::Auto,
+        ..live_policy()
+    };
+    let (exec, calls) = counting(executor(&moto));
+    let mut r = responder(role_auto.clone(), &dir.path().join("foreign.jsonl"), exec);
+    let out = r.submit(session("999988887777")).unwrap();
+    assert_eq!(out.status, ActionStatus::Failed, "{:?}", out.result);
+    let why = out.result.unwrap();
+    assert!(
+        why.contains("refused") && why.contains("999988887777"),
+        "{why}"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one call, refused, no retry"
+    );
+    let listed = iam
+        .rt
+        .block_on(iam.iam.list_role_policies().role_name("ci-deployer").send())
+        .unwrap();
+    assert!(
+        listed.policy_names().is_empty(),
+        "nothing was put on the role"
+    );
+
+    let (exec, calls) = counting(executor(&moto));
+    let mut r = responder(role_auto, &dir.path().join("ledger.jsonl"), exec);
     let before = Utc::now() - chrono::Duration::seconds(2);
     let action = Action {
         idempotency_key: "revoke-sessions:ASIAEXAMPLE:departed-owner:carol".into(),
@@ -261,10 +323,11 @@ fn revokes_role_sessions_with_the_console_policy() {
         },
         reason: "owner carol departed".into(),
         detector: "departed-owner".into(),
+        evidence: None,
         requested_at: Utc::now(),
         status: ActionStatus::Requested,
         result: None,
-        target: json!({ "role_name": "ci-deployer", "owner": "carol" }),
+        target: json!({ "role_name": "ci-deployer", "owner": "carol", "account": MOTO_ACCOUNT }),
     };
     let out = r.submit(action).unwrap();
     assert_eq!(out.status, ActionStatus::Done, "{:?}", out.result);

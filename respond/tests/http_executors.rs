@@ -167,6 +167,7 @@ fn action(kind: ActionKind, cred_kind: CredentialKind, id: &str, target: Value) 
         },
         reason: "departed owner".into(),
         detector: "departed-owner".into(),
+        evidence: None,
         requested_at: Utc::now(),
         status: ActionStatus::Requested,
         result: None,

@@ -104,6 +104,7 @@ fn action(accessor: &str, key: &str, target: Value) -> Action {
         },
         reason: "departed owner".into(),
         detector: "departed-owner".into(),
+        evidence: None,
         requested_at: Utc::now(),
         status: ActionStatus::Requested,
         result: None,

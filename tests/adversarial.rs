@@ -1,0 +1,244 @@
+//! Forged and misleading records must not turn the responder against the
+//! organisation. Each case replays a few CloudTrail records with `--respond` under a
+//! policy that would execute anything strong (dry-run off, everything allowlisted),
+//! and checks that what rests on weak evidence waits for a person, with the reason
+//! in the ledger:
+//!
+//! - a role session named after a departed person by someone else (the session name
+//!   and `sourceIdentity` are chosen by the caller);
+//! - a break-glass key tied to a departed person's agent only by its user agent; and,
+//!   with a deny rule on the key's own principal, refused outright.
+//!
+//! The ledger's own guarantees (intent before the call, reconciliation after a crash,
+//! a torn last line, the lock between processes) are tested in
+//! `respond/src/ledger.rs`, `respond/src/policy.rs` and `tests/live_respond.rs`.
+
+mod common;
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+const ACCOUNT: &str = "111122223333";
+
+fn inventory(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("inventory.toml");
+    std::fs::write(
+        &p,
+        r#"[[human]]
+id = "dana"
+email = "dana@example.com"
+status = "departed"
+departed_at = "2026-11-01T00:00:00Z"
+
+[[human]]
+id = "olaf"
+email = "olaf@example.com"
+
+[[agent]]
+id = "dana-bot"
+kind = "ai-agent"
+owner = "dana"
+user_agents = ["*dana-bot*"]
+
+[[agent]]
+id = "ops-console"
+kind = "service"
+owner = "olaf"
+"#,
+    )
+    .unwrap();
+    p
+}
+
+fn identity_user(user: &str, key: &str) -> Value {
+    json!({
+        "type": "IAMUser",
+        "principalId": format!("AIDA{}", user.to_uppercase()),
+        "arn": format!("arn:aws:iam::{ACCOUNT}:user/{user}"),
+        "accountId": ACCOUNT,
+        "accessKeyId": key,
+        "userName": user
+    })
+}
+
+fn record(identity: Value, time: &str, event: (&str, &str), id: &str, ua: &str) -> Value {
+    json!({
+        "eventVersion": "1.08",
+        "userIdentity": identity,
+        "eventTime": time,
+        "eventSource": event.0,
+        "eventName": event.1,
+        "awsRegion": "us-east-1",
+        "sourceIPAddress": "198.51.100.9",
+        "userAgent": ua,
+        "requestParameters": null,
+        "responseElements": null,
+        "requestID": id,
+        "eventID": id,
+        "readOnly": true,
+        "eventType": "AwsApiCall",
+        "managementEvent": true,
+        "recipientAccountId": ACCOUNT
+    })
+}
+
+/// Replays `records` with `--respond` under `policy` (TOML for `[response.policy]`
+/// and its rules); the actions written.
+fn respond(dir: &Path, records: Vec<Value>, policy: &str) -> Vec<Value> {
+    let logs = dir.join("logs.json");
+    std::fs::write(&logs, json!({ "Records": records }).to_string()).unwrap();
+    let cfg = dir.join("lineage.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[response]\nledger = {:?}\n\n{policy}",
+            dir.join("ledger.jsonl").display().to_string()
+        ),
+    )
+    .unwrap();
+    let inv = inventory(dir).display().to_string();
+    let out = dir.join("out");
+    let o = common::replay(
+        &[&logs],
+        &out,
+        &[
+            "--inventory",
+            &inv,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--respond",
+            "--no-tables",
+            "--events",
+        ],
+    );
+    common::assert_exit(&o, 0);
+    common::jsonl(&out.join("actions.jsonl"))
+}
+
+const EXECUTE_STRONG: &str = r#"[response.policy]
+dry_run = false
+log_departures = "auto"
+role_sessions = "auto"
+
+[[response.policy.allow]]
+owner = "*"
+"#;
+
+#[test]
+fn a_role_session_named_after_a_departed_person_is_not_revoked_automatically() {
+    let dir = tempfile::tempdir().unwrap();
+    // A contractor the inventory does not know assumes a shared role and names the
+    // session (and its sourceIdentity) after dana, who has left; the session is then
+    // used.
+    let assume = {
+        let mut r = record(
+            identity_user("contractor", "AKIACONTRACTOR000001"),
+            "2026-12-01T10:00:00Z",
+            ("sts.amazonaws.com", "AssumeRole"),
+            "assume-1",
+            "aws-cli/2.15.0",
+        );
+        r["requestParameters"] = json!({
+            "roleArn": format!("arn:aws:iam::{ACCOUNT}:role/shared-deploy"),
+            "roleSessionName": "dana@example.com",
+            "sourceIdentity": "dana@example.com"
+        });
+        r["responseElements"] = json!({
+            "credentials": { "accessKeyId": "ASIASHARED0000000001", "expiration": "Dec 1, 2026, 11:00:00 AM" },
+            "assumedRoleUser": {
+                "assumedRoleId": "AROASHARED:dana@example.com",
+                "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/shared-deploy/dana@example.com")
+            },
+            "sourceIdentity": "dana@example.com"
+        });
+        r["readOnly"] = json!(false);
+        r
+    };
+    let used = record(
+        json!({
+            "type": "AssumedRole",
+            "principalId": "AROASHARED:dana@example.com",
+            "arn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/shared-deploy/dana@example.com"),
+            "accountId": ACCOUNT,
+            "accessKeyId": "ASIASHARED0000000001",
+            "sessionContext": {
+                "sessionIssuer": {
+                    "type": "Role",
+                    "principalId": "AROASHARED",
+                    "arn": format!("arn:aws:iam::{ACCOUNT}:role/shared-deploy"),
+                    "accountId": ACCOUNT,
+                    "userName": "shared-deploy"
+                },
+                "sourceIdentity": "dana@example.com",
+                "attributes": { "creationDate": "2026-12-01T10:00:00Z", "mfaAuthenticated": "false" }
+            }
+        }),
+        "2026-12-01T10:05:00Z",
+        ("s3.amazonaws.com", "ListBuckets"),
+        "use-1",
+        "aws-cli/2.15.0",
+    );
+    // Where the issuance is in the logs, the chain leads to the contractor's key and
+    // the name counts for nothing: no departed-owner request at all.
+    let chained = respond(dir.path(), vec![assume, used.clone()], EXECUTE_STRONG);
+    assert!(chained.is_empty(), "{chained:#?}");
+    // Where it is not (the role assumed from another account, whose trail this is
+    // not), the session's own name is all there is.
+    let dir = tempfile::tempdir().unwrap();
+    let actions = respond(dir.path(), vec![used], EXECUTE_STRONG);
+    assert!(
+        !actions.is_empty(),
+        "the departed-owner detector asks to revoke something: {}\n{}",
+        std::fs::read_to_string(dir.path().join("out/alerts.jsonl")).unwrap_or_default(),
+        std::fs::read_to_string(dir.path().join("out/events.jsonl")).unwrap_or_default()
+    );
+    for a in &actions {
+        assert_ne!(a["status"], "done", "{a:#}");
+        assert_ne!(a["status"], "executing", "{a:#}");
+        assert_eq!(a["status"], "pending-approval", "{a:#}");
+        let why = a["result"].as_str().unwrap();
+        assert!(
+            why.contains("evidence too weak") || why.contains("role_sessions"),
+            "{why}"
+        );
+    }
+    let ledger = common::jsonl(&dir.path().join("ledger.jsonl"));
+    assert!(
+        ledger.iter().all(|e| e["action"]["status"] != "executing"),
+        "no executor was called: {ledger:#?}"
+    );
+}
+
+#[test]
+fn a_break_glass_key_tied_to_a_departed_agent_by_user_agent_waits_or_is_refused() {
+    let used = record(
+        identity_user("breakglass-admin", "AKIABREAKGLASS00001"),
+        "2026-12-02T09:00:00Z",
+        ("iam", "ListUsers"),
+        "bg-1",
+        "dana-bot/1.4 (python)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let actions = respond(dir.path(), vec![used.clone()], EXECUTE_STRONG);
+    let key: Vec<&Value> = actions
+        .iter()
+        .filter(|a| a["credential"]["id"] == "AKIABREAKGLASS00001")
+        .collect();
+    assert_eq!(key.len(), 1, "{actions:#?}");
+    assert_eq!(key[0]["evidence"]["method"], "fingerprint", "{:#}", key[0]);
+    assert_eq!(key[0]["status"], "pending-approval", "{:#}", key[0]);
+    assert!(key[0]["result"].as_str().unwrap().contains("fingerprint"));
+
+    // With the break-glass principal denied, it is refused, whatever attribution says.
+    let dir = tempfile::tempdir().unwrap();
+    let deny =
+        format!("{EXECUTE_STRONG}\n[[response.policy.deny]]\nprincipal = \"breakglass-*\"\n");
+    let actions = respond(dir.path(), vec![used], &deny);
+    let key = actions
+        .iter()
+        .find(|a| a["credential"]["id"] == "AKIABREAKGLASS00001")
+        .expect("requested");
+    assert_eq!(key["status"], "refused", "{key:#}");
+    assert!(key["result"].as_str().unwrap().contains("denylist"));
+}
