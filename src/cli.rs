@@ -241,6 +241,11 @@ pub(crate) struct SimulateArgs {
     /// Output directory.
     #[arg(long, short)]
     pub(crate) out: PathBuf,
+    /// Replace `AWSLogs/`, `Entra/`, `GitHub/`, `Vault/` in the output directory even
+    /// when an earlier `lineage simulate` did not write them (without it, such
+    /// folders, which could be a real log mirror, are left alone and the command fails).
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 #[derive(Debug, clap::Args)]

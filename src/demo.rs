@@ -23,6 +23,7 @@ pub(crate) fn simulate(args: &SimulateArgs) -> Result<SimReport> {
         agents: args.agents,
         days: args.days,
         calls_per_agent_day: args.calls_per_agent_day,
+        force: args.force,
         ..SimConfig::default()
     };
     let report = lineage_sim::simulate(&cfg, &args.out).context("simulating")?;
@@ -76,6 +77,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
         days: 3,
         calls_per_agent_day: 200,
         out: dir.join("sim"),
+        force: false,
     })?;
     let out_dir = dir.join("out");
     println!(

@@ -1,4 +1,7 @@
-//! `lineage demo` runs with nothing but the binary and meets its quality bar.
+//! `lineage demo` runs with nothing but the binary and meets its quality bar, and
+//! `lineage simulate` never deletes log folders it did not write.
+
+mod common;
 
 use std::process::Command;
 
@@ -151,4 +154,36 @@ fn alerts_can_go_to_stdout_as_json_lines() {
     assert_eq!(backdoors.len(), 2, "{backdoors:?}");
     assert!(backdoors.contains(&"malicious-iam-user"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("records: 2900 read"));
+}
+
+#[test]
+fn simulate_never_deletes_log_folders_it_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = dir.path().join("AWSLogs/123/CloudTrail");
+    std::fs::create_dir_all(&mirror).unwrap();
+    std::fs::write(mirror.join("real.json.gz"), b"a real log").unwrap();
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lineage"))
+            .args(["simulate", "--days", "1", "--agents", "2", "--out"])
+            .arg(dir.path())
+            .args(extra)
+            .env_remove("LINEAGE_LOG")
+            .output()
+            .unwrap()
+    };
+    let refused = run(&[]);
+    common::assert_exit(&refused, 1);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--force"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(
+        mirror.join("real.json.gz").exists(),
+        "the real log is still there"
+    );
+    common::assert_exit(&run(&["--force"]), 0);
+    assert!(!mirror.join("real.json.gz").exists());
+    // Its own output it replaces without being asked.
+    common::assert_exit(&run(&[]), 0);
 }

@@ -11,6 +11,7 @@
 //!
 //! Alerts are compared on the fields that do not grow after an alert opens (a live
 //! mode delivers an alert when it opens; replay writes it with its final count).
+//! Every mode evaluates the same Sigma rule on the raw records.
 
 mod common;
 
@@ -21,6 +22,22 @@ use std::time::{Duration, Instant};
 use common::{lineage, Runner};
 use lineage_test_support::{free_port, read_topic, Tansu};
 use serde_json::Value;
+
+/// A Sigma rule for CloudTrail that the simulated estate triggers.
+const SIGMA_RULE: &str = r#"title: KMS decrypt by a workload (parity test)
+id: 5d3a9a52-2f1e-4c3b-9a77-0d1c2e3f4a5b
+status: test
+description: Fires on every KMS Decrypt, so every mode's Sigma path is exercised.
+logsource:
+  product: aws
+  service: cloudtrail
+detection:
+  selection:
+    eventSource: kms.amazonaws.com
+    eventName: Decrypt
+  condition: selection
+level: low
+"#;
 
 /// An output directory's alerts by id, reduced to what every mode must agree on.
 fn alerts_by_id(path: &Path) -> BTreeMap<String, Value> {
@@ -125,9 +142,18 @@ fn deliver(files: &[PathBuf], from: &Path, to: &Path, name: &str) {
     std::fs::rename(&staging, to.join(name)).unwrap();
 }
 
-fn kafka_config(path: &Path, brokers: &str, group: &str, inventory: &Path, out: &Path, port: u16) {
+fn kafka_config(
+    path: &Path,
+    brokers: &str,
+    group: &str,
+    inventory: &Path,
+    out: &Path,
+    port: u16,
+    sigma_toml: &str,
+) {
     let text = format!(
-        r#"[bus]
+        r#"{sigma_toml}
+[bus]
 kind = "kafka"
 brokers = "{brokers}"
 group_id = "{group}"
@@ -223,13 +249,23 @@ fn replay_embedded_live_and_kafka_give_the_same_alerts_actions_and_events() {
     let sim = tmp.path().join("sim");
     let inputs = common::simulate(&sim, &["--seed", "11"]);
     let inventory = sim.join("inventory.toml");
+    // A Sigma rule every mode evaluates on the raw records.
+    let rules = tmp.path().join("rules");
+    std::fs::create_dir_all(rules.join("aws")).unwrap();
+    std::fs::write(rules.join("aws/kms_decrypt.yml"), SIGMA_RULE).unwrap();
+    let sigma_toml = format!("sigma_rules = {:?}\n", rules.display().to_string());
 
     // (a) replay: the reference.
     let replay_out = tmp.path().join("replay");
     let paths: Vec<&Path> = inputs.iter().map(Path::new).collect();
     let inv = inventory.display().to_string();
+    let rules_arg = rules.display().to_string();
     common::assert_exit(
-        &common::replay(&paths, &replay_out, &["--inventory", &inv]),
+        &common::replay(
+            &paths,
+            &replay_out,
+            &["--inventory", &inv, "--sigma-rules", &rules_arg],
+        ),
         0,
     );
     let want = alerts_by_id(&replay_out.join("alerts.jsonl"));
@@ -253,7 +289,7 @@ fn replay_embedded_live_and_kafka_give_the_same_alerts_actions_and_events() {
     std::fs::write(
         &cfg,
         format!(
-            "[run]\ninventory = {inv:?}\nout_dir = {out:?}\nmetrics_addr = \"127.0.0.1:{port}\"\n\
+            "{sigma_toml}[run]\ninventory = {inv:?}\nout_dir = {out:?}\nmetrics_addr = \"127.0.0.1:{port}\"\n\
              checkpoint_secs = 1\npoll_interval_ms = 100\n\n\
              [[source]]\nname = \"delivered\"\nkind = \"directory\"\npath = {watch:?}\nsettle_ms = 200\n",
             out = live.display().to_string(),
@@ -320,7 +356,15 @@ fn replay_embedded_live_and_kafka_give_the_same_alerts_actions_and_events() {
     let port = free_port();
     let cfg = tmp.path().join("kafka.toml");
     let out = tmp.path().join("kafka");
-    kafka_config(&cfg, &tansu.brokers(), "parity", &inventory, &out, port);
+    kafka_config(
+        &cfg,
+        &tansu.brokers(),
+        "parity",
+        &inventory,
+        &out,
+        port,
+        &sigma_toml,
+    );
     let mut run = Runner::start(&cfg, port, tmp.path().join("kafka.log"));
     run.wait_healthy();
     wait_for_alert_lines(&out.join("alerts.jsonl"), want.len(), &[&run]);
@@ -363,8 +407,24 @@ fn replay_embedded_live_and_kafka_give_the_same_alerts_actions_and_events() {
     let (pa, pb) = (free_port(), free_port());
     let (ca, cb) = (tmp.path().join("a.toml"), tmp.path().join("b.toml"));
     let (oa, ob) = (tmp.path().join("out-a"), tmp.path().join("out-b"));
-    kafka_config(&ca, &tansu.brokers(), "scale", &inventory, &oa, pa);
-    kafka_config(&cb, &tansu.brokers(), "scale", &inventory, &ob, pb);
+    kafka_config(
+        &ca,
+        &tansu.brokers(),
+        "scale",
+        &inventory,
+        &oa,
+        pa,
+        &sigma_toml,
+    );
+    kafka_config(
+        &cb,
+        &tansu.brokers(),
+        "scale",
+        &inventory,
+        &ob,
+        pb,
+        &sigma_toml,
+    );
     let mut a = Runner::start(&ca, pa, tmp.path().join("a.log"));
     a.wait_healthy();
     let mut b = Runner::start(&cb, pb, tmp.path().join("b.log"));

@@ -215,15 +215,38 @@ fn is_gzip(bytes: &[u8]) -> bool {
     bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b
 }
 
+/// The most a gzip input may inflate to: 1 GiB, and at most
+/// [`MAX_INFLATION_RATIO`] times its compressed size (past 64 MiB). CloudTrail
+/// delivery files inflate about 10–20 times; a decompression bomb (a gigabyte of
+/// zeros in a megabyte) stops at the limit instead of exhausting memory.
+pub const MAX_DECOMPRESSED_BYTES: u64 = 1 << 30;
+/// See [`MAX_DECOMPRESSED_BYTES`].
+pub const MAX_INFLATION_RATIO: u64 = 200;
+
+fn inflation_limit(compressed: usize) -> u64 {
+    (compressed as u64)
+        .saturating_mul(MAX_INFLATION_RATIO)
+        .clamp(64 << 20, MAX_DECOMPRESSED_BYTES)
+}
+
 /// Gunzips every member of `bytes` into `out` (cleared first); on damage keeps what
-/// decoded before it and returns why.
+/// decoded before it and returns why. Stops at [`inflation_limit`] with the reason.
 fn gunzip_into(bytes: &[u8], out: &mut Vec<u8>) -> Option<String> {
     out.clear();
-    out.reserve(bytes.len() * 8);
+    let limit = inflation_limit(bytes.len());
+    out.reserve((bytes.len() * 8).min(limit as usize));
     // `bufread`: the input is already in memory, so it is read in place rather than
     // copied through a `BufReader` first.
-    let mut decoder = flate2::bufread::MultiGzDecoder::new(bytes);
-    decoder.read_to_end(out).err().map(|e| {
+    let decoder = flate2::bufread::MultiGzDecoder::new(bytes);
+    let result = decoder.take(limit + 1).read_to_end(out);
+    if out.len() as u64 > limit {
+        out.truncate(limit as usize);
+        return Some(format!(
+            "gzip input of {} bytes inflates past {limit} bytes ({MAX_INFLATION_RATIO}x its size, or {MAX_DECOMPRESSED_BYTES} bytes): a decompression bomb or an archive too large to read whole; the records after the limit are not read",
+            bytes.len()
+        ));
+    }
+    result.err().map(|e| {
         format!(
             "gzip stream is corrupt or truncated after {} decompressed bytes: {e}",
             out.len()
@@ -377,5 +400,35 @@ pub fn sniff_source(bytes: &[u8]) -> Option<Source> {
         Some(Source::Entra)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_decompression_bomb_stops_at_the_limit_with_the_reason() {
+        // 256 MiB of zeros in about 256 KiB of gzip.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..256 {
+            gz.write_all(&zeros).unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 2 << 20, "{}", bomb.len());
+        let (out, err) = decompress(&bomb);
+        let limit = inflation_limit(bomb.len());
+        assert_eq!(out.len() as u64, limit);
+        assert!(limit < 256 << 20);
+        assert!(err.unwrap().contains("decompression bomb"));
+        // An ordinary file inflates whole.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(br#"{"Records":[]}"#).unwrap();
+        let small = gz.finish().unwrap();
+        let (out, err) = decompress(&small);
+        assert_eq!(&out[..], br#"{"Records":[]}"#);
+        assert!(err.is_none());
     }
 }

@@ -21,7 +21,7 @@ mod write;
 
 pub use score::{score, DetectorScore, Score};
 pub use truth::{ExpectedAlert, ExpectedAttribution, GroundTruth};
-pub use write::{simulate, SimConfig, SimReport};
+pub use write::{simulate, SimConfig, SimReport, MARKER};
 
 /// What can go wrong while simulating.
 #[derive(Debug, thiserror::Error)]

@@ -48,7 +48,14 @@ pub struct SimConfig {
     /// server key used from a new network at the same time as the real one, a dormant
     /// key reactivated); the departed owner comes with `all_sources`.
     pub scenarios: bool,
+    /// Replace `AWSLogs/`, `Entra/`, `GitHub/` and `Vault/` under the output directory
+    /// even when a previous `lineage simulate` did not write them (its marker file
+    /// `.lineage-simulate` is missing): they could be a real log mirror.
+    pub force: bool,
 }
+
+/// The file that says an output directory's log folders were written by the simulator.
+pub const MARKER: &str = ".lineage-simulate";
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -64,6 +71,7 @@ impl Default for SimConfig {
             record_attributions: true,
             all_sources: true,
             scenarios: true,
+            force: false,
         }
     }
 }
@@ -242,13 +250,29 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
         ids.extend_inventory(&mut inventory, &agents);
         other.ids = Some(ids);
     }
-    // The simulator owns these folders: a previous run's files must not mix with this one's.
+    // The simulator owns these folders: a previous run's files must not mix with this
+    // one's. It replaces them only where its own marker says it wrote them, so an
+    // `--out` pointed at a real log mirror by mistake deletes nothing.
+    let marker = out.join(MARKER);
     for owned in ["AWSLogs", "Entra", "GitHub", "Vault"] {
         let dir = out.join(owned);
         if dir.exists() {
+            if !marker.exists() && !cfg.force {
+                return Err(SimError::Config(format!(
+                    "refusing to replace {}: `lineage simulate` did not write it (no {} beside it); \
+                     point --out at a new directory, or pass --force to delete it",
+                    dir.display(),
+                    marker.display()
+                )));
+            }
             std::fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))?;
         }
     }
+    std::fs::write(
+        &marker,
+        "written by `lineage simulate`: the log folders here are simulated and may be replaced\n",
+    )
+    .map_err(|e| io(&marker, e))?;
     let departed = other.ids.as_ref().and_then(|i| i.departed);
     if cfg.scenarios {
         for a in agents.iter().filter(|a| a.template.kind == AgentKind::Ci) {

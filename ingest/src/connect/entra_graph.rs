@@ -255,7 +255,8 @@ impl EntraGraphConnector {
         Ok(token)
     }
 
-    /// GETs a page; `first` = a run's first page (add `$filter` and `$top`), else a nextLink.
+    /// GETs a page; `first` = a run's first page (add `$filter` and `$top`), else a
+    /// nextLink (checked to be on the configured Graph host first).
     fn get_page(
         &mut self,
         url: &str,
@@ -296,7 +297,18 @@ impl EntraGraphConnector {
         let name = stream.name();
         let st = self.state.streams[name].clone();
         let body = match &st.next_link {
-            Some(link) => self.get_page(link, false, None)?,
+            Some(link) => {
+                // The page (or a checkpoint file) names the next URL; the token goes
+                // only to the Graph host this connector was configured with.
+                if !same_origin(link, &self.cfg.graph_base) {
+                    return Err(ConnectError::Source(format!(
+                        "@odata.nextLink points at {}, not at the configured Graph host {}; refusing to send the token there",
+                        origin_of(link),
+                        origin_of(&self.cfg.graph_base)
+                    )));
+                }
+                self.get_page(link, false, None)?
+            }
             None => {
                 let url = format!(
                     "{}{}",
@@ -420,6 +432,22 @@ impl Connector for EntraGraphConnector {
     }
 }
 
+/// `scheme://host[:port]` of a URL, lower-cased.
+fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    format!(
+        "{}://{}",
+        scheme.to_ascii_lowercase(),
+        host.to_ascii_lowercase()
+    )
+}
+
+/// True when both URLs have the same scheme, host and port.
+fn same_origin(a: &str, b: &str) -> bool {
+    origin_of(a) == origin_of(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,5 +465,28 @@ mod tests {
             EntraStream::DirectoryAudits.filter(Some(0)).unwrap(),
             "activityDateTime ge 1970-01-01T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn next_links_are_followed_only_on_the_graph_host() {
+        let graph = "https://graph.microsoft.com/beta";
+        assert!(same_origin(
+            "https://graph.microsoft.com/beta/auditLogs/signIns?$skiptoken=x",
+            graph
+        ));
+        assert!(same_origin("HTTPS://Graph.Microsoft.com/v1.0/x", graph));
+        assert!(!same_origin(
+            "https://attacker.example/beta/auditLogs/signIns",
+            graph
+        ));
+        assert!(!same_origin(
+            "https://graph.microsoft.com.attacker.example/x",
+            graph
+        ));
+        assert!(!same_origin("http://graph.microsoft.com/beta/x", graph));
+        assert!(!same_origin(
+            "https://graph.microsoft.com:8443/beta/x",
+            graph
+        ));
     }
 }
