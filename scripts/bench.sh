@@ -70,7 +70,7 @@ py="$venv/bin/python"
 log "building (release)"
 cargo bench --bench replay --bench graph_mem --bench sql --no-run --quiet
 cargo build --release --locked --quiet -p lineage
-bin="$root/target/release/lineage"
+bin="${CARGO_TARGET_DIR:-$root/target}/release/lineage"
 
 # --- per size: simulate + throughput (with baselines), peak RSS, DuckDB peer ---
 for s in "${sizes[@]}"; do

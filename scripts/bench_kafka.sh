@@ -23,7 +23,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 cargo build --release --quiet
-bin=./target/release/lineage
+bin="${CARGO_TARGET_DIR:-./target}/release/lineage"
 tansu=$(scripts/services/tansu.sh install)
 work=$(mktemp -d)
 pids=()

@@ -4,10 +4,11 @@
 //! never writes alerts (the sinks do).
 //!
 //! Every request goes through the same gate, in this order: the idempotency
-//! [`ledger`] (a key already done or waiting for approval is a no-op), the
-//! [`policy`] (denylist, allowlist, the detector's mode `auto` / `approve` / `never`,
-//! dry-run, rate limit), then the executor for its kind, with retries for transient
-//! failures. Dry-run is the default: nothing is called until the configuration turns
+//! [`ledger`] (a key already done, executing or waiting for approval is a no-op), the
+//! [`policy`] (denylist, allowlist, the mode, the evidence, dry-run, rate limit), the
+//! executor's `check` (a revocation already in effect at the provider is recorded
+//! done without a call), then the intent in the ledger and the executor for its
+//! kind, with retries for transient failures. Dry-run is the default: nothing is called until the configuration turns
 //! it off *and* an allowlist rule matches. Every step is recorded in the ledger.
 #![warn(missing_docs, unreachable_pub)]
 
@@ -349,6 +350,16 @@ impl Responder {
             action.result = Some(format!("no executor is configured for {:?}", action.kind));
             return self.ledger.record(action, detector, actor);
         };
+        // Already in effect (revoked by hand, or by another process with its own
+        // ledger after a partition moved): recorded done, nothing called.
+        if let Ok(Some(true)) = executor.check(action) {
+            action.status = ActionStatus::Done;
+            action.result = Some(format!(
+                "{}: already in effect at the provider; nothing called",
+                executor.name()
+            ));
+            return self.ledger.record(action, detector, actor);
+        }
         action.status = ActionStatus::Executing;
         action.result = Some(format!("{}: calling", executor.name()));
         self.ledger.record(action, detector, actor)?;

@@ -53,6 +53,9 @@ impl<E: Executor> Executor for Counting<E> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.execute(action)
     }
+    fn check(&self, action: &Action) -> Result<Option<bool>, ExecError> {
+        self.inner.check(action)
+    }
 }
 
 fn counting(exec: AwsExecutor) -> (Box<dyn Executor>, Arc<AtomicUsize>) {
@@ -153,6 +156,17 @@ fn deactivates_a_key_once_even_when_the_sweep_runs_twice() {
         1
     );
     assert_eq!(iam.key_status("departed-alice", &key), "Inactive");
+
+    // Another process with a ledger of its own (a partition that moved): IAM says the
+    // key is already inactive, so it is recorded done and nothing is called.
+    let (exec, calls3) = counting(executor(&moto));
+    let mut other = responder(live_policy(), &dir.path().join("other.jsonl"), exec);
+    let fourth = other
+        .submit(deactivate(&key, "departed-alice", "alice"))
+        .unwrap();
+    assert_eq!(fourth.status, ActionStatus::Done, "{:?}", fourth.result);
+    assert!(fourth.result.unwrap().contains("already in effect"));
+    assert_eq!(calls3.load(Ordering::SeqCst), 0);
 }
 
 #[test]
