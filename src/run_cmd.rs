@@ -33,6 +33,7 @@ use lineage_pipeline::{Metrics, Pipeline};
   [[source]]
   kind = \"s3-sqs\"
   queue_url = \"https://sqs.us-east-1.amazonaws.com/111122223333/cloudtrail\"
+  buckets = [\"org-cloudtrail-logs\"]
 
   [[alerts.sinks]]
   type = \"webhook\"

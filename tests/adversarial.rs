@@ -22,14 +22,25 @@ use serde_json::{json, Value};
 const ACCOUNT: &str = "111122223333";
 
 fn inventory(dir: &Path) -> std::path::PathBuf {
+    inventory_with(
+        dir,
+        "status = \"departed\"\ndeparted_at = \"2026-11-01T00:00:00Z\"",
+        "",
+    )
+}
+
+/// The inventory, with `dana_status` as dana's status lines and `bot_lines` added
+/// to dana-bot's entry.
+fn inventory_with(dir: &Path, dana_status: &str, bot_lines: &str) -> std::path::PathBuf {
     let p = dir.join("inventory.toml");
     std::fs::write(
         &p,
-        r#"[[human]]
+        format!(
+            r#"[[human]]
 id = "dana"
 email = "dana@example.com"
-status = "departed"
-departed_at = "2026-11-01T00:00:00Z"
+aliases = {{ entra_upn = ["dana@contoso.example"] }}
+{dana_status}
 
 [[human]]
 id = "olaf"
@@ -40,12 +51,14 @@ id = "dana-bot"
 kind = "ai-agent"
 owner = "dana"
 user_agents = ["*dana-bot*"]
+{bot_lines}
 
 [[agent]]
 id = "ops-console"
 kind = "service"
 owner = "olaf"
-"#,
+"#
+        ),
     )
     .unwrap();
     p
@@ -88,6 +101,10 @@ fn record(identity: Value, time: &str, event: (&str, &str), id: &str, ua: &str) 
 fn respond(dir: &Path, records: Vec<Value>, policy: &str) -> Vec<Value> {
     let logs = dir.join("logs.json");
     std::fs::write(&logs, json!({ "Records": records }).to_string()).unwrap();
+    respond_files(dir, &[logs], policy, &inventory(dir))
+}
+
+fn respond_files(dir: &Path, logs: &[std::path::PathBuf], policy: &str, inv: &Path) -> Vec<Value> {
     let cfg = dir.join("lineage.toml");
     std::fs::write(
         &cfg,
@@ -97,10 +114,11 @@ fn respond(dir: &Path, records: Vec<Value>, policy: &str) -> Vec<Value> {
         ),
     )
     .unwrap();
-    let inv = inventory(dir).display().to_string();
+    let inv = inv.display().to_string();
     let out = dir.join("out");
+    let refs: Vec<&Path> = logs.iter().map(|p| p.as_path()).collect();
     let o = common::replay(
-        &[&logs],
+        &refs,
         &out,
         &[
             "--inventory",
@@ -241,4 +259,108 @@ fn a_break_glass_key_tied_to_a_departed_agent_by_user_agent_waits_or_is_refused(
         .expect("requested");
     assert_eq!(key["status"], "refused", "{key:#}");
     assert!(key["result"].as_str().unwrap().contains("denylist"));
+}
+
+/// An Entra audit record: `activity` on dana's account at `time`.
+fn entra_account_change(time: &str, activity: &str, enabled: bool, id: &str) -> Value {
+    json!({
+        "id": id,
+        "category": "UserManagement",
+        "result": "success",
+        "activityDisplayName": activity,
+        "activityDateTime": time,
+        "loggedByService": "Core Directory",
+        "operationType": "Update",
+        "initiatedBy": { "user": { "id": "admin-1", "userPrincipalName": "it-admin@contoso.example" } },
+        "targetResources": [{
+            "id": "dana-object-id",
+            "type": "User",
+            "userPrincipalName": "dana@contoso.example",
+            "modifiedProperties": [{
+                "displayName": "AccountEnabled",
+                "oldValue": format!("[{}]", !enabled),
+                "newValue": format!("[{enabled}]")
+            }]
+        }]
+    })
+}
+
+#[test]
+fn an_account_disabled_then_re_enabled_within_the_grace_period_revokes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = inventory_with(dir.path(), "", "credentials = [\"AKIADANABOT000000001\"]");
+    let entra = dir.path().join("entra-audit.json");
+    std::fs::write(
+        &entra,
+        json!({ "value": [
+            entra_account_change("2026-12-03T09:00:00Z", "Update user", false, "off-1"),
+            entra_account_change("2026-12-03T09:20:00Z", "Update user", true, "on-1"),
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let use_at = |t: &str, id: &str| {
+        record(
+            identity_user("svc-dana-bot", "AKIADANABOT000000001"),
+            t,
+            ("s3.amazonaws.com", "ListBuckets"),
+            id,
+            "dana-bot/1.4",
+        )
+    };
+    let trail = dir.path().join("trail.json");
+    std::fs::write(
+        &trail,
+        json!({ "Records": [
+            use_at("2026-12-03T09:05:00Z", "during"),
+            use_at("2026-12-03T11:00:00Z", "after"),
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let actions = respond_files(dir.path(), &[entra, trail], EXECUTE_STRONG, &inv);
+    assert!(actions.is_empty(), "nothing requested: {actions:#?}");
+    // The use while the account was disabled is still reported.
+    let alerts = common::jsonl(&dir.path().join("out/alerts.jsonl"));
+    let departed: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["detector"] == "departed-owner")
+        .collect();
+    assert_eq!(departed.len(), 1, "{alerts:#?}");
+    assert_eq!(
+        departed[0]["count"], 1,
+        "only the use inside the disabled window"
+    );
+    assert_eq!(departed[0]["evidence"]["departure"], "logs");
+    assert!(departed[0]["evidence"]["revocation_waits_until"].is_string());
+
+    // Without the re-enable, the use after the grace period requests revocation, and
+    // (a log departure) it waits for a person by default.
+    let dir = tempfile::tempdir().unwrap();
+    let inv = inventory_with(dir.path(), "", "credentials = [\"AKIADANABOT000000001\"]");
+    let entra = dir.path().join("entra-audit.json");
+    std::fs::write(
+        &entra,
+        json!({ "value": [entra_account_change("2026-12-03T09:00:00Z", "Update user", false, "off-1")] })
+            .to_string(),
+    )
+    .unwrap();
+    let trail = dir.path().join("trail.json");
+    std::fs::write(
+        &trail,
+        json!({ "Records": [use_at("2026-12-03T09:05:00Z", "during"), use_at("2026-12-03T11:00:00Z", "after")] })
+            .to_string(),
+    )
+    .unwrap();
+    let default_policy =
+        "[response.policy]\ndry_run = false\n\n[[response.policy.allow]]\nowner = \"*\"\n";
+    let actions = respond_files(dir.path(), &[entra, trail], default_policy, &inv);
+    assert!(!actions.is_empty());
+    for a in &actions {
+        assert_eq!(a["status"], "pending-approval", "{a:#}");
+        assert!(
+            a["result"].as_str().unwrap().contains("log_departures"),
+            "{a:#}"
+        );
+    }
 }

@@ -259,6 +259,7 @@ poll_interval_ms = 200
 name = "trail-sqs"
 kind = "s3-sqs"
 queue_url = "{queue_url}"
+buckets = ["trail-bucket"]
 endpoint_url = "{endpoint}"
 path_style = true
 wait_seconds = 1

@@ -5,12 +5,11 @@
 //! no field for them, so they must not appear in events, alerts, the summary or
 //! anything else lineage writes.
 //!
-//! One exception by design: a record that cannot be parsed is dead-lettered with its
-//! original bytes, secrets included, because bytes that cannot be understood cannot
-//! be scrubbed. `dead_letters.jsonl` is therefore as sensitive as the raw logs and
-//! must be stored with the same care. That is why the synthetic secret record below
-//! is a valid record (it is normalized, not dead-lettered), and why this test also
-//! asserts that nothing was dead-lettered.
+//! A record that cannot be parsed is dead-lettered with its original bytes, with the
+//! values of known secret fields redacted (found without parsing, so broken and
+//! truncated records are scrubbed too): the second test feeds broken records of all
+//! four sources carrying secrets through replay and through the embedded live run,
+//! and checks every output file, the tables and the logs.
 
 mod common;
 
@@ -249,6 +248,144 @@ fn no_secret_reaches_any_output_file() {
         assert!(
             !contains(&printed, s.as_bytes()),
             "stdout/stderr has a secret"
+        );
+    }
+}
+
+/// Broken records carrying secrets, one or more per source: what must be redacted.
+fn broken_records_with_secrets() -> (Vec<(&'static str, String)>, Vec<String>) {
+    let secrets = vec![
+        FAKE_TOKEN.to_owned(),
+        FAKE_SECRET.to_owned(),
+        "hvs.CAESIFAKEVAULTTOKENVALUE0123456789abcdefgh".to_owned(),
+        "ghp_FAKEGITHUBTOKENVALUE0123456789abcdefABCD".to_owned(),
+        "FAKE~ENTRA~CLIENT~SECRET~VALUE~0123456789abc".to_owned(),
+    ];
+    let files = vec![
+        // CloudTrail without eventID (refused), and a record cut off mid-token.
+        (
+            "cloudtrail-broken.json",
+            format!(
+                r#"{{"Records":[{{"eventVersion":"1.08","eventTime":"2026-12-01T00:00:00Z","eventSource":"sts.amazonaws.com","eventName":"GetSessionToken","userIdentity":{{"type":"IAMUser","accessKeyId":"AKIAFAKE","userName":"x"}},"responseElements":{{"credentials":{{"accessKeyId":"ASIAFAKE","sessionToken":"{FAKE_TOKEN}","secretAccessKey":"{FAKE_SECRET}"}}}}}}]}}"#
+            ),
+        ),
+        (
+            "cloudtrail-torn.jsonl",
+            format!(
+                r#"{{"eventName":"AssumeRole","responseElements":{{"credentials":{{"sessionToken":"{FAKE_TOKEN}"#
+            ),
+        ),
+        // A Vault entry with no request (refused), token in the clear.
+        (
+            "vault-broken.log",
+            format!(
+                r#"{{"type":"response","auth":{{"client_token":"{}","accessor":"x"}},"response":{{"auth":{{"client_token":"{}"}}}}}}"#,
+                secrets[2], secrets[2]
+            ),
+        ),
+        // GitHub and Entra records whose shape is wrong, with token values.
+        (
+            "github-broken.json",
+            format!(
+                r#"{{"_document_id":"d1","action":"oauth_access.create","token":"{}","@timestamp":"not a time"}}"#,
+                secrets[3]
+            ),
+        ),
+        (
+            "entra-broken.json",
+            format!(
+                r#"{{"records":[{{"operationName":"Add service principal credentials","clientSecret":"{}","time":"bad"}}]}}"#,
+                secrets[4]
+            ),
+        ),
+    ];
+    (files, secrets)
+}
+
+#[test]
+fn broken_records_are_dead_lettered_without_their_secrets_in_replay_and_live() {
+    let (files, secrets) = broken_records_with_secrets();
+    let inputs = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for (name, body) in &files {
+        let p = inputs.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        paths.push(p);
+    }
+    // Replay, with tables and with debug logs on the terminal.
+    let out = tempfile::tempdir().unwrap();
+    let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lineage"));
+    let output = cmd
+        .arg("replay")
+        .args(&refs)
+        .arg("--out")
+        .arg(out.path())
+        .env("LINEAGE_LOG", "debug")
+        .output()
+        .unwrap();
+    common::assert_exit(&output, 0);
+    let summary = common::summary(out.path());
+    common::assert_counts_add_up(&summary);
+    assert!(
+        summary["dead_lettered"].as_u64().unwrap() >= files.len() as u64,
+        "{summary:#}"
+    );
+    let dead = std::fs::read_to_string(out.path().join("dead_letters.jsonl")).unwrap();
+    assert!(dead.contains("[REDACTED]"), "{dead}");
+    assert_no_secret_in(out.path(), &secrets);
+    let printed = [output.stdout.as_slice(), output.stderr.as_slice()].concat();
+    for s in &secrets {
+        assert!(!contains(&printed, s.as_bytes()), "the log has a secret");
+    }
+
+    // The embedded live run, following a directory the same files are written into.
+    let live = tempfile::tempdir().unwrap();
+    let watch = live.path().join("watch");
+    std::fs::create_dir_all(&watch).unwrap();
+    let port = lineage_test_support::free_port();
+    let cfg = live.path().join("lineage.toml");
+    let out = live.path().join("out");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[run]\nout_dir = {:?}\nmetrics_addr = \"127.0.0.1:{port}\"\ncheckpoint_secs = 1\npoll_interval_ms = 100\n\n[[source]]\nkind = \"directory\"\npath = {:?}\nsettle_ms = 0\n",
+            out.display().to_string(),
+            watch.display().to_string()
+        ),
+    )
+    .unwrap();
+    let log = live.path().join("run.log");
+    let mut run = common::Runner::start(&cfg, port, log.clone());
+    run.wait_healthy();
+    for p in &paths {
+        std::fs::copy(p, watch.join(p.file_name().unwrap())).unwrap();
+    }
+    let want = summary["read"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let read = std::fs::read(out.join("summary.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|s| s["read"].as_u64())
+            .unwrap_or(0);
+        if read >= want {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{read} of {want}:\n{}",
+            run.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(run.sigterm().success());
+    assert_no_secret_in(&out, &secrets);
+    let logged = std::fs::read(&log).unwrap();
+    for s in &secrets {
+        assert!(
+            !contains(&logged, s.as_bytes()),
+            "the live log has a secret"
         );
     }
 }

@@ -21,28 +21,34 @@ pub struct DeadLetter {
     /// The original bytes, base64, when they are not valid UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_base64: Option<String>,
-    /// Length of the original bytes.
+    /// Length of the original bytes (before any redaction).
     pub original_len: usize,
+    /// True when secret values were redacted from the bytes kept (which are then
+    /// shorter or longer than `original_len`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
 }
 
 impl DeadLetter {
-    /// Builds a dead letter, keeping the original bytes as text or base64.
-    ///
-    /// Secret-looking values are not scrubbed from dead letters: the bytes are what
-    /// could not be parsed, so they cannot be understood well enough to scrub. The
-    /// dead-letter output is therefore as sensitive as the raw logs themselves, and
-    /// the sinks write it with the same care.
+    /// Builds a dead letter, keeping the original bytes as text or base64, with the
+    /// string values of known secret fields (`sessionToken`, `secretAccessKey`,
+    /// `client_token`, `clientSecret`, `token`, … — [`crate::secret::SECRET_FIELD_NAMES`])
+    /// replaced by `[REDACTED]`, found without parsing, so broken and truncated records
+    /// are scrubbed too. What is not a known field is kept: the dead-letter output is
+    /// still as sensitive as the raw logs, and the sinks write it owner-only.
     pub fn new(
         source: Source,
         reason: impl Into<String>,
         provenance: Provenance,
         bytes: &[u8],
     ) -> Self {
-        let (original, original_base64) = match std::str::from_utf8(bytes) {
+        let redacted = crate::secret::redact_json_text(bytes);
+        let bytes_kept = redacted.as_deref().unwrap_or(bytes);
+        let (original, original_base64) = match std::str::from_utf8(bytes_kept) {
             Ok(s) => (Some(s.to_owned()), None),
             Err(_) => (
                 None,
-                Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                Some(base64::engine::general_purpose::STANDARD.encode(bytes_kept)),
             ),
         };
         Self {
@@ -52,6 +58,7 @@ impl DeadLetter {
             original,
             original_base64,
             original_len: bytes.len(),
+            redacted: redacted.is_some(),
         }
     }
 

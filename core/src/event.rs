@@ -463,6 +463,13 @@ pub enum FactKind {
         /// The human, when resolved; otherwise the source's account name.
         human: SmolStr,
     },
+    /// A human is back (account re-enabled or restored, re-added to the org): a
+    /// departure learned from the logs no longer holds. An inventory departure (an
+    /// HR record) is not undone by the logs.
+    OwnerReinstated {
+        /// The human, when resolved; otherwise the source's account name.
+        human: SmolStr,
+    },
 }
 
 /// How attribution reached its answer.

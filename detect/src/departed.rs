@@ -28,6 +28,17 @@ pub struct DepartedOwnerConfig {
     /// is executed is the response policy's decision, dry-run by default).
     #[serde(default = "yes")]
     pub request_revocation: bool,
+    /// For a departure learned from the logs (an account disabled, a member removed:
+    /// reversible, and writable by whoever can write to the source), how long after
+    /// it revocation waits, seconds of event time (default 3600). Uses in that time
+    /// are alerted at once; a re-enable or re-add in that time cancels the departure,
+    /// and nothing is requested. Inventory departures act at once.
+    #[serde(default = "d_grace")]
+    pub log_departure_grace_secs: u64,
+}
+
+const fn d_grace() -> u64 {
+    3600
 }
 
 const fn yes() -> bool {
@@ -39,6 +50,7 @@ impl Default for DepartedOwnerConfig {
         Self {
             enabled: true,
             request_revocation: true,
+            log_departure_grace_secs: d_grace(),
         }
     }
 }
@@ -306,14 +318,18 @@ impl Detector for DepartedOwnerDetector {
         for id in &declared {
             self.note_method(id, AttributionMethod::Declared, 1.0);
         }
-        let departure = if graph.departure_from_logs(owner) {
-            "logs"
-        } else {
-            "inventory"
-        };
+        let from_logs = graph.departure_from_logs(owner);
+        let departure = if from_logs { "logs" } else { "inventory" };
+        let grace_until = from_logs.then(|| {
+            departed_at
+                + chrono::Duration::seconds(
+                    self.config.log_departure_grace_secs.min(i64::MAX as u64) as i64,
+                )
+        });
+        let in_grace = grace_until.is_some_and(|g| use_.time < g);
         let requested = self.requested.entry(owner.clone()).or_default();
         let mut actions = Vec::new();
-        if self.config.request_revocation {
+        if self.config.request_revocation && !in_grace {
             for (id, cred) in &all {
                 if requested.contains(id) {
                     continue;
@@ -367,6 +383,8 @@ impl Detector for DepartedOwnerDetector {
                 "source": use_.source,
                 "source_ip": use_.client.source_ip,
                 "credentials_of_owner": all.keys().collect::<Vec<_>>(),
+                "departure": departure,
+                "revocation_waits_until": grace_until.filter(|_| in_grace),
             }),
             actions,
         }]

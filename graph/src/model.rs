@@ -111,6 +111,9 @@ pub struct LineageGraph {
     /// Humans whose departure was learned from the logs, not declared in the inventory.
     #[serde(default)]
     pub(crate) departures_from_logs: std::collections::HashSet<HumanId>,
+    /// When each human was last reinstated (a log departure undone), for history.
+    #[serde(default)]
+    pub(crate) reinstated: HashMap<HumanId, DateTime<Utc>>,
     #[serde(skip)]
     pub(crate) inventory: Inventory,
     facts_applied: u64,
@@ -291,6 +294,15 @@ impl LineageGraph {
                     }
                 }
             }
+            FactKind::OwnerReinstated { human } => {
+                if let Ok(Some(h)) = self.human_by_alias(human) {
+                    // Only what the logs said can the logs take back.
+                    if self.departures_from_logs.remove(&h) {
+                        self.departures.remove(&h);
+                    }
+                    self.reinstated.insert(h, fact.time);
+                }
+            }
         }
     }
 
@@ -424,6 +436,12 @@ impl LineageGraph {
     /// When a human departed, if they have.
     pub fn departed_at(&self, human: &HumanId) -> Option<DateTime<Utc>> {
         self.departures.get(human).copied()
+    }
+
+    /// When a human was last reinstated (a departure learned from the logs undone by
+    /// a re-enable or re-add), if ever.
+    pub fn reinstated_at(&self, human: &HumanId) -> Option<DateTime<Utc>> {
+        self.reinstated.get(human).copied()
     }
 
     /// True when a human's departure was learned from the logs (an account disabled,

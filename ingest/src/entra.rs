@@ -78,6 +78,8 @@
 //!   `owner-assigned` with subject = the application's `appId`
 //!   (`Application.AppId` / `ServicePrincipal.AppId`, …) else its object id, owner =
 //!   each `User` target's UPN (else object id).
+//! - **account re-enabled or restored** (`Enable account`, `Restore user`, or any
+//!   activity setting `AccountEnabled` to true): `owner-reinstated` for the user;
 //! - **account disabled or deleted** (`Disable account`, `Delete user`, `Hard delete
 //!   user`, or any activity setting `AccountEnabled` to false, like `Update user`):
 //!   `owner-departed` with each `User` target's UPN (a deleted user's UPN, which Entra
@@ -1153,6 +1155,10 @@ fn is_false(v: Option<&Value>) -> bool {
     scalar(v).is_some_and(|t| t.eq_ignore_ascii_case("false"))
 }
 
+fn is_true(v: Option<&Value>) -> bool {
+    scalar(v).is_some_and(|t| t.eq_ignore_ascii_case("true"))
+}
+
 fn looks_like_guid(t: &str) -> bool {
     t.len() == 36 && t.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
@@ -1219,19 +1225,10 @@ fn keys_in(v: Option<&Value>, federated: bool) -> Vec<KeyRef> {
             });
         }
     };
-    const MARK: &str = "KeyIdentifier=";
-    if text.contains(MARK) {
-        fn token_end(t: &str) -> usize {
-            t.find([',', ']', '"', '\\']).unwrap_or(t.len())
-        }
-        fn value_of<'t>(seg: &'t str, field: &str) -> Option<&'t str> {
-            let rest = &seg[seg.find(field)? + field.len()..];
-            Some(&rest[..token_end(rest)])
-        }
-        // Each segment runs from one `KeyIdentifier=` to the next.
-        for seg in text.split(MARK).skip(1) {
-            let id = &seg[..token_end(seg)];
-            push(id, kind_of_key_type(value_of(seg, "KeyType="), federated));
+    // The `[KeyIdentifier=…]` form, alone (not inside a JSON array of strings).
+    if text.trim_start().starts_with(KEY_ENTRY) {
+        if let Some((id, key_type)) = key_entry(&text) {
+            push(id, kind_of_key_type(key_type, federated));
         }
         return out;
     }
@@ -1242,6 +1239,11 @@ fn keys_in(v: Option<&Value>, federated: bool) -> Vec<KeyRef> {
     fn walk(v: &Value, federated: bool, push: &mut dyn FnMut(&str, CredentialKind)) {
         match v {
             Value::Array(a) => a.iter().for_each(|x| walk(x, federated, push)),
+            Value::String(s) if s.trim_start().starts_with(KEY_ENTRY) => {
+                if let Some((id, key_type)) = key_entry(s) {
+                    push(id, kind_of_key_type(key_type, federated));
+                }
+            }
             Value::String(s) if s.trim_start().starts_with(['[', '{']) => {
                 if let Ok(inner) = serde_json::from_str::<Value>(s) {
                     walk(&inner, federated, push);
@@ -1275,6 +1277,32 @@ fn keys_in(v: Option<&Value>, federated: bool) -> Vec<KeyRef> {
     }
     walk(&parsed, federated, &mut push);
     out
+}
+
+/// How each of Entra's key description strings opens.
+const KEY_ENTRY: &str = "[KeyIdentifier=";
+
+/// The key id and key type of one `[KeyIdentifier=…,KeyType=…,KeyUsage=…,DisplayName=…]`
+/// string, read from their own fields only: the fields are taken in order up to
+/// `DisplayName=`, which is last and chosen by whoever names the credential, so a
+/// display name holding `KeyIdentifier=` or `KeyType=` names nothing.
+fn key_entry(entry: &str) -> Option<(&str, Option<&str>)> {
+    let fields = entry.trim_start().strip_prefix('[')?;
+    let (mut id, mut key_type) = (None, None);
+    for field in fields.split(',') {
+        let field = field.trim_start();
+        if field.starts_with("DisplayName=") {
+            break;
+        }
+        let (name, value) = field.split_once('=')?;
+        let value = value.trim_end_matches(']').trim();
+        match name {
+            "KeyIdentifier" => id = Some(value),
+            "KeyType" => key_type = Some(value),
+            _ => {}
+        }
+    }
+    Some((id.filter(|i| !i.is_empty())?, key_type))
 }
 
 /// The property names whose values list credentials, and whether they are federated.
@@ -1321,6 +1349,7 @@ fn audit_facts(
         lc.as_str(),
         "disable account" | "delete user" | "hard delete user"
     );
+    let returns = matches!(lc.as_str(), "enable account" | "restore user");
     let adds_owner = lc.starts_with("add owner to application")
         || lc.starts_with("add owner to service principal");
 
@@ -1408,6 +1437,17 @@ fn audit_facts(
                         departed.push(human.clone());
                         facts.push(fact(FactKind::OwnerDeparted { human }));
                     }
+                }
+            }
+            let enabled = t.modified.0.iter().any(|p| {
+                p.name
+                    .get()
+                    .is_some_and(|n| n.trim().eq_ignore_ascii_case("AccountEnabled"))
+                    && is_true(p.new.as_ref())
+            });
+            if (returns || enabled) && !(departs || disabled) {
+                if let Some(human) = user_name_of(t) {
+                    facts.push(fact(FactKind::OwnerReinstated { human }));
                 }
             }
         }

@@ -42,6 +42,7 @@
 //! | `personal_access_token.access_revoked`, `oauth_authorization.destroy`, `oauth_access.revoke` | `credential-status-changed` to `Revoked` |
 //! | `personal_access_token.destroy`, `oauth_access.destroy`, `public_key.delete`, `deploy_key.delete` | `credential-status-changed` to `Deleted` |
 //! | `org.remove_member`, `business.remove_member` | `owner-departed` for the removed `user` login |
+//! | `org.add_member`, `business.add_member` | `owner-reinstated` for the added `user` login (undoes a departure learned from the logs) |
 //!
 //! A lifecycle event without a token id (the real samples log `access_granted` and
 //! `access_revoked` with only the token's name) yields no fact: a fact about a
@@ -648,6 +649,9 @@ fn facts_of(
         "public_key.delete" | "deploy_key.delete" => key().map(|c| status(c, "Deleted")),
         "org.remove_member" | "business.remove_member" => {
             s(&raw.user).map(|human| fact(FactKind::OwnerDeparted { human }))
+        }
+        "org.add_member" | "business.add_member" => {
+            s(&raw.user).map(|human| fact(FactKind::OwnerReinstated { human }))
         }
         _ => None,
     };

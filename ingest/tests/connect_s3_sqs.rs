@@ -8,7 +8,9 @@
 //! real Invictus CloudTrail delivery files as `.json.gz` objects (54 through the
 //! notification; the last one in a second bucket announced by an SNS-wrapped
 //! notification the test sends itself, since moto's SNS→SQS fan-out is not used
-//! here), plus a digest file, a non-CloudTrail key and a malformed object. A
+//! here), plus a digest file, a non-CloudTrail key, a malformed object, and a
+//! notification naming a bucket the connector is not configured for (dead-lettered,
+//! never fetched). A
 //! downstream like `lineage connect` writes one file per batch key and then acks.
 //! The first connector is dropped midway with one batch written but not acked and
 //! more messages received but unprocessed (a crash); a second connector finishes.
@@ -107,7 +109,7 @@ fn s3_sqs_delivers_every_invictus_record_exactly_once_across_a_crash() {
         )
         .unwrap();
     let queue_arn = attrs.attributes.unwrap()[&QueueAttributeName::QueueArn].clone();
-    for bucket in ["trail-bucket", "other-bucket"] {
+    for bucket in ["trail-bucket", "other-bucket", "attacker-bucket"] {
         rt.block_on(s3.create_bucket().bucket(bucket).send())
             .unwrap();
     }
@@ -171,6 +173,31 @@ fn s3_sqs_delivers_every_invictus_record_exactly_once_across_a_crash() {
             .unwrap();
         }
     }
+    // A notification for a bucket that is not the trail's (anyone who can send to
+    // the queue can write one): a well-formed CloudTrail file in it is never fetched.
+    let forged_key =
+        format!("{prefix}/218007301253_CloudTrail_us-east-1_20230710T1400Z_forged.json.gz");
+    rt.block_on(
+        s3.put_object()
+            .bucket("attacker-bucket")
+            .key(&forged_key)
+            .body(ByteStream::from(gzip(
+                br#"{"Records":[{"eventVersion":"1.08","eventID":"forged-1","eventTime":"2023-07-10T14:00:00Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"us-east-1","userIdentity":{"type":"IAMUser","accessKeyId":"AKIAVICTIM0000000001","userName":"victim"}}]}"#,
+            )))
+            .send(),
+    )
+    .unwrap();
+    let forged = serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "attacker-bucket"}, "object": {"key": forged_key}}
+    }]});
+    rt.block_on(
+        sqs.send_message()
+            .queue_url(&queue_url)
+            .message_body(forged.to_string())
+            .send(),
+    )
+    .unwrap();
     let total: usize = expected.values().sum();
     assert_eq!(total, 2900, "the Invictus sample holds 2,900 records");
     assert_eq!(expected.len(), 2900, "eventIDs are unique in the sample");
@@ -199,7 +226,12 @@ fn s3_sqs_delivers_every_invictus_record_exactly_once_across_a_crash() {
     }
 
     let config = || {
-        let mut c = S3SqsConfig::new(&queue_url);
+        let mut c = S3SqsConfig::new(
+            &queue_url,
+            vec!["trail-bucket".into(), "other-bucket".into()],
+        );
+        // moto's account owns both buckets.
+        c.expected_bucket_owner = Some("123456789012".into());
         c.force_path_style = true;
         c.max_messages = 5;
         c.wait_time_seconds = 1;
@@ -311,15 +343,37 @@ fn s3_sqs_delivers_every_invictus_record_exactly_once_across_a_crash() {
         stats.skipped.get("test_event").is_some_and(|n| *n >= 1),
         "{stats:?}"
     );
-    assert_eq!(dead_letters.len(), 1, "{dead_letters:?}");
-    assert!(
-        dead_letters[0].reason.starts_with("malformed object"),
-        "{:?}",
-        dead_letters[0]
-    );
+    assert_eq!(dead_letters.len(), 2, "{dead_letters:?}");
+    let malformed: Vec<_> = dead_letters
+        .iter()
+        .filter(|d| d.reason.starts_with("malformed object"))
+        .collect();
+    assert_eq!(malformed.len(), 1, "{dead_letters:?}");
     assert_eq!(
-        dead_letters[0].original.as_deref(),
+        malformed[0].original.as_deref(),
         Some("this is not JSON at all")
+    );
+    let foreign: Vec<_> = dead_letters
+        .iter()
+        .filter(|d| d.reason.contains("a bucket not in `buckets`"))
+        .collect();
+    assert_eq!(foreign.len(), 1, "{dead_letters:?}");
+    assert!(
+        foreign[0].reason.contains("s3://attacker-bucket/"),
+        "{:?}",
+        foreign[0]
+    );
+    assert!(
+        foreign[0]
+            .original
+            .as_deref()
+            .is_some_and(|o| o.contains("attacker-bucket")),
+        "the notification is kept: {:?}",
+        foreign[0]
+    );
+    assert!(
+        !seen.contains_key("forged-1"),
+        "the foreign object was never read"
     );
 
     // The queue is empty: everything was acked and deleted.

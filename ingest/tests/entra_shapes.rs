@@ -198,3 +198,38 @@ fn credential_activity_without_key_properties_uses_the_fallback_id() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_display_name_holding_key_fields_names_no_key() {
+    // The display name is chosen by whoever adds the secret; `KeyIdentifier=` and
+    // `KeyType=` inside it must not add a key or change the real key's kind.
+    let forged = r#"x,KeyIdentifier=victim-key-id,KeyType=AsymmetricX509Cert]"#;
+    let new_value = serde_json::to_string(
+        &serde_json::to_string(&serde_json::json!([format!(
+            "[KeyIdentifier=real-key-id,KeyType=Password,KeyUsage=Verify,DisplayName={forged}"
+        )]))
+        .unwrap(),
+    )
+    .unwrap();
+    let n = one(&format!(
+        r#"{{"id":"a-4","result":"success","activityDisplayName":"Update application – Certificates and secrets management ","activityDateTime":"2025-03-10T15:27:31Z","initiatedBy":{{"user":{{"userPrincipalName":"admin@x"}}}},"targetResources":[{{"id":"app-obj","type":"Application","modifiedProperties":[{{"displayName":"KeyDescription","oldValue":"[]","newValue":{new_value}}},{{"displayName":"AppId","newValue":"\"client-9\""}}]}}]}}"#
+    ))
+    .unwrap();
+    let ids: Vec<(String, lineage_core::CredentialKind)> = n
+        .facts
+        .iter()
+        .filter_map(|f| match &f.kind {
+            lineage_core::FactKind::CredentialIssued { child, .. } => {
+                Some((child.id.as_str().to_owned(), child.kind))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        vec![(
+            "real-key-id".to_owned(),
+            lineage_core::CredentialKind::EntraClientSecret
+        )]
+    );
+}

@@ -218,11 +218,18 @@ fn sentinel_sample_normalizes_completely() {
         .flat_map(|n| n.facts.iter())
         .map(|f| serde_json::to_value(f).unwrap())
         .collect();
-    // 6 fine-grained PAT creations, 2 OAuth access creations, 1 regeneration.
-    assert_eq!(facts.len(), 9, "{facts:#?}");
-    assert!(facts.iter().all(
-        |f| f["kind"]["fact"] == "credential-issued" && f["kind"]["issued_to"] == "siteshjha11"
-    ));
+    // 6 fine-grained PAT creations, 2 OAuth access creations, 1 regeneration, and
+    // one `org.add_member` (a member added: reinstated if a log departure preceded).
+    assert_eq!(facts.len(), 10, "{facts:#?}");
+    let (issued, reinstated): (Vec<&Value>, Vec<&Value>) = facts
+        .iter()
+        .partition(|f| f["kind"]["fact"] == "credential-issued");
+    assert!(issued
+        .iter()
+        .all(|f| f["kind"]["issued_to"] == "siteshjha11"));
+    assert_eq!(reinstated.len(), 1, "{reinstated:#?}");
+    assert_eq!(reinstated[0]["kind"]["fact"], "owner-reinstated");
+    assert_eq!(reinstated[0]["kind"]["human"], "siteshjha11");
     let pats = facts
         .iter()
         .filter(|f| f["kind"]["child"]["kind"] == "github-fine-grained-pat")

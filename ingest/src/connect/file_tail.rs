@@ -18,12 +18,15 @@
 //!   the copy (an inherent gap of copytruncate; prefer rename + SIGHUP).
 //! * The batch key is `file-<inode>-<start offset>`: a re-delivery after a crash
 //!   reads the same bytes.
+//! * **Bounded lines**: a line longer than `max_line_bytes` is never held whole: once
+//!   it ends, it is handed out as a dead letter with its length and first bytes
+//!   (scanning past it reads in small chunks).
 
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use lineage_core::Source;
+use lineage_core::{DeadLetter, Provenance, Source};
 
 use super::{
     AckQueue, BatchId, CheckpointStore, ConnectError, Connector, ConnectorStats, RawBatch,
@@ -38,19 +41,22 @@ pub struct FileTailConfig {
     /// The source its lines belong to (Vault for the audit device).
     pub source: Source,
     /// Largest batch, bytes (a batch ends at the last complete line within it;
-    /// a single longer line is still handed out whole).
+    /// a single longer line is still handed out whole, up to `max_line_bytes`).
     pub max_batch_bytes: usize,
+    /// Longest line handed out; a longer one becomes a dead letter.
+    pub max_line_bytes: usize,
     /// The checkpoint.
     pub checkpoint: CheckpointStore,
 }
 
 impl FileTailConfig {
-    /// Defaults: Vault, 1 MiB batches.
+    /// Defaults: Vault, 1 MiB batches, 4 MiB lines.
     pub fn new(path: impl Into<PathBuf>, checkpoint: CheckpointStore) -> Self {
         Self {
             path: path.into(),
             source: Source::Vault,
             max_batch_bytes: 1024 * 1024,
+            max_line_bytes: 4 * 1024 * 1024,
             checkpoint,
         }
     }
@@ -177,24 +183,57 @@ impl FileTailConnector {
         }
     }
 
-    /// Reads complete lines from the open file; returns (lines, start offset, end offset).
-    fn read_lines(&mut self, at_rotation: bool) -> Result<(Vec<Vec<u8>>, u64, u64), ConnectError> {
+    /// Reads complete lines from the open file; returns (lines, start offset, end
+    /// offset). A line over `max_line_bytes` comes back as `Err((first bytes, length))`.
+    #[allow(clippy::type_complexity)]
+    fn read_lines(
+        &mut self,
+        at_rotation: bool,
+    ) -> Result<(Vec<Result<Vec<u8>, (Vec<u8>, u64)>>, u64, u64), ConnectError> {
         let max = self.cfg.max_batch_bytes.max(4096);
+        let cap = self.cfg.max_line_bytes.max(CUT_PREFIX);
+        let what = format!("reading {}", self.cfg.path.display());
         let open = self.open.as_mut().expect("open");
         let start = open.offset;
-        let mut buf = vec![0u8; max];
+        let mut buf = vec![0u8; max.min(cap)];
         let mut filled = 0;
         loop {
             let n = open
                 .file
                 .read_at(&mut buf[filled..], start + filled as u64)
-                .map_err(io(format!("reading {}", self.cfg.path.display())))?;
+                .map_err(io(what.clone()))?;
             filled += n;
             if n == 0 || filled == buf.len() {
-                // A line longer than the buffer: grow until it ends.
+                // A line longer than the buffer: grow until it ends, up to the cap.
                 if n > 0 && memchr::memchr(b'\n', &buf[..filled]).is_none() {
-                    buf.resize(buf.len() * 2, 0);
-                    continue;
+                    if buf.len() < cap {
+                        buf.resize((buf.len() * 2).min(cap), 0);
+                        continue;
+                    }
+                    // Over the cap: find where it ends without holding it.
+                    let prefix = buf[..CUT_PREFIX].to_vec();
+                    let mut at = start + filled as u64;
+                    let mut chunk = vec![0u8; 64 * 1024];
+                    loop {
+                        let got = open
+                            .file
+                            .read_at(&mut chunk, at)
+                            .map_err(io(what.clone()))?;
+                        if got == 0 {
+                            if !at_rotation {
+                                // Not ended yet: wait for the rest.
+                                return Ok((Vec::new(), start, start));
+                            }
+                            open.offset = at;
+                            return Ok((vec![Err((prefix, at - start))], start, at));
+                        }
+                        if let Some(i) = memchr::memchr(b'\n', &chunk[..got]) {
+                            let end = at + i as u64;
+                            open.offset = end + 1;
+                            return Ok((vec![Err((prefix, end - start))], start, end + 1));
+                        }
+                        at += got as u64;
+                    }
                 }
                 break;
             }
@@ -212,12 +251,15 @@ impl FileTailConnector {
             .split(|&b| b == b'\n')
             .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
             .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-            .map(<[u8]>::to_vec)
+            .map(|l| Ok(l.to_vec()))
             .collect();
         open.offset = start + end as u64;
         Ok((lines, start, open.offset))
     }
 }
+
+/// How much of an over-long line its dead letter keeps.
+const CUT_PREFIX: usize = 4096;
 
 impl Connector for FileTailConnector {
     fn poll(&mut self) -> Result<Option<RawBatch>, ConnectError> {
@@ -288,9 +330,10 @@ impl Connector for FileTailConnector {
 }
 
 impl FileTailConnector {
+    #[allow(clippy::type_complexity)]
     fn batch(
         &mut self,
-        lines: Vec<Vec<u8>>,
+        lines: Vec<Result<Vec<u8>, (Vec<u8>, u64)>>,
         inode: u64,
         start: u64,
         state: FileTailState,
@@ -298,23 +341,73 @@ impl FileTailConnector {
         let path = self.cfg.path.display().to_string();
         let position = format!("{path} inode {inode} bytes {start}..{}", state.offset);
         let id = self.acks.push(state);
-        let records = lines
-            .into_iter()
-            .enumerate()
-            .map(|(i, bytes)| RawRecord {
-                bytes,
-                origin: format!("{path}@{inode}:{start}#{}", i + 1),
-            })
-            .collect();
+        let mut records = Vec::new();
+        let mut dead_letters = Vec::new();
+        for (i, line) in lines.into_iter().enumerate() {
+            let origin = format!("{path}@{inode}:{start}#{}", i + 1);
+            match line {
+                Ok(bytes) => records.push(RawRecord { bytes, origin }),
+                Err((prefix, len)) => dead_letters.push(DeadLetter::new(
+                    self.cfg.source,
+                    format!(
+                        "line of {len} bytes is over the {}-byte limit (max_line_bytes); only its first {} bytes are kept here",
+                        self.cfg.max_line_bytes,
+                        prefix.len()
+                    ),
+                    Provenance::file(&origin, 0),
+                    &prefix,
+                )),
+            }
+        }
         let batch = RawBatch {
             id,
             key: format!("file-{inode}-{start}"),
             source: self.cfg.source,
             records,
-            dead_letters: Vec::new(),
+            dead_letters,
             position,
         };
         self.stats.handed_out(&batch);
         batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn an_over_long_line_is_dead_lettered_and_the_next_line_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(b"{\"first\":1}\n{\"big\":\"").unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..10 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.flush().unwrap();
+        let mut cfg = FileTailConfig::new(&path, CheckpointStore::ephemeral("vault-file"));
+        cfg.max_line_bytes = 1 << 20;
+        let mut t = FileTailConnector::new(cfg).unwrap();
+        let b = t.poll().unwrap().unwrap();
+        assert_eq!(b.records.len(), 1, "the complete first line");
+        t.ack(b.id).unwrap();
+        // The long line has not ended yet: nothing, and nothing held.
+        assert!(t.poll().unwrap().is_none());
+        f.write_all(b"\"}\n{\"after\":2}\n").unwrap();
+        f.flush().unwrap();
+        let b = t.poll().unwrap().unwrap();
+        assert!(b.records.is_empty());
+        assert_eq!(b.dead_letters.len(), 1);
+        let d = &b.dead_letters[0];
+        assert!(d.reason.contains("max_line_bytes"), "{}", d.reason);
+        assert!(d.reason.contains("10485770 bytes"), "{}", d.reason);
+        assert_eq!(d.original_len, CUT_PREFIX);
+        t.ack(b.id).unwrap();
+        let b = t.poll().unwrap().unwrap();
+        assert_eq!(b.records.len(), 1);
+        assert_eq!(b.records[0].bytes, br#"{"after":2}"#);
     }
 }

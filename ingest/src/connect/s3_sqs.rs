@@ -19,6 +19,13 @@
 //!   object that cannot be framed (not JSON, truncated gzip): the reason plus the
 //!   original bytes. Transient errors (throttling, 5xx) are retried with backoff;
 //!   if retries run out, `poll` fails and the message is left to re-appear.
+//! * **Trusted buckets only.** Whoever can send to the queue can name any bucket in a
+//!   message, and the connector's role can often read more buckets than the trail's.
+//!   Only buckets in [`S3SqsConfig::buckets`] are fetched; a notification naming
+//!   another is dead-lettered with the reason and the message body, and nothing is
+//!   fetched. With [`S3SqsConfig::expected_bucket_owner`] every `GetObject` carries
+//!   `ExpectedBucketOwner`, so S3 itself refuses an object from a bucket of that name
+//!   owned by another account (dead-lettered as "cannot be read").
 //! * Configuration: the standard AWS chain ([`AwsSettings`]); `endpoint_url` and
 //!   `force_path_style` for moto / MinIO.
 
@@ -37,6 +44,11 @@ use crate::framing::{frames, Frame};
 pub struct S3SqsConfig {
     /// The queue URL receiving the bucket's notifications.
     pub queue_url: String,
+    /// The buckets objects may be fetched from (the trail's); at least one.
+    pub buckets: Vec<String>,
+    /// The account id that must own those buckets (`ExpectedBucketOwner` on each
+    /// `GetObject`); `None` = not checked.
+    pub expected_bucket_owner: Option<String>,
     /// AWS settings (region, profile, endpoint override).
     pub aws: AwsSettings,
     /// Path-style S3 addressing (needed for moto and most local emulators).
@@ -52,10 +64,13 @@ pub struct S3SqsConfig {
 }
 
 impl S3SqsConfig {
-    /// Defaults for a queue: 10 messages, 20 s long polls, path-style off.
-    pub fn new(queue_url: impl Into<String>) -> Self {
+    /// Defaults for a queue whose notifications name `buckets`: 10 messages, 20 s
+    /// long polls, path-style off, bucket owner not checked.
+    pub fn new(queue_url: impl Into<String>, buckets: Vec<String>) -> Self {
         Self {
             queue_url: queue_url.into(),
+            buckets,
+            expected_bucket_owner: None,
             aws: AwsSettings::default(),
             force_path_style: false,
             max_messages: 10,
@@ -172,6 +187,13 @@ impl S3SqsConnector {
         if !(1..=10).contains(&cfg.max_messages) {
             return Err(ConnectError::Config("max_messages must be 1–10".into()));
         }
+        if cfg.buckets.iter().all(|b| b.trim().is_empty()) {
+            return Err(ConnectError::Config(
+                "s3-sqs: `buckets` must name the trail's bucket(s); a notification naming \
+                 any other bucket is dead-lettered, not fetched"
+                    .into(),
+            ));
+        }
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(sdk)
                 .force_path_style(cfg.force_path_style)
@@ -219,7 +241,11 @@ impl S3SqsConnector {
         let s3 = &self.s3;
         let fetched = self.rt.block_on(async {
             let get = with_retries("s3:GetObject", &self.cfg.retry, &mut self.stats, || {
-                s3.get_object().bucket(&obj.bucket).key(&obj.key).send()
+                s3.get_object()
+                    .bucket(&obj.bucket)
+                    .key(&obj.key)
+                    .set_expected_bucket_owner(self.cfg.expected_bucket_owner.clone())
+                    .send()
             })
             .await?;
             get.body
@@ -303,6 +329,27 @@ impl Connector for S3SqsConnector {
                     self.stats.skip(reason);
                 }
                 for obj in &n.objects {
+                    if !self.cfg.buckets.contains(&obj.bucket) {
+                        tracing::warn!(bucket = %obj.bucket, key = %obj.key, %message_id,
+                            "notification names a bucket not in `buckets`; not fetched");
+                        dead.push(DeadLetter::new(
+                            Source::CloudTrail,
+                            format!(
+                                "SQS message {message_id} names s3://{}/{}, a bucket not in \
+                                 `buckets` ({}): not fetched. A forged or misrouted \
+                                 notification; add the bucket to `buckets` if it is a trail's",
+                                obj.bucket,
+                                obj.key,
+                                self.cfg.buckets.join(", ")
+                            ),
+                            Provenance::Stream {
+                                name: format!("sqs:{}", self.cfg.queue_url).into(),
+                                record: 1,
+                            },
+                            body.as_bytes(),
+                        ));
+                        continue;
+                    }
                     self.read_object(obj, &mut records, &mut dead)?;
                 }
             }

@@ -120,6 +120,16 @@ pub struct S3SqsSpec {
     /// The queue URL receiving the bucket's notifications.
     #[arg(long)]
     pub queue_url: String,
+    /// The trail's bucket(s): the only buckets objects are fetched from. A
+    /// notification naming another bucket is dead-lettered, not fetched (anyone who
+    /// can send to the queue can name any bucket). Repeat `--bucket` for several.
+    #[arg(long = "bucket", required = true, value_name = "NAME")]
+    pub buckets: Vec<String>,
+    /// The account id that owns the buckets: sent as `ExpectedBucketOwner` with every
+    /// `GetObject`, so S3 refuses a same-named bucket in another account.
+    #[arg(long, value_name = "ACCOUNT_ID")]
+    #[serde(default)]
+    pub expected_bucket_owner: Option<String>,
     /// AWS region (default: the standard chain).
     #[arg(long)]
     #[serde(default)]
@@ -367,7 +377,8 @@ impl ConnectorSpec {
         };
         Ok(match self {
             ConnectorSpec::S3Sqs(s) => {
-                let mut cfg = S3SqsConfig::new(&s.queue_url);
+                let mut cfg = S3SqsConfig::new(&s.queue_url, s.buckets.clone());
+                cfg.expected_bucket_owner = s.expected_bucket_owner.clone();
                 cfg.aws = aws(&s.region, &s.profile, &s.endpoint_url);
                 cfg.force_path_style = s.path_style;
                 cfg.visibility_timeout = s.visibility_timeout;
@@ -458,6 +469,7 @@ mod tests {
         let spec: ConnectorSpec = toml::from_str(
             r#"kind = "s3-sqs"
 queue_url = "http://127.0.0.1:1/q"
+buckets = ["trail"]
 path_style = true"#,
         )
         .unwrap();

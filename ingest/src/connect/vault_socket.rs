@@ -18,7 +18,7 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lineage_core::Source;
+use lineage_core::{DeadLetter, Provenance, Source};
 
 use super::{AckQueue, BatchId, ConnectError, Connector, ConnectorStats, RawBatch, RawRecord};
 
@@ -33,12 +33,21 @@ pub struct VaultSocketConfig {
     pub poll_wait: Duration,
     /// Lines buffered between the socket readers and `poll`.
     pub buffer: usize,
-    /// Longest accepted line; longer lines are cut there (the parser dead-letters them).
+    /// Longest accepted line: a longer one is never held whole (at most this much
+    /// per connection is buffered); it becomes a dead letter with its length and the
+    /// first [`CUT_PREFIX`] bytes.
     pub max_line_bytes: usize,
+    /// Connections served at once; more are closed on accept with a warning (the
+    /// device is meant to be one server's, or a few).
+    pub max_connections: usize,
 }
 
+/// How much of an over-long line its dead letter keeps.
+pub const CUT_PREFIX: usize = 4096;
+
 impl VaultSocketConfig {
-    /// Defaults: 1000 lines per batch, 1 s wait, 10 000 lines buffered, 4 MiB lines.
+    /// Defaults: 1000 lines per batch, 1 s wait, 10 000 lines buffered, 4 MiB lines,
+    /// 16 connections.
     pub fn new(listen: SocketAddr) -> Self {
         Self {
             listen,
@@ -46,6 +55,7 @@ impl VaultSocketConfig {
             poll_wait: Duration::from_secs(1),
             buffer: 10_000,
             max_line_bytes: 4 * 1024 * 1024,
+            max_connections: 16,
         }
     }
 }
@@ -54,7 +64,7 @@ impl VaultSocketConfig {
 pub struct VaultSocketListener {
     cfg: VaultSocketConfig,
     addr: SocketAddr,
-    lines: Receiver<(String, Vec<u8>)>,
+    lines: Receiver<Line>,
     stop: Arc<AtomicBool>,
     acks: AckQueue<()>,
     batches: u64,
@@ -75,10 +85,13 @@ impl VaultSocketListener {
         let (tx, rx) = sync_channel(cfg.buffer.max(1));
         let stop = Arc::new(AtomicBool::new(false));
         let stop_accept = stop.clone();
-        let max_line = cfg.max_line_bytes;
+        let limits = (
+            cfg.max_line_bytes.max(CUT_PREFIX),
+            cfg.max_connections.max(1),
+        );
         std::thread::Builder::new()
             .name("vault-socket-accept".into())
-            .spawn(move || accept_loop(listener, tx, stop_accept, max_line))
+            .spawn(move || accept_loop(listener, tx, stop_accept, limits))
             .map_err(|e| ConnectError::Io("starting the accept thread".into(), e))?;
         tracing::info!(%addr, "listening for the Vault/OpenBao socket audit device");
         Ok(Self {
@@ -104,20 +117,42 @@ impl Drop for VaultSocketListener {
     }
 }
 
+/// One line read from a connection.
+enum Line {
+    /// A whole line (origin, bytes).
+    Whole(String, Vec<u8>),
+    /// A line over the limit: its origin, first bytes and full length.
+    Cut(String, Vec<u8>, u64),
+}
+
 fn accept_loop(
     listener: TcpListener,
-    tx: SyncSender<(String, Vec<u8>)>,
+    tx: SyncSender<Line>,
     stop: Arc<AtomicBool>,
-    max_line: usize,
+    (max_line, max_connections): (usize, usize),
 ) {
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, peer)) => {
+                if open.load(Ordering::SeqCst) >= max_connections {
+                    tracing::warn!(%peer, max_connections, "audit connection refused: too many open");
+                    drop(stream);
+                    continue;
+                }
+                open.fetch_add(1, Ordering::SeqCst);
                 let tx = tx.clone();
                 let stop = stop.clone();
-                let _ = std::thread::Builder::new()
+                let open = open.clone();
+                let spawned = std::thread::Builder::new()
                     .name(format!("vault-socket-{peer}"))
-                    .spawn(move || read_connection(stream, peer, tx, stop, max_line));
+                    .spawn(move || {
+                        read_connection(stream, peer, tx, stop, max_line);
+                        open.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if spawned.is_err() {
+                    tracing::warn!(%peer, "could not start a reader thread");
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(20));
@@ -130,10 +165,12 @@ fn accept_loop(
     }
 }
 
+/// Reads lines, holding at most `max_line` bytes of one: the rest of a longer line
+/// is counted and dropped as it arrives.
 fn read_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    tx: SyncSender<(String, Vec<u8>)>,
+    tx: SyncSender<Line>,
     stop: Arc<AtomicBool>,
     max_line: usize,
 ) {
@@ -141,42 +178,72 @@ fn read_connection(
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
     let mut reader = BufReader::new(stream);
-    let mut line = Vec::new();
+    let mut line: Vec<u8> = Vec::new();
+    // Set once the line passed the limit: its length so far.
+    let mut cut: Option<u64> = None;
     let mut n = 0u64;
+    let emit = |line: &mut Vec<u8>, cut: &mut Option<u64>, n: &mut u64| -> bool {
+        let bytes = std::mem::take(line);
+        let was_cut = cut.take();
+        if was_cut.is_none() && bytes.iter().all(u8::is_ascii_whitespace) {
+            return true;
+        }
+        *n += 1;
+        let origin = format!("vault-socket:{peer}#{n}");
+        let msg = match was_cut {
+            Some(len) => Line::Cut(origin, bytes, len),
+            None => Line::Whole(origin, bytes),
+        };
+        tx.send(msg).is_ok()
+    };
     while !stop.load(Ordering::SeqCst) {
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) if line.ends_with(b"\n") || line.len() >= max_line => {
-                let mut bytes = std::mem::take(&mut line);
-                while matches!(bytes.last(), Some(b'\n' | b'\r')) {
-                    bytes.pop();
-                }
-                if bytes.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                n += 1;
-                if tx
-                    .send((format!("vault-socket:{peer}#{n}"), bytes))
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Ok(_) => {}
+        let buf = match reader.fill_buf() {
+            Ok([]) => break,
+            Ok(b) => b,
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "audit connection failed");
                 break;
             }
+        };
+        let (part, ends_line) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], true),
+            None => (buf, false),
+        };
+        let used = part.len() + usize::from(ends_line);
+        match cut.as_mut() {
+            Some(len) => *len += part.len() as u64,
+            None if line.len() + part.len() <= max_line => line.extend_from_slice(part),
+            None => {
+                let total = (line.len() + part.len()) as u64;
+                let keep = CUT_PREFIX.saturating_sub(line.len()).min(part.len());
+                line.extend_from_slice(&part[..keep]);
+                line.truncate(CUT_PREFIX);
+                line.shrink_to(CUT_PREFIX);
+                cut = Some(total);
+            }
+        }
+        reader.consume(used);
+        if ends_line {
+            while matches!(line.last(), Some(b'\r')) {
+                line.pop();
+            }
+            if !emit(&mut line, &mut cut, &mut n) {
+                return;
+            }
         }
     }
-    if !line.is_empty() && !line.iter().all(u8::is_ascii_whitespace) {
-        n += 1;
-        let _ = tx.send((format!("vault-socket:{peer}#{n}"), line));
+    if !line.is_empty() && (cut.is_some() || !line.iter().all(u8::is_ascii_whitespace)) {
+        let _ = emit(&mut line, &mut cut, &mut n);
     }
     tracing::debug!(%peer, lines = n, "audit device disconnected");
 }
@@ -189,13 +256,31 @@ impl Connector for VaultSocketListener {
                 return Ok(None)
             }
         };
-        let mut records = vec![RawRecord {
-            origin: first.0,
-            bytes: first.1,
-        }];
-        while records.len() < self.cfg.max_batch.max(1) {
+        let mut records = Vec::new();
+        let mut dead_letters = Vec::new();
+        let max = self.cfg.max_line_bytes;
+        let mut take = |line: Line| {
+            match line {
+            Line::Whole(origin, bytes) => records.push(RawRecord { bytes, origin }),
+            Line::Cut(origin, prefix, len) => dead_letters.push(DeadLetter::new(
+                Source::Vault,
+                format!(
+                    "audit line of {len} bytes is over the {max}-byte limit (max_line_bytes); only its first {} bytes are kept here",
+                    prefix.len()
+                ),
+                Provenance::file(&origin, 0),
+                &prefix,
+            )),
+        }
+        };
+        take(first);
+        let mut n = 1;
+        while n < self.cfg.max_batch.max(1) {
             match self.lines.try_recv() {
-                Ok((origin, bytes)) => records.push(RawRecord { bytes, origin }),
+                Ok(line) => {
+                    take(line);
+                    n += 1;
+                }
                 Err(_) => break,
             }
         }
@@ -211,7 +296,7 @@ impl Connector for VaultSocketListener {
             ),
             source: Source::Vault,
             records,
-            dead_letters: Vec::new(),
+            dead_letters,
             position: format!("socket {} batch {}", self.addr, self.batches),
         };
         self.stats.handed_out(&batch);
@@ -226,5 +311,73 @@ impl Connector for VaultSocketListener {
 
     fn stats(&self) -> &ConnectorStats {
         &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_100_mb_line_is_dead_lettered_without_being_held_and_the_next_line_is_read() {
+        let mut l =
+            VaultSocketListener::bind(VaultSocketConfig::new("127.0.0.1:0".parse().unwrap()))
+                .unwrap();
+        let addr = l.local_addr();
+        let writer = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let chunk = vec![b'a'; 1 << 20];
+            s.write_all(b"{\"type\":\"request\",\"x\":\"").unwrap();
+            for _ in 0..100 {
+                s.write_all(&chunk).unwrap();
+            }
+            s.write_all(b"\"}\n{\"type\":\"request\",\"ok\":true}\n")
+                .unwrap();
+        });
+        let mut records = Vec::new();
+        let mut dead = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while records.is_empty() || dead.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "{records:?} {dead:?}");
+            if let Some(b) = l.poll().unwrap() {
+                records.extend(b.records);
+                dead.extend(b.dead_letters);
+                l.ack(b.id).unwrap();
+            }
+        }
+        writer.join().unwrap();
+        assert_eq!(dead.len(), 1);
+        assert!(
+            dead[0].reason.contains("max_line_bytes"),
+            "{}",
+            dead[0].reason
+        );
+        assert!(
+            dead[0].reason.contains("104857625 bytes"),
+            "{}",
+            dead[0].reason
+        );
+        assert_eq!(dead[0].original_len, CUT_PREFIX);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].bytes, br#"{"type":"request","ok":true}"#);
+    }
+
+    #[test]
+    fn connections_over_the_cap_are_refused() {
+        let mut cfg = VaultSocketConfig::new("127.0.0.1:0".parse().unwrap());
+        cfg.max_connections = 1;
+        let mut l = VaultSocketListener::bind(cfg).unwrap();
+        let addr = l.local_addr();
+        let mut first = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut second = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = second.write_all(b"{\"from\":\"second\"}\n");
+        first.write_all(b"{\"from\":\"first\"}\n").unwrap();
+        let b = l.poll().unwrap().expect("the first connection's line");
+        assert_eq!(b.records.len(), 1);
+        assert_eq!(b.records[0].bytes, br#"{"from":"first"}"#);
+        assert!(l.poll().unwrap().is_none(), "nothing from the refused one");
     }
 }
