@@ -333,3 +333,91 @@ fn sigkilled_pipeline_accounts_for_every_record_and_repeats_no_alert() {
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(!log_text.contains("panicked"), "{log_text}");
 }
+
+/// A CloudTrail record with `id`, padded with `pad` bytes in a request parameter.
+fn trail_record(id: &str, pad: usize) -> Value {
+    serde_json::json!({
+        "eventVersion": "1.08", "eventID": id, "eventTime": "2026-12-01T10:00:00Z",
+        "eventSource": "s3.amazonaws.com", "eventName": "ListBuckets", "awsRegion": "us-east-1",
+        "sourceIPAddress": "10.0.0.1", "userAgent": "aws-cli/2.15.0",
+        "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIAOKAY000000000001",
+            "userName": "u", "accountId": "111122223333", "arn": "arn:aws:iam::111122223333:user/u"},
+        "requestParameters": {"padding": "x".repeat(pad)}
+    })
+}
+
+#[test]
+fn records_and_dead_letters_over_the_message_limit_are_dead_lettered_cut_to_fit() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A record over the bus's message limit (1,000,000 bytes less headroom) ...
+    let big = tmp.path().join("big.json");
+    std::fs::write(
+        &big,
+        serde_json::json!({ "Records": [
+            trail_record("ok-1", 0), trail_record("too-big", 1_200_000), trail_record("ok-2", 0)
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    // ... and a broken record under it whose dead letter is not: 900 kB of
+    // backslashes double when the dead letter is written as JSON.
+    let broken = tmp.path().join("broken.json");
+    let mut text = format!(
+        "{{\"Records\":[{},{{\"eventID\":\"cut\",\"k\":\"",
+        trail_record("ok-3", 0)
+    );
+    text.push_str(&"\\\\".repeat(450_000));
+    std::fs::write(&broken, text).unwrap();
+    let inventory = tmp.path().join("inventory.toml");
+    std::fs::write(&inventory, "[[human]]\nid = \"u\"\n").unwrap();
+
+    let tansu = Tansu::start();
+    let inputs = [big.display().to_string(), broken.display().to_string()];
+    let report = common::ingest(&tansu.brokers(), &inputs);
+    assert_eq!(report["read"], 5, "{report}");
+    assert_eq!(report["produced"], 4, "{report}");
+    assert_eq!(report["dead_lettered"], 1, "{report}");
+
+    let port = free_port();
+    let cfg = tmp.path().join("lineage.toml");
+    let out = tmp.path().join("live");
+    write_config(&cfg, &tansu.brokers(), "oversized", &inventory, &out, port);
+    let mut run = Runner::start(&cfg, port, tmp.path().join("run.log"));
+    run.wait_healthy();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let dead = loop {
+        let dead: Vec<Value> = read_topic(&tansu.brokers(), "lineage.dlq")
+            .into_iter()
+            .map(|m| {
+                assert!(m.payload.len() < 1_000_000, "fits one message");
+                serde_json::from_slice(&m.payload).unwrap()
+            })
+            .collect();
+        let events = read_topic(&tansu.brokers(), "lineage.events").len();
+        if dead.len() >= 2 && events >= 3 {
+            assert_eq!((dead.len(), events), (2, 3), "{dead:#?}");
+            break dead;
+        }
+        assert!(run.running(), "the pipeline keeps running:\n{}", run.log());
+        assert!(Instant::now() < deadline, "{dead:#?}\n{}", run.log());
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let status = run.sigterm();
+    assert!(status.success(), "SIGTERM exits 0: {status}");
+    let too_big = dead
+        .iter()
+        .find(|d| d["reason"].as_str().unwrap().contains("message limit"))
+        .expect("the oversized record is dead-lettered at ingest");
+    assert!(too_big["original_len"].as_u64().unwrap() > 1_200_000);
+    let cut = dead
+        .iter()
+        .find(|d| {
+            d["original"]
+                .as_str()
+                .is_some_and(|o| o.contains("\"cut\""))
+        })
+        .expect("the broken record is dead-lettered by normalize");
+    let reason = cut["reason"].as_str().unwrap();
+    assert!(reason.contains("original cut to its first"), "{reason}");
+    assert!(cut["original_len"].as_u64().unwrap() > 900_000, "{cut:#}");
+}

@@ -62,6 +62,45 @@ impl DeadLetter {
         }
     }
 
+    /// Cuts the kept original to at most `max_bytes` (at a character boundary; base64
+    /// at a whole 4-character group) when it is longer, and says so in the reason:
+    /// for outputs with a size limit (a Kafka message), where a dead letter that
+    /// cannot be sent would stop the stage on the same record after every restart.
+    /// `original_len` keeps the full length, and the reason carries a SHA-256 of the
+    /// bytes kept before the cut, so the record can be found at its source.
+    /// Returns whether it cut.
+    pub fn truncate_original(&mut self, max_bytes: usize) -> bool {
+        use sha2::Digest as _;
+        let kept = match (&mut self.original, &mut self.original_base64) {
+            (Some(text), _) if text.len() > max_bytes => {
+                let digest = sha2::Sha256::digest(text.as_bytes());
+                let mut cut = max_bytes;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+                Some((cut, digest))
+            }
+            (None, Some(b64)) if b64.len() > max_bytes => {
+                let digest = sha2::Sha256::digest(b64.as_bytes());
+                let cut = max_bytes / 4 * 4;
+                b64.truncate(cut);
+                Some((cut, digest))
+            }
+            _ => None,
+        };
+        let Some((cut, digest)) = kept else {
+            return false;
+        };
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        self.reason.push_str(&format!(
+            " [original cut to its first {cut} bytes to fit the output's size limit; \
+             {} bytes were read; sha256 of the kept text before the cut: {hex}]",
+            self.original_len
+        ));
+        true
+    }
+
     /// The original bytes, decoded back from text or base64.
     pub fn original_bytes(&self) -> Vec<u8> {
         match (&self.original, &self.original_base64) {
@@ -91,5 +130,28 @@ mod tests {
         let json = serde_json::to_string(&dl).unwrap();
         let back: DeadLetter = serde_json::from_str(&json).unwrap();
         assert_eq!(back.original_bytes(), bytes);
+    }
+
+    #[test]
+    fn an_original_too_large_is_cut_at_a_character_boundary_and_says_so() {
+        let text = "é".repeat(1000); // 2 bytes each
+        let mut dl = DeadLetter::new(
+            Source::Vault,
+            "too large",
+            Provenance::file("x", 1),
+            text.as_bytes(),
+        );
+        assert!(!dl.truncate_original(5000));
+        assert!(dl.truncate_original(101));
+        assert_eq!(dl.original.as_deref().unwrap().len(), 100);
+        assert_eq!(dl.original_len, 2000);
+        assert!(dl
+            .reason
+            .starts_with("too large [original cut to its first 100 bytes"));
+        assert!(dl.reason.contains("2000 bytes were read"), "{}", dl.reason);
+        let mut bin = DeadLetter::new(Source::Vault, "x", Provenance::file("x", 1), &[0xff; 300]);
+        assert!(bin.truncate_original(99));
+        assert_eq!(bin.original_base64.as_deref().unwrap().len(), 96);
+        assert!(!bin.original_bytes().is_empty());
     }
 }

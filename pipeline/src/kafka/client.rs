@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lineage_core::Source;
+use lineage_core::{DeadLetter, Source};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -154,6 +154,21 @@ impl Default for BusConfig {
 }
 
 impl BusConfig {
+    /// The largest payload lineage puts in one message: librdkafka's
+    /// `message.max.bytes` (1,000,000 unless set in `[bus.librdkafka]`), less 64 KiB
+    /// for the key, headers and batch framing. A raw record over it is dead-lettered at
+    /// ingest, and a dead letter over it is sent with its original cut to fit
+    /// ([`dead_letter_payload`]): a message the producer refuses would stop the stage
+    /// on the same record after every restart.
+    pub fn max_payload_bytes(&self) -> usize {
+        let limit = self
+            .librdkafka
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(1_000_000);
+        limit.saturating_sub(64 * 1024).max(4096)
+    }
+
     fn client_config(&self, client_id: &str) -> ClientConfig {
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &self.brokers)
@@ -710,4 +725,28 @@ pub(crate) fn raw_partitions(bus: &BusConfig) -> Result<Vec<(String, i32)>, Live
         }
     }
     Ok(out)
+}
+
+/// A dead letter as a message payload that fits [`BusConfig::max_payload_bytes`]: as
+/// is when it fits, else with its original cut ([`DeadLetter::truncate_original`],
+/// which says so in the reason) until it does.
+pub(crate) fn dead_letter_payload(bus: &BusConfig, dl: &DeadLetter) -> Vec<u8> {
+    let max = bus.max_payload_bytes();
+    let mut body = serde_json::to_vec(dl).expect("dead letter serializes");
+    let kept = |d: &DeadLetter| {
+        d.original
+            .as_ref()
+            .or(d.original_base64.as_ref())
+            .map_or(0, String::len)
+    };
+    let mut room = kept(dl);
+    while body.len() > max && room > 0 {
+        // JSON escaping may make the text longer in the message than in memory, so
+        // cut by the excess and a margin, and again if that was not enough.
+        room = room.saturating_sub(body.len() - max + 1024);
+        let mut cut = dl.clone();
+        cut.truncate_original(room);
+        body = serde_json::to_vec(&cut).expect("dead letter serializes");
+    }
+    body
 }

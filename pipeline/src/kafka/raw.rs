@@ -26,7 +26,7 @@ use lineage_ingest::{decompress, parser_for, sniff_source, SourceParser};
 use sha2::{Digest, Sha256};
 use smol_str::SmolStr;
 
-use super::client::{ensure_topics, BusConfig, OutputProducer};
+use super::client::{dead_letter_payload, ensure_topics, BusConfig, OutputProducer};
 use super::LiveError;
 
 /// What to ingest.
@@ -123,12 +123,31 @@ fn send_dead_letter(
         .as_deref()
         .or(dl.original_base64.as_deref())
         .unwrap_or_default();
-    let body = serde_json::to_vec(dl).expect("dead letter serializes");
+    let body = dead_letter_payload(bus, dl);
     producer.send(
         &bus.topics.dlq,
         content_key(original.as_bytes()).as_bytes(),
         &body,
         &[],
+    )
+}
+
+/// The dead letter of a raw record too large for one message on the bus.
+fn oversized(bus: &BusConfig, source: Source, origin: &str, bytes: &[u8]) -> DeadLetter {
+    DeadLetter::new(
+        source,
+        format!(
+            "record is {} bytes, over the bus's {}-byte message limit (librdkafka \
+             `message.max.bytes` less room for headers): raise `message.max.bytes` in \
+             [bus.librdkafka] and the broker's limit to carry it, or replay the file",
+            bytes.len(),
+            bus.max_payload_bytes()
+        ),
+        Provenance::Stream {
+            name: SmolStr::new(origin),
+            record: 1,
+        },
+        bytes,
     )
 }
 
@@ -167,10 +186,17 @@ impl RawProducer {
     ) -> Result<(), LiveError> {
         let topic = self.bus.topics.raw(source);
         let parser = parser_for(source);
+        let mut too_large = 0u64;
         for r in records {
             // One line, as `lineage connect` writes it and `ingest --from` reads it:
             // a raw newline in JSON is whitespace, so the value is unchanged.
             let bytes = single_line(&r.bytes);
+            if bytes.len() > self.bus.max_payload_bytes() {
+                let dl = oversized(&self.bus, source, &r.origin, &bytes);
+                send_dead_letter(&self.bus, &self.producer, &dl)?;
+                too_large += 1;
+                continue;
+            }
             let key = record_key(parser, &r.origin, 1, &bytes);
             self.producer
                 .send(&topic, key.as_bytes(), &bytes, &[("origin", &r.origin)])?;
@@ -179,10 +205,10 @@ impl RawProducer {
             send_dead_letter(&self.bus, &self.producer, dl)?;
         }
         self.producer.flush_all(FLUSH_TIMEOUT)?;
-        let n = records.len() as u64;
-        self.report.read += n + dead_letters.len() as u64;
+        let n = records.len() as u64 - too_large;
+        self.report.read += n + too_large + dead_letters.len() as u64;
         self.report.produced += n;
-        self.report.dead_lettered += dead_letters.len() as u64;
+        self.report.dead_lettered += too_large + dead_letters.len() as u64;
         if n > 0 {
             *self.report.by_source.entry(source.to_string()).or_default() += n;
         }
@@ -240,7 +266,7 @@ fn send_file(
             "could not tell which source wrote this file; pass the source".into()
         });
         let dl = DeadLetter::new(Source::CloudTrail, reason, Provenance::file(name, 0), raw);
-        let body = serde_json::to_vec(&dl).expect("dead letter serializes");
+        let body = dead_letter_payload(bus, &dl);
         producer.send(&bus.topics.dlq, content_key(raw).as_bytes(), &body, &[])?;
         report.read += 1;
         report.dead_lettered += 1;
@@ -260,8 +286,16 @@ fn send_file(
         )?;
         sent += 1;
     }
+    let mut too_large = 0u64;
     for frame in frames(&bytes, envelope) {
         pace.wait();
+        let (Frame::Record(n, b) | Frame::Broken(n, b, _)) = &frame;
+        if b.len() > bus.max_payload_bytes() {
+            let dl = oversized(bus, source, &format!("{name}:{n}"), b);
+            send_dead_letter(bus, producer, &dl)?;
+            too_large += 1;
+            continue;
+        }
         match frame {
             Frame::Record(n, record) => {
                 let origin = format!("{name}:{n}");
@@ -280,8 +314,9 @@ fn send_file(
         }
         sent += 1;
     }
-    report.read += sent;
+    report.read += sent + too_large;
     report.produced += sent;
+    report.dead_lettered += too_large;
     *report.by_source.entry(source.to_string()).or_default() += sent;
     Ok(())
 }

@@ -18,8 +18,8 @@ use rdkafka::Message;
 use sha2::{Digest, Sha256};
 
 use super::client::{
-    commit, committed_offset, ensure_topics, group_consumer, header, lag, raw_partitions,
-    BusConfig, OutputProducer, RebalanceLog, TopicReader,
+    commit, committed_offset, dead_letter_payload, ensure_topics, group_consumer, header, lag,
+    raw_partitions, BusConfig, OutputProducer, RebalanceLog, TopicReader,
 };
 use super::tables::{GraphTables, OutcomeTables};
 use super::watermark::{Gate, SourceWatermark, WATERMARK_HEADER};
@@ -472,7 +472,7 @@ fn normalize_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
         }
         let t_facts = t0.elapsed();
         for (key, dl) in &dead {
-            let body = serde_json::to_vec(dl).expect("dead letter serializes");
+            let body = dead_letter_payload(bus, dl);
             producer.send(&bus.topics.dlq, key.as_bytes(), &body, &[])?;
         }
         for (root, e) in &events {
@@ -1073,7 +1073,7 @@ fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
             cfg.metrics.action();
         }
         for (key, dl) in &out.dead {
-            let body = serde_json::to_vec(dl).expect("dead letter serializes");
+            let body = dead_letter_payload(bus, dl);
             producer.send(&bus.topics.dlq, key.as_bytes(), &body, &[])?;
         }
         let sent = !out.alerts.is_empty() || !out.actions.is_empty() || !out.dead.is_empty();

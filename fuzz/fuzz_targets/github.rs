@@ -1,0 +1,9 @@
+//! Fuzzes the Github ingest path end to end: gzip detection and decompression, framing
+//! and record parsing. Run with `cargo +nightly fuzz run github` from the workspace root
+//! (seed the corpus with `testdata/github/**/*.json*`). Invariants: [`lineage_fuzz::check_parser`].
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use lineage_ingest::GitHubParser;
+
+fuzz_target!(|data: &[u8]| lineage_fuzz::check_parser(&GitHubParser, data));
