@@ -23,8 +23,16 @@
 //! 3. `target.credential_authorization_id` with `target.org`: the token's SAML SSO
 //!    authorization for that organization is removed with
 //!    `DELETE /orgs/{org}/credential-authorizations/{id}` (an organization owner's token).
-//! 4. Otherwise (classic PATs, OAuth tokens, unknown kinds) the request fails
-//!    permanently: GitHub revokes those only by their value, which lineage never holds.
+//! 4. A classic PAT or OAuth token with `target.org` and GitHub's numeric token id (what
+//!    API calls in the audit log carry): its SAML SSO authorization for that
+//!    organization is looked up (`GET /orgs/{org}/credential-authorizations`, the entry
+//!    whose `authorized_credential_id` is the token id) and removed as in 3. The token
+//!    then no longer reaches that organization's resources until its owner authorizes it
+//!    again (which an SSO session of a departed owner cannot). Organizations without
+//!    SAML SSO have no such entry: the request fails and says so.
+//! 5. Otherwise (classic PATs and OAuth tokens known only by hash, unknown kinds) the
+//!    request fails permanently: GitHub revokes those only by their value, which
+//!    lineage never holds.
 //!
 //! 429, 5xx, a 403 with `x-ratelimit-remaining: 0` or `retry-after`, timeouts and
 //! connection errors are retried; any other 4xx fails with GitHub's `message`.
@@ -205,6 +213,52 @@ impl GitHubExecutor {
         )))
     }
 
+    /// The id of the organization's SAML SSO authorization of token `token_id`.
+    fn find_authorization(&self, org: &str, token_id: u64) -> Result<u64, ExecError> {
+        let token = self.token()?;
+        let path = format!("/orgs/{}/credential-authorizations", encode_segment(org));
+        for page in 1..=MAX_PAGES {
+            let reply = Reply::read(
+                self.request("GET", &path, &token)
+                    .query("per_page", &PAGE_SIZE.to_string())
+                    .query("page", &page.to_string())
+                    .call(),
+            )?;
+            classify(&reply)?;
+            let entries: Vec<Value> = serde_json::from_str(&reply.body).map_err(|e| {
+                ExecError::Permanent(format!(
+                    "GitHub's list of credential authorizations is not a JSON array ({e}): {}",
+                    short_body(&reply.body)
+                ))
+            })?;
+            let found = entries.iter().find(|e| {
+                e.get("authorized_credential_id").and_then(Value::as_u64) == Some(token_id)
+            });
+            if let Some(entry) = found {
+                return entry
+                    .get("credential_id")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| {
+                        ExecError::Permanent(format!(
+                            "the SSO authorization of token {token_id} has no numeric `credential_id`"
+                        ))
+                    });
+            }
+            if entries.len() < PAGE_SIZE {
+                return Err(ExecError::Permanent(format!(
+                    "organization {org} has no SAML SSO authorization of token {token_id} (the \
+                     organization does not use SAML SSO, or the token was never authorized for \
+                     it, or already removed): {CLASSIC}"
+                )));
+            }
+        }
+        Err(ExecError::Permanent(format!(
+            "no SSO authorization of token {token_id} in the first {} of organization {org}; \
+             give target.credential_authorization_id",
+            PAGE_SIZE * MAX_PAGES
+        )))
+    }
+
     fn suspend_installation(&self, installation: u64) -> Result<String, ExecError> {
         let token = self.token()?;
         let reply = Reply::read(
@@ -252,6 +306,19 @@ impl Executor for GitHubExecutor {
         }
         if let (Some(id), Some(org)) = (number(target, "credential_authorization_id")?, org) {
             return self.delete_authorization(org, id);
+        }
+        let classic = matches!(
+            kind,
+            CredentialKind::GithubClassicPat | CredentialKind::GithubOauthToken
+        );
+        if let (true, Some(org), Ok(token_id)) =
+            (classic, org, action.credential.id.as_str().parse::<u64>())
+        {
+            let id = self.find_authorization(org, token_id)?;
+            let done = self.delete_authorization(org, id)?;
+            return Ok(format!(
+                "{done} (the SAML SSO authorization of token {token_id})"
+            ));
         }
         Err(ExecError::Permanent(match kind {
             CredentialKind::GithubFineGrainedPat => {

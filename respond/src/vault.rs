@@ -7,6 +7,8 @@
 //! # token_file = "/run/secrets/lineage-vault-token"
 //! # namespace = "admin/team-a"             # Vault Enterprise / OpenBao namespaces
 //! timeout_secs = 10                         # per request (default 10)
+//! # audit_devices = ["file/"]              # whose HMAC key hashed the log (default: all)
+//! # resolve_hmac_accessors = true          # default
 //! ```
 //!
 //! - A token: `POST /v1/auth/token/revoke-accessor` with the credential id as the
@@ -21,13 +23,26 @@
 //!   every token issued there, the executor's own too); an empty prefix (every lease)
 //!   is refused.
 //!
-//! Audit devices HMAC accessors by default (`hmac-sha256:…`); such an id cannot be
-//! revoked, and the request fails permanently without calling the server: the audit
-//! device must be enabled with `hmac_accessor=false` for revocation by accessor.
+//! - An HMAC'd accessor (`hmac-sha256:…`, what audit devices log by default): the
+//!   executor finds the token it stands for the way Vault documents for searching
+//!   audit logs: it lists the live tokens' accessors (`LIST auth/token/accessors`),
+//!   hashes each with the audit device's own key (`POST sys/audit-hash/<device>`, the
+//!   devices from `audit_devices`, else every device `GET sys/audit` lists) and revokes
+//!   the accessor whose hash matches. Hashes are cached per device for the process's
+//!   life, so a second resolution costs one `LIST`. No match (the token expired or was
+//!   revoked, or lives in another namespace or cluster) is a permanent failure that
+//!   says so; nothing is revoked. The executor's token then also needs `list` + `sudo`
+//!   on `auth/token/accessors`, `update` on `sys/audit-hash/*` and, without
+//!   `audit_devices`, `read` + `sudo` on `sys/audit`. `resolve_hmac_accessors = false`
+//!   turns this off (an HMAC'd accessor then fails at once, without calling the
+//!   server); at most `max_accessors_hashed` (default 20,000) accessors are hashed per
+//!   resolution.
 //!
 //! This file also holds the small HTTP helpers the GitHub and Entra executors share.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use lineage_core::{Action, ActionKind};
@@ -58,6 +73,26 @@ pub struct VaultExecutorConfig {
     /// at least 1).
     #[serde(default = "d_timeout")]
     pub timeout_secs: u64,
+    /// Resolve HMAC'd accessors through the audit device's hash (default true; see
+    /// the module doc).
+    #[serde(default = "yes")]
+    pub resolve_hmac_accessors: bool,
+    /// The audit devices (paths, e.g. `file/`) whose key hashed the logs lineage
+    /// reads; empty (default) = every device `sys/audit` lists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit_devices: Vec<String>,
+    /// At most this many live accessors are hashed to resolve one HMAC'd accessor
+    /// (default 20,000); over it, the resolution fails and says so.
+    #[serde(default = "d_max_accessors")]
+    pub max_accessors_hashed: usize,
+}
+
+const fn yes() -> bool {
+    true
+}
+
+const fn d_max_accessors() -> usize {
+    20_000
 }
 
 fn d_token_env() -> String {
@@ -77,6 +112,9 @@ impl VaultExecutorConfig {
             token_file: None,
             namespace: None,
             timeout_secs: d_timeout(),
+            resolve_hmac_accessors: true,
+            audit_devices: Vec::new(),
+            max_accessors_hashed: d_max_accessors(),
         }
     }
 }
@@ -86,13 +124,119 @@ impl VaultExecutorConfig {
 pub struct VaultExecutor {
     config: VaultExecutorConfig,
     agent: ureq::Agent,
+    /// (audit device, accessor) → the device's HMAC of the accessor.
+    hashes: Mutex<HashMap<(String, String), String>>,
 }
 
 impl VaultExecutor {
     /// An executor with these settings.
     pub fn new(config: VaultExecutorConfig) -> Self {
         let agent = agent(config.timeout_secs);
-        Self { config, agent }
+        Self {
+            config,
+            agent,
+            hashes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `GET`/`LIST`/`POST` `path` (under `/v1/`) and the reply's JSON, or the error.
+    fn call_json(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Result<Value, ExecError> {
+        let url = format!("{}/v1/{path}", self.base());
+        let req = self.request(method, &url, token);
+        let reply = Reply::read(match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        })?;
+        classify(&reply)?;
+        serde_json::from_str(&reply.body).map_err(|e| {
+            ExecError::Permanent(format!(
+                "Vault's answer to {method} {path} is not JSON: {e}"
+            ))
+        })
+    }
+
+    /// The live accessor whose HMAC under one of the audit devices is `hmac`, and that
+    /// device (see the module doc).
+    fn resolve_hmac(&self, hmac: &str, token: &str) -> Result<(String, String), ExecError> {
+        let devices: Vec<String> = if self.config.audit_devices.is_empty() {
+            let listed = self.call_json("GET", "sys/audit", token, None)?;
+            let map = listed.get("data").unwrap_or(&listed);
+            map.as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter(|(_, v)| v.get("type").is_some())
+                        .map(|(k, _)| k.clone())
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            self.config.audit_devices.clone()
+        };
+        if devices.is_empty() {
+            return Err(ExecError::Permanent(format!(
+                "`{hmac}` is an HMAC'd accessor and the server lists no audit device to hash \
+                 with; set [response.vault] audit_devices"
+            )));
+        }
+        let listed = self.call_json("GET", "auth/token/accessors?list=true", token, None)?;
+        let accessors: Vec<&str> = listed
+            .pointer("/data/keys")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if accessors.len() > self.config.max_accessors_hashed {
+            return Err(ExecError::Permanent(format!(
+                "`{hmac}` is an HMAC'd accessor; resolving it would hash {} live accessors, \
+                 over max_accessors_hashed ({}): raise it, or log accessors in clear \
+                 (`hmac_accessor=false` on the audit device)",
+                accessors.len(),
+                self.config.max_accessors_hashed
+            )));
+        }
+        for device in &devices {
+            let path = device.trim_matches('/');
+            for accessor in &accessors {
+                let key = (path.to_owned(), (*accessor).to_owned());
+                let cached = self.hashes.lock().expect("hash cache").get(&key).cloned();
+                let hash = match cached {
+                    Some(h) => h,
+                    None => {
+                        let v = self.call_json(
+                            "POST",
+                            &format!("sys/audit-hash/{}", encode_segment(path)),
+                            token,
+                            Some(json!({ "input": accessor })),
+                        )?;
+                        let h = v
+                            .pointer("/data/hash")
+                            .or_else(|| v.get("hash"))
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned();
+                        self.hashes
+                            .lock()
+                            .expect("hash cache")
+                            .insert(key, h.clone());
+                        h
+                    }
+                };
+                if hash == hmac {
+                    return Ok(((*accessor).to_owned(), path.to_owned()));
+                }
+            }
+        }
+        Err(ExecError::Permanent(format!(
+            "no live token's accessor hashes to `{hmac}` under audit device(s) {}: the token \
+             has already expired or been revoked, or it lives in another namespace or \
+             cluster; nothing was revoked",
+            devices.join(", ")
+        )))
     }
 
     fn base(&self) -> &str {
@@ -117,11 +261,20 @@ impl VaultExecutor {
 
     fn revoke_accessor(&self, accessor: &str) -> Result<String, ExecError> {
         if accessor.starts_with("hmac-sha256:") {
-            return Err(ExecError::Permanent(format!(
-                "the accessor `{accessor}` is HMAC'd as the audit log records it and cannot be revoked; \
-                 enable the audit device with `hmac_accessor=false` (a Vault/OpenBao audit option) so \
-                 that it logs accessors in clear, or revoke the token by hand"
-            )));
+            if !self.config.resolve_hmac_accessors {
+                return Err(ExecError::Permanent(format!(
+                    "the accessor `{accessor}` is HMAC'd as the audit log records it, and \
+                     resolve_hmac_accessors is off; turn it on, or enable the audit device \
+                     with `hmac_accessor=false` (a Vault/OpenBao audit option) so that it logs \
+                     accessors in clear, or revoke the token by hand"
+                )));
+            }
+            let token = self.token()?;
+            let (clear, device) = self.resolve_hmac(accessor, &token)?;
+            let done = self.revoke_accessor(&clear)?;
+            return Ok(format!(
+                "{done}; `{accessor}` resolved through audit device `{device}/`"
+            ));
         }
         if accessor.starts_with("sha256:") {
             return Err(ExecError::Permanent(format!(

@@ -435,6 +435,68 @@ fn github_classic_pat_needs_a_credential_authorization() {
 }
 
 #[test]
+fn github_classic_pat_with_a_token_id_loses_its_sso_authorization() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = Mock::start(vec![
+        answer(
+            200,
+            json!([
+                { "login": "bob", "credential_id": 10, "authorized_credential_id": 111,
+                  "credential_type": "personal access token" },
+                { "login": "alice", "credential_id": 778, "authorized_credential_id": 4242,
+                  "credential_type": "personal access token" },
+            ]),
+        ),
+        answer(204, Value::Null),
+        // The second request's lookup: no entry for the token.
+        answer(200, json!([])),
+    ]);
+    let mut r = responder(github(&mock, &dir), false);
+    let classic = |id: &str, key: &str| {
+        let mut a = action(
+            ActionKind::RevokeGithubToken,
+            CredentialKind::GithubClassicPat,
+            id,
+            json!({ "org": "acme", "owner": "alice" }),
+        );
+        a.idempotency_key = format!("{}-{key}", a.idempotency_key);
+        a
+    };
+    let done = submit(&mut r, classic("4242", "a"));
+    assert_eq!(done.status, ActionStatus::Done, "{done:?}");
+    assert!(
+        result(&done).contains("removed credential authorization 778"),
+        "{done:?}"
+    );
+    let seen = mock.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].url.as_str()),
+        (
+            "GET",
+            "/orgs/acme/credential-authorizations?per_page=100&page=1"
+        )
+    );
+    assert_eq!(
+        (seen[1].method.as_str(), seen[1].url.as_str()),
+        ("DELETE", "/orgs/acme/credential-authorizations/778")
+    );
+    seen.iter().for_each(assert_github_headers);
+
+    // Not authorized for the organization (or no SAML SSO): a permanent failure that
+    // says so, and nothing deleted.
+    let failed = submit(&mut r, classic("5151", "b"));
+    assert_eq!(failed.status, ActionStatus::Failed, "{failed:?}");
+    assert!(
+        result(&failed).contains("has no SAML SSO authorization of token 5151"),
+        "{failed:?}"
+    );
+    let seen = mock.seen();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[2].method, "GET");
+}
+
+#[test]
 fn github_server_error_is_retried_until_done() {
     let dir = tempfile::tempdir().unwrap();
     let mock = Mock::start(vec![

@@ -1,7 +1,8 @@
 //! The Vault executor against a real OpenBao dev server on a free 127.0.0.1 port: a
 //! token that works is revoked by accessor through the [`Responder`] and is then
-//! rejected; an HMAC'd accessor (as a default audit device logs it) fails permanently
-//! without reaching the server; leases are revoked by prefix.
+//! rejected; an HMAC'd accessor (as a default audit device logs it) is resolved
+//! through the device's own hash and its token revoked (and, with resolution off,
+//! fails permanently without reaching the server); leases are revoked by prefix.
 //!
 //! The server binary is `$LINEAGE_BAO_BIN`, else `bao` on `PATH`
 //! (`scripts/services/openbao.sh install` installs it and prints its path;
@@ -166,21 +167,47 @@ fn openbao_token_is_revoked_by_accessor_and_leases_by_prefix() {
     let mut responder = live_responder(&server, dir.path(), "executor-token", &server.root_token);
     let owner = json!({ "owner": "alice" });
 
-    // The accessor as the audit log recorded the issuance: HMAC'd, so not revocable,
-    // and the server is not called.
+    // The accessor as the audit log recorded the issuance (the last one: a dev
+    // server's own root token may be logged as created there too): HMAC'd.
     let logged = std::fs::read_to_string(&audit_log)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|e| e["type"] == "response" && e["request"]["path"] == "auth/token/create")
+        .rfind(|e| e["type"] == "response" && e["request"]["path"] == "auth/token/create")
         .expect("the audit log has the token's issuance");
     let hmac_accessor = logged["response"]["auth"]["accessor"]
         .as_str()
         .unwrap()
         .to_owned();
     assert!(hmac_accessor.starts_with("hmac-sha256:"), "{hmac_accessor}");
-    let refused = responder
-        .submit(action(&hmac_accessor, "1", owner.clone()))
+
+    // With resolution turned off it fails at once, and the server is not called.
+    let mut no_resolve = {
+        let token_file = dir.path().join("no-resolve-token");
+        std::fs::write(&token_file, &server.root_token).unwrap();
+        Responder::new(
+            Policy::new(PolicyConfig {
+                dry_run: false,
+                allow: vec![Rule {
+                    owner: Some("*".into()),
+                    ..Rule::default()
+                }],
+                ..PolicyConfig::default()
+            }),
+            Ledger::in_memory(),
+            vec![Box::new(VaultExecutor::new(VaultExecutorConfig {
+                token_file: Some(token_file),
+                resolve_hmac_accessors: false,
+                ..VaultExecutorConfig::new(server.addr.clone())
+            }))],
+            RetryConfig {
+                max_attempts: 2,
+                backoff_ms: 10,
+            },
+        )
+    };
+    let refused = no_resolve
+        .submit(action(&hmac_accessor, "0", owner.clone()))
         .unwrap();
     assert_eq!(refused.status, ActionStatus::Failed, "{refused:?}");
     let why = refused.result.as_deref().unwrap();
@@ -189,6 +216,7 @@ fn openbao_token_is_revoked_by_accessor_and_leases_by_prefix() {
         why.contains("after 1 attempt(s)"),
         "a permanent failure is not retried: {why}"
     );
+    assert_eq!(requests_to(&audit_log, "auth/token/accessors"), 0);
     assert_eq!(
         requests_to(&audit_log, "auth/token/revoke-accessor"),
         0,
@@ -196,7 +224,45 @@ fn openbao_token_is_revoked_by_accessor_and_leases_by_prefix() {
     );
     assert_eq!(server.lookup_self(&token), 200, "the token still works");
 
-    // The clear accessor: revoked, and the token is rejected from then on.
+    // By default, the HMAC'd accessor is resolved through the audit device's own
+    // hash (OpenBao's default audit settings) and the token is revoked.
+    let done = responder
+        .submit(action(&hmac_accessor, "1", owner.clone()))
+        .unwrap();
+    assert_eq!(done.status, ActionStatus::Done, "{done:?}");
+    let said = done.result.as_deref().unwrap();
+    assert!(
+        said.contains(&accessor),
+        "the clear accessor is named: {said}"
+    );
+    assert!(
+        said.contains("resolved through audit device `lineage/`"),
+        "{said}"
+    );
+    assert_eq!(requests_to(&audit_log, "auth/token/revoke-accessor"), 1);
+    assert_eq!(
+        server.lookup_self(&token),
+        403,
+        "the revoked token is rejected"
+    );
+    // An HMAC no live token has (the same one, now revoked): nothing is revoked, and
+    // the failure says why.
+    let gone = responder
+        .submit(action(&hmac_accessor, "1b", owner.clone()))
+        .unwrap();
+    assert_eq!(gone.status, ActionStatus::Failed, "{gone:?}");
+    assert!(
+        gone.result
+            .as_deref()
+            .unwrap()
+            .contains("no live token's accessor hashes to"),
+        "{gone:?}"
+    );
+    assert_eq!(requests_to(&audit_log, "auth/token/revoke-accessor"), 1);
+
+    // A clear accessor: revoked, and the token is rejected from then on.
+    let (token, accessor) = server.create_token();
+    assert_eq!(server.lookup_self(&token), 200, "the new token works");
     let done = responder
         .submit(action(&accessor, "2", owner.clone()))
         .unwrap();
@@ -205,7 +271,7 @@ fn openbao_token_is_revoked_by_accessor_and_leases_by_prefix() {
         done.result.as_deref().unwrap().contains(&accessor),
         "{done:?}"
     );
-    assert_eq!(requests_to(&audit_log, "auth/token/revoke-accessor"), 1);
+    assert_eq!(requests_to(&audit_log, "auth/token/revoke-accessor"), 2);
     assert_eq!(
         server.lookup_self(&token),
         403,
