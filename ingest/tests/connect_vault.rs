@@ -13,10 +13,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lineage_ingest::connect::file_tail::{FileTailConfig, FileTailConnector};
-use lineage_ingest::connect::vault_socket::{VaultSocketConfig, VaultSocketListener};
+use lineage_ingest::connect::vault_socket::{Listen, VaultSocketConfig, VaultSocketListener};
 use lineage_ingest::connect::{CheckpointStore, Connector, RawBatch};
 use lineage_ingest::{parse_bytes, ParseLimits, VaultParser};
-use lineage_test_support::{file_device, socket_device, OpenBao};
+use lineage_test_support::{file_device, socket_device, unix_socket_device, OpenBao};
 
 struct Bao {
     server: OpenBao,
@@ -121,7 +121,7 @@ fn vault_socket_and_rotating_file_tail_lose_nothing() {
         ..VaultSocketConfig::new("127.0.0.1:0".parse().unwrap())
     })
     .unwrap();
-    let socket_addr = listener.local_addr();
+    let socket_addr = listener.local_addr().unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop_reader = stop.clone();
     let socket_reader = std::thread::spawn(move || {
@@ -263,4 +263,47 @@ fn vault_socket_and_rotating_file_tail_lose_nothing() {
     assert_eq!(counts.read as usize, from_socket.len());
     assert_eq!(counts.read, counts.normalized + counts.dead_lettered);
     assert!(counts.normalized > 0);
+}
+
+#[test]
+fn vault_socket_on_a_unix_socket_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bao-audit.sock");
+    let mut listener = VaultSocketListener::bind(VaultSocketConfig {
+        poll_wait: Duration::from_millis(200),
+        ..VaultSocketConfig::new(Listen::Unix(path.clone()))
+    })
+    .unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "only lineage's user may connect");
+    let audit_log = dir.path().join("audit.log");
+    let devices = file_device("tail", &audit_log) + &unix_socket_device("sock", &path);
+    let server = OpenBao::start(dir.path(), &devices, || audit_log.exists());
+    let bao = Bao {
+        addr: server.addr.clone(),
+        token: server.root_token.clone(),
+        server,
+        agent: ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .build(),
+    };
+    bao.traffic("unix", 5);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got
+        .iter()
+        .filter(|(_, _, p): &&(String, String, String)| p.starts_with("secret/data/unix-"))
+        .count()
+        < 20
+    {
+        assert!(Instant::now() < deadline, "{got:?}");
+        if let Some(b) = listener.poll().unwrap() {
+            assert!(b.dead_letters.is_empty(), "{:?}", b.dead_letters);
+            got.extend(entries(&b));
+            listener.ack(b.id).unwrap();
+        }
+    }
+    drop(listener);
+    assert!(!path.exists(), "the socket file is removed on drop");
 }

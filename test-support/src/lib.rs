@@ -14,7 +14,7 @@ mod tansu;
 use std::path::{Path, PathBuf};
 
 pub use moto::{Moto, MotoClients};
-pub use openbao::{file_device, socket_device, OpenBao};
+pub use openbao::{file_device, socket_device, unix_socket_device, OpenBao};
 pub use tansu::{read_topic, Msg, Tansu};
 
 /// A free TCP port on 127.0.0.1.

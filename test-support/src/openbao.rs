@@ -57,6 +57,18 @@ pub fn socket_device(name: &str, address: &str) -> String {
     )
 }
 
+/// A `socket` audit device writing to the Unix socket at `path`.
+pub fn unix_socket_device(name: &str, path: &Path) -> String {
+    audit_hcl(
+        "socket",
+        name,
+        &[
+            ("address", path.display().to_string()),
+            ("socket_type", "unix".to_owned()),
+        ],
+    )
+}
+
 impl OpenBao {
     /// Starts a dev server in `dir` with `audit` (HCL: [`file_device`],
     /// [`socket_device`]) and waits until it is healthy; `ready` is checked too

@@ -20,7 +20,7 @@ use super::github_audit::{GitHubAuditConfig, GitHubAuditConnector, GitHubScope};
 use super::http::Secret;
 use super::lookup_events::{LookupEventsConfig, LookupEventsConnector};
 use super::s3_sqs::{S3SqsConfig, S3SqsConnector};
-use super::vault_socket::{VaultSocketConfig, VaultSocketListener};
+use super::vault_socket::{parse_mode, Listen, VaultSocketConfig, VaultSocketListener};
 use super::{CheckpointStore, ConnectError, Connector};
 
 /// Which parser reads a source's records: `auto` tells each file's source from its
@@ -85,8 +85,8 @@ const fn d_max_window() -> u64 {
 const fn d_lag() -> u64 {
     900
 }
-fn d_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9090))
+fn d_listen() -> Listen {
+    Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 9090)))
 }
 const fn d_max_batch_bytes() -> usize {
     1024 * 1024
@@ -196,11 +196,43 @@ pub struct LookupEventsSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct VaultSocketSpec {
-    /// Address to listen on (keep it on loopback or a private interface: the device
-    /// does not authenticate).
+    /// Where to listen: `HOST:PORT`, or `unix:PATH` for a Unix socket (the preferred
+    /// form on the server's host: only who may open the socket file can write). The
+    /// device does not authenticate: keep TCP on loopback or a private network.
     #[arg(long, default_value_t = d_listen())]
     #[serde(default = "d_listen")]
-    pub listen: SocketAddr,
+    pub listen: Listen,
+    /// TCP peers allowed to connect (IP networks, e.g. `10.0.4.7/32`; repeat the
+    /// flag for several); others are refused and counted. Default: loopback only.
+    #[arg(long = "allow-peer", value_name = "NETWORK")]
+    #[serde(default)]
+    pub allowed_peers: Vec<ipnet::IpNet>,
+    /// Mode of the Unix socket file, octal (default 0600: only lineage's user; 0660
+    /// with a group shared with the server's user).
+    #[arg(long, value_parser = parse_mode, default_value = "0600")]
+    #[serde(default = "d_socket_mode", deserialize_with = "octal_mode")]
+    pub socket_mode: u32,
+}
+
+const fn d_socket_mode() -> u32 {
+    0o600
+}
+
+/// A mode given as an octal string (`"0660"`) or as a TOML integer (`0o660`).
+fn octal_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Mode {
+        Number(u32),
+        Text(String),
+    }
+    match Mode::deserialize(d)? {
+        Mode::Number(n) if n <= 0o777 => Ok(n),
+        Mode::Number(n) => Err(serde::de::Error::custom(format!(
+            "socket_mode {n} is over 0o777: write it in octal, 0o660 or \"0660\""
+        ))),
+        Mode::Text(s) => parse_mode(&s).map_err(serde::de::Error::custom),
+    }
 }
 
 /// `kind = "vault-file"`: tail the Vault/OpenBao `file` audit device.
@@ -398,8 +430,13 @@ impl ConnectorSpec {
                 Box::new(LookupEventsConnector::new(cfg)?)
             }
             ConnectorSpec::VaultSocket(s) => {
-                let listener = VaultSocketListener::bind(VaultSocketConfig::new(s.listen))?;
-                tracing::info!(address = %listener.local_addr(), "vault socket audit device listener");
+                let mut cfg = VaultSocketConfig::new(s.listen.clone());
+                if !s.allowed_peers.is_empty() {
+                    cfg.allowed_peers = s.allowed_peers.clone();
+                }
+                cfg.socket_mode = s.socket_mode;
+                let listener = VaultSocketListener::bind(cfg)?;
+                tracing::info!(address = %listener.listening_on(), "vault socket audit device listener");
                 Box::new(listener)
             }
             ConnectorSpec::VaultFile(s) => {
@@ -483,6 +520,27 @@ path_style = true"#,
             .unwrap_err()
             .to_string();
         assert!(err.contains("bogus"), "{err}");
+        let sock: ConnectorSpec = toml::from_str(
+            "kind = \"vault-socket\"\nlisten = \"unix:/run/l.sock\"\nsocket_mode = 0o660",
+        )
+        .unwrap();
+        let ConnectorSpec::VaultSocket(v) = &sock else {
+            panic!("{sock:?}")
+        };
+        assert_eq!(v.listen, Listen::Unix("/run/l.sock".into()));
+        assert_eq!(v.socket_mode, 0o660);
+        let sock: ConnectorSpec =
+            toml::from_str("kind = \"vault-socket\"\nallowed_peers = [\"10.0.4.7/32\"]").unwrap();
+        let ConnectorSpec::VaultSocket(v) = &sock else {
+            panic!("{sock:?}")
+        };
+        assert_eq!(v.socket_mode, 0o600, "the default");
+        assert_eq!(v.listen, d_listen());
+        assert_eq!(v.allowed_peers.len(), 1);
+        let err = toml::from_str::<ConnectorSpec>("kind = \"vault-socket\"\nsocket_mode = 660")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("octal"), "{err}");
         let dir: ConnectorSpec = toml::from_str("kind = \"directory\"\npath = \"logs\"").unwrap();
         assert_eq!(dir.source(), None);
         assert_eq!(dir.kind(), "directory");
