@@ -39,12 +39,13 @@ fn inventory_with(dir: &Path, dana_status: &str, bot_lines: &str) -> std::path::
             r#"[[human]]
 id = "dana"
 email = "dana@example.com"
-aliases = {{ entra_upn = ["dana@contoso.example"] }}
+aliases = {{ entra_upn = ["dana@contoso.example"], vault = ["userpass-dana"] }}
 {dana_status}
 
 [[human]]
 id = "olaf"
 email = "olaf@example.com"
+aliases = {{ vault = ["userpass-olaf"] }}
 
 [[agent]]
 id = "dana-bot"
@@ -363,4 +364,92 @@ fn an_account_disabled_then_re_enabled_within_the_grace_period_revokes_nothing()
             "{a:#}"
         );
     }
+}
+
+/// A Vault/OpenBao audit response entry: `path` called with a token whose accessor
+/// and display name are given; `issued` = (accessor, display name) of a token the
+/// response issues (a login).
+fn vault_entry(
+    time: &str,
+    id: &str,
+    path: &str,
+    caller: Option<(&str, &str)>,
+    issued: Option<(&str, &str)>,
+) -> Value {
+    let mut e = json!({
+        "time": time,
+        "type": "response",
+        "auth": {},
+        "request": { "id": id, "operation": "read", "path": path, "remote_address": "10.0.0.5" },
+        "response": {}
+    });
+    if let Some((accessor, name)) = caller {
+        e["auth"] = json!({ "accessor": accessor, "client_token": format!("hmac-sha256:tok-{accessor}"),
+            "display_name": name, "policies": ["default"], "token_type": "service" });
+        e["request"]["client_token_accessor"] = json!(accessor);
+    }
+    if let Some((accessor, name)) = issued {
+        e["request"]["operation"] = json!("update");
+        e["response"]["auth"] = json!({ "accessor": accessor, "client_token": format!("hmac-sha256:tok-{accessor}"),
+            "display_name": name, "policies": ["default"], "token_type": "service" });
+    }
+    e
+}
+
+#[test]
+fn a_forged_vault_line_naming_a_victims_accessor_revokes_nothing() {
+    // olaf logs in; his token's accessor is in the log. A line written by someone who
+    // can write to the audit source then claims the same accessor under the name of
+    // dana, who has departed.
+    let victim = "hmac-sha256:0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
+    let lines = [
+        vault_entry(
+            "2026-12-02T09:00:00Z",
+            "login-1",
+            "auth/userpass/login/olaf",
+            None,
+            Some((victim, "userpass-olaf")),
+        ),
+        vault_entry(
+            "2026-12-02T09:01:00Z",
+            "use-1",
+            "secret/data/ops/db",
+            Some((victim, "userpass-olaf")),
+            None,
+        ),
+        vault_entry(
+            "2026-12-02T09:05:00Z",
+            "forged-1",
+            "secret/data/ops/db",
+            Some((victim, "userpass-dana")),
+            None,
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("vault-audit.log");
+    let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+    std::fs::write(&log, text.join("\n") + "\n").unwrap();
+    let actions = respond_files(dir.path(), &[log], EXECUTE_STRONG, &inventory(dir.path()));
+    let on_victim: Vec<&Value> = actions
+        .iter()
+        .filter(|a| a["credential"]["id"] == victim)
+        .collect();
+    for a in &on_victim {
+        assert_ne!(a["status"], "done", "{a:#}");
+        assert_ne!(a["status"], "executing", "{a:#}");
+    }
+    let events = common::jsonl(&dir.path().join("out/events.jsonl"));
+    let forged = events
+        .iter()
+        .find(|e| e["use"]["event_id"] == "forged-1")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(
+        forged["attribution"]["owner"], "olaf",
+        "the issuance decides: {forged:#}"
+    );
+    let ledger = common::jsonl(&dir.path().join("ledger.jsonl"));
+    assert!(
+        ledger.iter().all(|e| e["action"]["status"] != "executing"),
+        "no executor was called: {ledger:#?}"
+    );
 }
