@@ -70,6 +70,12 @@ enum Command {
     /// request for each through the response policy and ledger (`[response]` in
     /// --config). Dry-run unless the config turns it off; --dry-run forces it.
     Revoke(RevokeArgs),
+    /// Check a local copy of a CloudTrail trail against its digest files: every log
+    /// file's SHA-256, the digest chain and (with --public-keys) the signatures.
+    ///
+    /// Reports tampered, missing and uncovered log files; exit 1 when anything does
+    /// not verify. Example: lineage verify ./AWSLogs --public-keys keys.json
+    Verify(crate::verify_cmd::VerifyArgs),
     /// Revocation requests in the ledger: list them, approve or reject queued ones.
     Actions {
         #[command(subcommand)]
@@ -281,6 +287,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Connect(args) => crate::connect_cmd::run(args),
+        Command::Verify(args) => crate::verify_cmd::run(args),
         Command::Graph { command } => crate::graph_cmd::run(command),
         Command::Ingest(args) => crate::ingest_cmd::run(args),
         Command::Run(args) => crate::run_cmd::run(args),

@@ -9,6 +9,7 @@ mod graph_cmd;
 mod ingest_cmd;
 mod run_cmd;
 mod sql_cmd;
+mod verify_cmd;
 
 use std::process::ExitCode;
 

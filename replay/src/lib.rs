@@ -14,6 +14,7 @@ mod merge;
 mod parse;
 mod run;
 mod s3;
+pub mod verify;
 
 pub use inputs::{expand_inputs, split_s3_inputs, InputFile};
 pub use lineage_pipeline::normalize::{parse_buffer, parse_file, ParsedFile};
