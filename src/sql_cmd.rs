@@ -44,16 +44,22 @@ pub(crate) struct SqlArgs {
     #[arg(long, value_enum, default_value_t = FormatArg::Table)]
     format: FormatArg,
     /// Serve the tables over the Postgres wire protocol on this address
-    /// (read-only), e.g. 127.0.0.1:5433; psql, Grafana and Metabase connect.
+    /// (read-only), e.g. 127.0.0.1:5433; psql, Grafana and Metabase connect. A
+    /// non-loopback address needs --password-env. `SET` is limited to the session
+    /// variables clients send on connect (the engine's settings are shared).
     #[arg(long, value_name = "ADDR", conflicts_with = "query")]
     serve: Option<String>,
     /// Require this password (MD5 authentication), read from the named
-    /// environment variable; without it the server accepts anyone.
+    /// environment variable; without it the server accepts anyone, so it is
+    /// required unless the address is loopback.
     #[arg(long, value_name = "VAR", requires = "serve")]
     password_env: Option<String>,
     /// With --password-env: also require this user name.
     #[arg(long, value_name = "NAME", requires = "password_env")]
     user: Option<String>,
+    /// With --serve: connections served at once; more are closed on accept.
+    #[arg(long, value_name = "N", default_value_t = 32, requires = "serve")]
+    max_connections: usize,
 }
 
 pub(crate) fn run(args: SqlArgs) -> Result<ExitCode> {
@@ -78,6 +84,7 @@ async fn run_async(args: SqlArgs) -> Result<ExitCode> {
             listen,
             user: args.user.clone(),
             password,
+            max_connections: args.max_connections,
         };
         let handle = lineage_sql::serve(ctx, &config).await?;
         // Tests and scripts read the real address from this line (port 0 picks one).

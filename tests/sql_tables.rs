@@ -640,6 +640,23 @@ fn psql_runs_the_example_queries_over_the_wire() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("read-only"), "{stmt}: {err}");
     }
+    // SET of the shared engine's settings is refused; what clients send on connect
+    // is accepted.
+    for stmt in [
+        "SET datafusion.runtime.memory_limit = '1G'",
+        "SET datafusion.execution.target_partitions = 1",
+    ] {
+        let out = psql(&server, Some("s3cret-test-pw"), stmt);
+        assert_ne!(out.status.code(), Some(0), "{stmt} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("shared by every connection"), "{stmt}: {err}");
+    }
+    let out = psql(
+        &server,
+        Some("s3cret-test-pw"),
+        "SET application_name = 'grafana'",
+    );
+    common::assert_exit(&out, 0);
     let out = psql(
         &server,
         Some("s3cret-test-pw"),
@@ -652,6 +669,19 @@ fn psql_runs_the_example_queries_over_the_wire() {
         .parse()
         .unwrap();
     assert_eq!(n, observed(&f.tables).len());
+}
+
+#[test]
+fn serving_beyond_loopback_without_a_password_is_refused_at_start() {
+    let f = fixture();
+    let out = lineage()
+        .args(["sql", "--serve", "0.0.0.0:0", "--tables"])
+        .arg(&f.tables)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without a password"), "{err}");
 }
 
 #[test]

@@ -10,7 +10,7 @@
 //! | `vault-root-token` | a Vault/OpenBao token issued with the root identity (display name `root`) (critical) |
 //! | `vault-sensitive-path` | a write to Vault `sys/audit*`, `sys/policy*`, `sys/policies/*`, `sys/auth*`, or `sys/generate-root*` (critical) |
 
-use lineage_core::event::{CredentialKind, FactKind, IssuanceMethod};
+use lineage_core::event::{CredentialKind, FactKind, IssuanceMethod, PrincipalKind};
 use lineage_core::{AttributedEvent, LineageFact, Severity, Source};
 use lineage_graph::LineageGraph;
 use serde::{Deserialize, Serialize};
@@ -118,7 +118,28 @@ impl Detector for PrivilegeChangeDetector {
                 continue;
             };
             let to = issued_to.as_deref().unwrap_or("?");
-            if *method == IssuanceMethod::CreateAccessKey && issued_by.name.as_deref() != Some(to) {
+            let by_root = issued_by.kind == PrincipalKind::Root;
+            if *method == IssuanceMethod::CreateAccessKey && by_root && issued_to.is_none() {
+                // No `userName` in the request: the root user made a key for itself.
+                out.push(finding(
+                    "root-access-key",
+                    Severity::High,
+                    format!("the account root user created an access key ({})", child.id),
+                    "The root user created an access key for itself: root keys cannot be \
+                     limited by IAM policy, and AWS advises against having any."
+                        .to_owned(),
+                    child.id.to_string(),
+                    &["T1098.001"],
+                    json!({ "new_key": child.id, "by": issued_by }),
+                ));
+                continue;
+            }
+            // A key for the caller itself (no `userName`, or the caller's own name) is
+            // not one for another user.
+            if *method == IssuanceMethod::CreateAccessKey
+                && issued_to.is_some()
+                && issued_by.name.as_deref() != Some(to)
+            {
                 out.push(finding(
                     "access-key-for-other-user",
                     Severity::High,

@@ -40,6 +40,8 @@ struct RawEvent<'a> {
     user_agent: LenientStr<'a>,
     #[serde(rename = "errorCode", borrow, default)]
     error_code: LenientStr<'a>,
+    #[serde(rename = "errorMessage", borrow, default)]
+    error_message: LenientStr<'a>,
     #[serde(rename = "readOnly", default)]
     read_only: LenientBool,
     #[serde(rename = "recipientAccountId", borrow, default)]
@@ -173,6 +175,10 @@ struct RawResponse<'a> {
     federated_user: LenientObject<RawArnHolder<'a>>,
     #[serde(rename = "sourceIdentity", borrow, default)]
     source_identity: LenientStr<'a>,
+    /// `ConsoleLogin` events: `Success` or `Failure` (a failed console sign-in has no
+    /// `errorCode`, only this and `errorMessage`).
+    #[serde(rename = "ConsoleLogin", borrow, default)]
+    console_login: LenientStr<'a>,
 }
 
 /// Only the key id: `secretAccessKey` and `sessionToken` have no field here on purpose.
@@ -347,10 +353,22 @@ fn normalize(raw: RawEvent<'_>, provenance: Provenance) -> Result<Normalized, Pa
         name: SmolStr::new(event_name),
         read_only: raw.read_only.0,
     };
+    // A failure is an `errorCode`, or a console sign-in whose response says
+    // `Failure` (CloudTrail writes no `errorCode` for those, only `errorMessage`).
+    let console_failure = response
+        .console_login
+        .get()
+        .is_some_and(|v| v.eq_ignore_ascii_case("failure"));
     let outcome = match raw.error_code.get() {
         Some(code) => Outcome {
             success: false,
             error_code: Some(SmolStr::new(code)),
+        },
+        None if console_failure => Outcome {
+            success: false,
+            error_code: Some(SmolStr::new(
+                raw.error_message.get().unwrap_or("ConsoleLogin Failure"),
+            )),
         },
         None => Outcome::ok(),
     };

@@ -36,7 +36,7 @@
 //! | `session.mfa_authenticated` | `authenticationRequirement`: `multiFactorAuthentication` on a successful sign-in ⇒ true, `singleFactorAuthentication` ⇒ false |
 //! | `client` | `userAgent`; `ipAddress` (else `callerIpAddress`); `client_app` = `appDisplayName` (service principals: else `servicePrincipalName`); MCP server from the user agent |
 //! | `resources` | `[resourceId]` (the resource application's id, e.g. `797f4846-…` for Azure Resource Manager), else `[resourceDisplayName]` |
-//! | `outcome` | success iff `status.errorCode` is 0 (else the diagnostic `resultType` is `"0"`; neither present ⇒ success); `error_code` = the code as text (`7000222` = expired client secret) |
+//! | `outcome` | success iff `status.errorCode` is 0 (else the diagnostic `resultType` is `"0"` or `"Success"`; neither present ⇒ success); `error_code` = the code as text (`7000222` = expired client secret) |
 //! | `region` | `location.countryOrRegion`, else `location.city`, else the diagnostic `location` |
 //!
 //! # Directory audits → [`CredentialUse`] + [`LineageFact`]s
@@ -828,7 +828,9 @@ fn normalize_sign_in(
         .and_then(|st| s(&st.error_code))
         .or_else(|| parts.outer.and_then(|o| s(&o.result_type)))
     {
-        Some(code) if code == "0" => Outcome::ok(),
+        // Diagnostic exports write `resultType` as the code (`"0"`) or, in some
+        // shapes, as the word `Success`.
+        Some(code) if code == "0" || code.eq_ignore_ascii_case("success") => Outcome::ok(),
         Some(code) => Outcome {
             success: false,
             error_code: Some(code),

@@ -233,3 +233,19 @@ fn a_display_name_holding_key_fields_names_no_key() {
         )]
     );
 }
+
+#[test]
+fn a_diagnostic_result_type_of_success_is_a_success() {
+    // An Azure Monitor export record without `status`: the outcome is `resultType`.
+    let record = r#"{"time":"2025-03-11T08:14:52Z","category":"ServicePrincipalSignInLogs","operationName":"Sign-in activity","resultType":"Success","properties":{"id":"sp-1","createdDateTime":"2025-03-11T08:14:52Z","appId":"app-1","servicePrincipalId":"sp-obj-1","servicePrincipalName":"ci","ipAddress":"192.0.2.1"}}"#;
+    let ok = all(record.as_bytes());
+    let [Ok(n)] = &ok[..] else { panic!("{ok:?}") };
+    assert!(n.use_.outcome.success, "{:?}", n.use_.outcome);
+    assert_eq!(n.use_.outcome.error_code, None);
+    let failed = all(record.replace("\"Success\"", "\"50126\"").as_bytes());
+    let [Ok(n)] = &failed[..] else {
+        panic!("{failed:?}")
+    };
+    assert!(!n.use_.outcome.success);
+    assert_eq!(n.use_.outcome.error_code.as_deref(), Some("50126"));
+}

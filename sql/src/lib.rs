@@ -111,8 +111,16 @@ pub struct ServeConfig {
     #[serde(default)]
     pub user: Option<String>,
     /// Password for `user`. Read from the environment or a file, never logged.
+    /// Required when `listen` is not a loopback address.
     #[serde(default)]
     pub password: Option<String>,
+    /// Connections served at once (default 32); more are closed on accept.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+const fn default_max_connections() -> usize {
+    32
 }
 
 fn default_listen() -> String {
@@ -125,6 +133,7 @@ impl Default for ServeConfig {
             listen: default_listen(),
             user: None,
             password: None,
+            max_connections: default_max_connections(),
         }
     }
 }

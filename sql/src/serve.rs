@@ -44,10 +44,13 @@ impl ReadOnlyHook {
     pub fn allows(statement: &Statement) -> bool {
         match statement {
             Statement::Explain { statement, .. } => Self::allows(statement),
+            // Every connection shares one DataFusion session: a SET of an engine
+            // setting (memory limit, spill directory, target partitions) would change
+            // it for everyone. Only the session variables Postgres clients send are
+            // accepted, and they change nothing that is shared.
+            Statement::Set(_) | Statement::Reset(_) => harmless_set(&statement.to_string()),
             Statement::Query(_)
             | Statement::ExplainTable { .. }
-            | Statement::Set(_)
-            | Statement::Reset(_)
             | Statement::ShowFunctions { .. }
             | Statement::ShowVariable { .. }
             | Statement::ShowStatus { .. }
@@ -73,6 +76,17 @@ impl ReadOnlyHook {
 
     fn refusal(statement: &Statement) -> PgWireError {
         let text = statement.to_string();
+        if matches!(statement, Statement::Set(_) | Statement::Reset(_)) {
+            return PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".to_string(),
+                "42501".to_string(), // insufficient_privilege
+                format!(
+                    "`{text}` is refused: the server's settings are shared by every \
+                     connection; only {} may be set",
+                    HARMLESS_SETTINGS.join(", ")
+                ),
+            )));
+        }
         let verb = text
             .split_whitespace()
             .next()
@@ -84,6 +98,43 @@ impl ReadOnlyHook {
             format!("lineage tables are read-only: {verb} is not allowed (only queries)"),
         )))
     }
+}
+
+/// The session variables a client may `SET` (what psql, JDBC, Grafana and Metabase
+/// send on connect); anything else, `datafusion.*` above all, is refused.
+const HARMLESS_SETTINGS: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "client_min_messages",
+    "datestyle",
+    "extra_float_digits",
+    "intervalstyle",
+    "search_path",
+    "time zone",
+    "timezone",
+];
+
+/// True when a `SET`/`RESET` statement (as text) names only a harmless variable.
+fn harmless_set(text: &str) -> bool {
+    let lower = text.trim().to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("set ")
+        .or_else(|| lower.strip_prefix("reset "))
+        .unwrap_or("");
+    let rest = rest
+        .trim_start()
+        .strip_prefix("session ")
+        .or_else(|| rest.trim_start().strip_prefix("local "))
+        .unwrap_or(rest)
+        .trim_start();
+    if rest.starts_with("time zone") {
+        return true;
+    }
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+        .collect();
+    HARMLESS_SETTINGS.contains(&name.as_str())
 }
 
 #[async_trait]
@@ -262,11 +313,23 @@ pub async fn serve(ctx: SessionContext, config: &ServeConfig) -> Result<ServeHan
     let local_addr = listener
         .local_addr()
         .map_err(|e| serve_err(e.to_string()))?;
+    if !local_addr.ip().is_loopback() && config.password.is_none() {
+        return Err(serve_err(format!(
+            "refusing to serve the lineage tables on {local_addr}, reachable from other \
+             hosts, without a password: set one (--password-env VAR), or listen on 127.0.0.1"
+        )));
+    }
     tracing::info!(%local_addr, password = config.password.is_some(), "postgres-wire server listening (read-only)");
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
     let task = tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((socket, peer)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "postgres connection refused: max_connections reached");
+                        drop(socket);
+                        continue;
+                    };
                     let handlers = handlers.clone();
                     tokio::spawn(async move {
                         if let Err(e) = datafusion_postgres::pgwire::tokio::process_socket(
@@ -276,6 +339,7 @@ pub async fn serve(ctx: SessionContext, config: &ServeConfig) -> Result<ServeHan
                         {
                             tracing::debug!(%peer, error = %e, "postgres connection ended");
                         }
+                        drop(slot);
                     });
                 }
                 Err(e) => tracing::warn!(error = %e, "accepting a postgres connection"),
