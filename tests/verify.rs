@@ -1,7 +1,7 @@
 //! `lineage verify` against a trail copy built here the way CloudTrail delivers one:
-//! two hours of log files, two chained digest files signed with an RSA key generated
-//! for the test (its public key given as `list-public-keys` output, the signatures as
-//! `.sig` sidecars). A clean copy verifies; then a log file changed after delivery, a
+//! two hours of log files, two chained digest files signed SHA256withRSA with the
+//! suite's public test key (`testdata/cloudtrail/digest/`; its public half given as
+//! `list-public-keys` output, the signatures as `.sig` sidecars). A clean copy verifies; then a log file changed after delivery, a
 //! log file nobody listed, a deleted log file and a digest rewritten to cover a change
 //! are each found, named, and make the exit status 1.
 
@@ -11,9 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use rsa::pkcs1::EncodeRsaPublicKey;
-use rsa::pkcs1v15::SigningKey;
-use rsa::signature::{SignatureEncoding, Signer};
+use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -51,7 +49,7 @@ fn records(hour: u32, tag: &str) -> Vec<u8> {
 
 struct Trail {
     dir: tempfile::TempDir,
-    key: rsa::RsaPrivateKey,
+    key: RsaKeyPair,
 }
 
 impl Trail {
@@ -101,8 +99,16 @@ impl Trail {
             hex::encode(Sha256::digest(&body)),
             previous.map_or("null", |(_, s)| s)
         );
-        let signer = SigningKey::<Sha256>::new(self.key.clone());
-        let sig = hex::encode(signer.sign(message.as_bytes()).to_bytes());
+        let mut sig = vec![0u8; self.key.public().modulus_len()];
+        self.key
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                message.as_bytes(),
+                &mut sig,
+            )
+            .unwrap();
+        let sig = hex::encode(sig);
         self.write(&digest_key(hour), &body);
         std::fs::write(
             format!("{}.sig", self.path(&digest_key(hour)).display()),
@@ -113,12 +119,13 @@ impl Trail {
     }
 
     fn keys_file(&self) -> PathBuf {
-        let der = self.key.to_public_key().to_pkcs1_der().unwrap();
+        // ring's public key is the DER RSAPublicKey (PKCS#1), as list-public-keys gives it.
+        let der = self.key.public().as_ref().to_vec();
         let p = self.dir.path().join("public-keys.json");
         std::fs::write(
             &p,
             json!({ "PublicKeyList": [{
-                "Value": base64::engine::general_purpose::STANDARD.encode(der.as_bytes()),
+                "Value": base64::engine::general_purpose::STANDARD.encode(&der),
                 "ValidityStartTime": "2026-01-01T00:00:00Z",
                 "ValidityEndTime": "2027-01-01T00:00:00Z",
                 "Fingerprint": "test-key-1"
@@ -163,10 +170,11 @@ fn name(key: &str) -> String {
 
 #[test]
 fn a_trail_copy_verifies_and_every_change_to_it_is_named() {
-    let mut rng = rsa::rand_core::OsRng;
+    let key = std::fs::read(common::root().join("testdata/cloudtrail/digest/test-signing-key.der"))
+        .unwrap();
     let trail = Trail {
         dir: tempfile::tempdir().unwrap(),
-        key: rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap(),
+        key: RsaKeyPair::from_der(&key).unwrap(),
     };
     let hour10 = vec![
         (log_key(10, "a"), records(10, "a")),
@@ -216,17 +224,11 @@ fn a_trail_copy_verifies_and_every_change_to_it_is_named() {
         (log_key(10, "a"), changed.into_bytes()),
         (log_key(10, "b"), records(10, "b")),
     ];
-    let forger = Trail {
-        dir: tempfile::tempdir().unwrap(),
-        key: rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap(),
-    };
-    forger.digest(10, &forged_hour10, None);
-    std::fs::copy(forger.path(&digest_key(10)), trail.path(&digest_key(10))).unwrap();
-    std::fs::copy(
-        format!("{}.sig", forger.path(&digest_key(10)).display()),
-        format!("{}.sig", trail.path(&digest_key(10)).display()),
-    )
-    .unwrap();
+    // Whoever rewrites it cannot sign it: the original signature stays.
+    let sig_path = format!("{}.sig", trail.path(&digest_key(10)).display());
+    let original_sig = std::fs::read(&sig_path).unwrap();
+    trail.digest(10, &forged_hour10, None);
+    std::fs::write(&sig_path, original_sig).unwrap();
     let (code, report) = trail.verify();
     assert_eq!(code, 1, "{report:#}");
     let found = kinds(&report);

@@ -3,8 +3,8 @@
 //! `cargo +nightly fuzz run framing`.
 //!
 //! Invariants: nothing panics; every frame is a sub-slice of the input; record
-//! numbers never go backwards; a frame the framer calls a record is one JSON value;
-//! and whatever source is sniffed, its parser accounts for every record.
+//! numbers never go backwards; a broken frame says why; and whatever source is
+//! sniffed, its parser accounts for every record.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -20,12 +20,11 @@ fuzz_target!(|data: &[u8]| {
     ] {
         let mut last = 0u64;
         for frame in frames(data, keys) {
+            // A record frame is not promised to be valid JSON (in JSON lines each line
+            // is a record; the parser dead-letters what does not parse, which the
+            // parser check below accounts for).
             let (n, bytes) = match frame {
-                Frame::Record(n, r) => {
-                    serde_json::from_slice::<serde::de::IgnoredAny>(r)
-                        .expect("a framed record is one JSON value");
-                    (n, r)
-                }
+                Frame::Record(n, r) => (n, r),
                 Frame::Broken(n, b, why) => {
                     assert!(!why.is_empty(), "a broken frame without a reason");
                     (n, b)

@@ -131,9 +131,15 @@ fn is_log(name: &str) -> bool {
     name.contains("_CloudTrail_") && (name.ends_with(".json.gz") || name.ends_with(".json"))
 }
 
-fn walk(root: &Path, out: &mut Vec<PathBuf>) -> Result<(), VerifyError> {
+/// The files under `root`; symbolic links to directories are not followed (no loops).
+fn walk(root: &Path, out: &mut Vec<PathBuf>, top: bool) -> Result<(), VerifyError> {
     let meta =
         std::fs::metadata(root).map_err(|e| VerifyError::Io(root.display().to_string(), e))?;
+    let linked_dir =
+        meta.is_dir() && std::fs::symlink_metadata(root).is_ok_and(|m| m.file_type().is_symlink());
+    if linked_dir && !top {
+        return Ok(());
+    }
     if meta.is_file() {
         out.push(root.to_owned());
         return Ok(());
@@ -142,7 +148,7 @@ fn walk(root: &Path, out: &mut Vec<PathBuf>) -> Result<(), VerifyError> {
         std::fs::read_dir(root).map_err(|e| VerifyError::Io(root.display().to_string(), e))?;
     for entry in entries {
         let entry = entry.map_err(|e| VerifyError::Io(root.display().to_string(), e))?;
-        walk(&entry.path(), out)?;
+        walk(&entry.path(), out, false)?;
     }
     Ok(())
 }
@@ -186,7 +192,7 @@ pub fn verify(roots: &[PathBuf], public_keys: Option<&Path>) -> Result<VerifyRep
     let keys = public_keys.map(load_keys).transpose()?;
     let mut files = Vec::new();
     for root in roots {
-        walk(root, &mut files)?;
+        walk(root, &mut files, true)?;
     }
     files.sort();
     let name_of = |p: &Path| {
