@@ -29,7 +29,12 @@ impl Bao {
     /// A dev server with a `file` device writing `audit_log` and a `socket` device
     /// sending to `socket`.
     fn start(dir: &Path, audit_log: &Path, socket: std::net::SocketAddr) -> Bao {
-        let devices = file_device("tail", audit_log) + &socket_device("sock", &socket.to_string());
+        Bao::with_socket_device(dir, audit_log, &socket_device("sock", &socket.to_string()))
+    }
+
+    /// A dev server with a `file` device writing `audit_log` and `socket_device`.
+    fn with_socket_device(dir: &Path, audit_log: &Path, socket_device: &str) -> Bao {
+        let devices = file_device("tail", audit_log) + socket_device;
         let server = OpenBao::start(dir, &devices, || audit_log.exists());
         Bao {
             addr: server.addr.clone(),
@@ -278,16 +283,7 @@ fn vault_socket_on_a_unix_socket_owner_only() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "only lineage's user may connect");
     let audit_log = dir.path().join("audit.log");
-    let devices = file_device("tail", &audit_log) + &unix_socket_device("sock", &path);
-    let server = OpenBao::start(dir.path(), &devices, || audit_log.exists());
-    let bao = Bao {
-        addr: server.addr.clone(),
-        token: server.root_token.clone(),
-        server,
-        agent: ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(5))
-            .build(),
-    };
+    let bao = Bao::with_socket_device(dir.path(), &audit_log, &unix_socket_device("sock", &path));
     bao.traffic("unix", 5);
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -163,6 +163,43 @@ impl GitHubExecutor {
         ))
     }
 
+    /// The first entry of the paginated list at `path` (a JSON array per page) that
+    /// `wanted` accepts; `Ok(None)` when the list ends without one, an error when
+    /// [`MAX_PAGES`] pages hold none. `what` names the list in errors.
+    fn find_in_pages(
+        &self,
+        path: &str,
+        token: &str,
+        what: &str,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Result<Option<Value>, ExecError> {
+        for page in 1..=MAX_PAGES {
+            let reply = Reply::read(
+                self.request("GET", path, token)
+                    .query("per_page", &PAGE_SIZE.to_string())
+                    .query("page", &page.to_string())
+                    .call(),
+            )?;
+            classify(&reply)?;
+            let entries: Vec<Value> = serde_json::from_str(&reply.body).map_err(|e| {
+                ExecError::Permanent(format!(
+                    "GitHub's list of {what} is not a JSON array ({e}): {}",
+                    short_body(&reply.body)
+                ))
+            })?;
+            if let Some(found) = entries.iter().find(|e| wanted(e)) {
+                return Ok(Some(found.clone()));
+            }
+            if entries.len() < PAGE_SIZE {
+                return Ok(None);
+            }
+        }
+        Err(ExecError::Permanent(format!(
+            "none of the first {} {what} matched",
+            PAGE_SIZE * MAX_PAGES
+        )))
+    }
+
     /// The id of the organization's grant for the fine-grained token `token_id`.
     fn find_grant(
         &self,
@@ -171,92 +208,55 @@ impl GitHubExecutor {
         token_id: u64,
         token: &str,
     ) -> Result<u64, ExecError> {
-        for page in 1..=MAX_PAGES {
-            let reply = Reply::read(
-                self.request(
-                    "GET",
-                    &format!("/orgs/{org_path}/personal-access-tokens"),
-                    token,
-                )
-                .query("per_page", &PAGE_SIZE.to_string())
-                .query("page", &page.to_string())
-                .call(),
-            )?;
-            classify(&reply)?;
-            let grants: Vec<Value> = serde_json::from_str(&reply.body).map_err(|e| {
+        let grant = self
+            .find_in_pages(
+                &format!("/orgs/{org_path}/personal-access-tokens"),
+                token,
+                "fine-grained token grants",
+                |g| g.get("token_id").and_then(Value::as_u64) == Some(token_id),
+            )
+            .map_err(|e| match e {
+                ExecError::Permanent(why) => {
+                    ExecError::Permanent(format!("{why} in organization {org}; give target.pat_id"))
+                }
+                other => other,
+            })?
+            .ok_or_else(|| {
                 ExecError::Permanent(format!(
-                    "GitHub's list of fine-grained token grants is not a JSON array ({e}): {}",
-                    short_body(&reply.body)
-                ))
-            })?;
-            if let Some(grant) = grants
-                .iter()
-                .find(|g| g.get("token_id").and_then(Value::as_u64) == Some(token_id))
-            {
-                return grant.get("id").and_then(Value::as_u64).ok_or_else(|| {
-                    ExecError::Permanent(format!(
-                        "the grant of fine-grained token {token_id} has no numeric `id`"
-                    ))
-                });
-            }
-            if grants.len() < PAGE_SIZE {
-                return Err(ExecError::Permanent(format!(
                     "organization {org} has no active grant for fine-grained token {token_id}: already \
                      revoked, expired, or not granted to this organization"
-                )));
-            }
-        }
-        Err(ExecError::Permanent(format!(
-            "no grant for fine-grained token {token_id} in the first {} grants of organization {org}; \
-             give target.pat_id",
-            PAGE_SIZE * MAX_PAGES
-        )))
+                ))
+            })?;
+        grant.get("id").and_then(Value::as_u64).ok_or_else(|| {
+            ExecError::Permanent(format!(
+                "the grant of fine-grained token {token_id} has no numeric `id`"
+            ))
+        })
     }
 
     /// The id of the organization's SAML SSO authorization of token `token_id`.
     fn find_authorization(&self, org: &str, token_id: u64) -> Result<u64, ExecError> {
         let token = self.token()?;
         let path = format!("/orgs/{}/credential-authorizations", encode_segment(org));
-        for page in 1..=MAX_PAGES {
-            let reply = Reply::read(
-                self.request("GET", &path, &token)
-                    .query("per_page", &PAGE_SIZE.to_string())
-                    .query("page", &page.to_string())
-                    .call(),
-            )?;
-            classify(&reply)?;
-            let entries: Vec<Value> = serde_json::from_str(&reply.body).map_err(|e| {
-                ExecError::Permanent(format!(
-                    "GitHub's list of credential authorizations is not a JSON array ({e}): {}",
-                    short_body(&reply.body)
-                ))
-            })?;
-            let found = entries.iter().find(|e| {
+        let entry = self
+            .find_in_pages(&path, &token, "credential authorizations", |e| {
                 e.get("authorized_credential_id").and_then(Value::as_u64) == Some(token_id)
-            });
-            if let Some(entry) = found {
-                return entry
-                    .get("credential_id")
-                    .and_then(Value::as_u64)
-                    .ok_or_else(|| {
-                        ExecError::Permanent(format!(
-                            "the SSO authorization of token {token_id} has no numeric `credential_id`"
-                        ))
-                    });
-            }
-            if entries.len() < PAGE_SIZE {
-                return Err(ExecError::Permanent(format!(
+            })?
+            .ok_or_else(|| {
+                ExecError::Permanent(format!(
                     "organization {org} has no SAML SSO authorization of token {token_id} (the \
                      organization does not use SAML SSO, or the token was never authorized for \
                      it, or already removed): {CLASSIC}"
-                )));
-            }
-        }
-        Err(ExecError::Permanent(format!(
-            "no SSO authorization of token {token_id} in the first {} of organization {org}; \
-             give target.credential_authorization_id",
-            PAGE_SIZE * MAX_PAGES
-        )))
+                ))
+            })?;
+        entry
+            .get("credential_id")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| {
+                ExecError::Permanent(format!(
+                    "the SSO authorization of token {token_id} has no numeric `credential_id`"
+                ))
+            })
     }
 
     fn suspend_installation(&self, installation: u64) -> Result<String, ExecError> {
