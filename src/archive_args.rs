@@ -45,6 +45,14 @@ pub(crate) struct ArchiveArgs {
     /// (same inputs and settings; refused otherwise). Without a checkpoint, starts over.
     #[arg(long)]
     resume: bool,
+    /// Validate the CloudTrail files against the trail's digest files before
+    /// replaying (as `lineage verify` does, over the same local inputs), with these
+    /// public keys (`aws cloudtrail list-public-keys` output; each digest's
+    /// signature from `<digest>.sig`). Revocation requests raised by a record then
+    /// say whether its file validated (hash and signature); with `[response]
+    /// require_validated_cloudtrail = true` only those execute automatically.
+    #[arg(long, value_name = "FILE")]
+    digest_public_keys: Option<std::path::PathBuf>,
 }
 
 /// A checkpoint interval, or none.
@@ -93,6 +101,7 @@ impl ArchiveArgs {
             progress: progress_hook(mode),
             checkpoint_every: self.checkpoint_every.0,
             resume: self.resume,
+            digest_public_keys: self.digest_public_keys.clone(),
         })
     }
 }

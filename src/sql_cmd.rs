@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use lineage_sql::{format_batches, open_session, run_query, OutputFormat, ServeConfig};
+use lineage_sql::{
+    format_batches, open_session_with, run_query, OutputFormat, ServeConfig, SessionOptions,
+};
 
 /// How results are printed.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -45,15 +47,38 @@ pub(crate) struct SqlArgs {
     format: FormatArg,
     /// Serve the tables over the Postgres wire protocol on this address
     /// (read-only), e.g. 127.0.0.1:5433; psql, Grafana and Metabase connect. A
-    /// non-loopback address needs --password-env. `SET` is limited to the session
-    /// variables clients send on connect (the engine's settings are shared).
+    /// non-loopback address needs --password-env (and should have --tls-cert).
+    /// `SET` is limited to the session variables clients send on connect (the
+    /// engine's settings are shared).
     #[arg(long, value_name = "ADDR", conflicts_with = "query")]
     serve: Option<String>,
-    /// Require this password (MD5 authentication), read from the named
+    /// Require this password (SCRAM-SHA-256 authentication), read from the named
     /// environment variable; without it the server accepts anyone, so it is
     /// required unless the address is loopback.
     #[arg(long, value_name = "VAR", requires = "serve")]
     password_env: Option<String>,
+    /// With --serve: TLS certificate chain (PEM). Clients must then connect with
+    /// TLS (sslmode=require, or verify-full with this certificate's CA), and SCRAM
+    /// binds to the certificate (channel_binding=require works).
+    #[arg(long, value_name = "FILE", requires_all = ["serve", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// With --tls-cert: its private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With --serve: a statement still running (or still sending rows) after this
+    /// many seconds fails with SQLSTATE 57014 and its work stops; other
+    /// connections are not affected.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, requires = "serve")]
+    statement_timeout: f64,
+    /// Memory the queries may hold at once, in MiB; a query that needs more fails
+    /// with "Resources exhausted" (nothing spills to disk).
+    #[arg(long, value_name = "MIB", default_value_t = (lineage_sql::DEFAULT_MEMORY_LIMIT_BYTES >> 20) as u64)]
+    memory_limit_mib: u64,
+    /// Show `dead_letters.original` and `original_base64`: the raw bytes of
+    /// records that could not be normalized (secret fields redacted, otherwise as
+    /// sensitive as the logs). Hidden by default, over the wire and here.
+    #[arg(long)]
+    dead_letter_bytes: bool,
     /// With --password-env: also require this user name.
     #[arg(long, value_name = "NAME", requires = "password_env")]
     user: Option<String>,
@@ -71,7 +96,12 @@ pub(crate) fn run(args: SqlArgs) -> Result<ExitCode> {
 }
 
 async fn run_async(args: SqlArgs) -> Result<ExitCode> {
-    let ctx = open_session(&args.tables).await?;
+    let options = SessionOptions {
+        memory_limit_bytes: usize::try_from(args.memory_limit_mib.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
+        dead_letter_bytes: args.dead_letter_bytes,
+    };
+    let ctx = open_session_with(&args.tables, &options).await?;
     let format = OutputFormat::from(args.format);
     if let Some(listen) = args.serve {
         let password = match &args.password_env {
@@ -85,6 +115,9 @@ async fn run_async(args: SqlArgs) -> Result<ExitCode> {
             user: args.user.clone(),
             password,
             max_connections: args.max_connections,
+            statement_timeout_secs: args.statement_timeout,
+            tls_cert: args.tls_cert.clone(),
+            tls_key: args.tls_key.clone(),
         };
         let handle = lineage_sql::serve(ctx, &config).await?;
         // Tests and scripts read the real address from this line (port 0 picks one).

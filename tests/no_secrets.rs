@@ -390,6 +390,136 @@ fn broken_records_are_dead_lettered_without_their_secrets_in_replay_and_live() {
     }
 }
 
+/// Valid records of Entra, GitHub and Vault with secret values in them: Vault's
+/// audit device with `log_raw` on writes tokens and secret data in the clear, and
+/// any source can carry a stray secret field. They are normalized (so the test is
+/// not about dead letters) by replay with tables and by the embedded live run, and
+/// no output file, table or log holds a secret.
+fn parseable_records_with_secrets() -> (Vec<(&'static str, String)>, Vec<String>) {
+    let secrets = vec![
+        "hvs.CAESIFAKERAWVAULTTOKEN0123456789abcdefghijk".to_owned(),
+        "FAKE-raw-secret-data-password-0123456789abc".to_owned(),
+        "ghp_FAKEVALIDRECORDTOKEN0123456789abcdefABCDE".to_owned(),
+        "FAKE~ENTRA~VALID~RECORD~SECRET~0123456789xyz".to_owned(),
+    ];
+    let golden = |path: &str| -> Value {
+        let file = common::root().join("testdata").join(path);
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap()
+    };
+    // Vault, log_raw: the token in auth and in the response, secret data written.
+    let mut vault = golden("vault/golden/openbao_batch_token_create.input.json");
+    vault["auth"]["client_token"] = json!(secrets[0]);
+    vault["request"]["client_token"] = json!(secrets[0]);
+    vault["request"]["data"]["password"] = json!(secrets[1]);
+    vault["response"]["auth"]["client_token"] = json!(secrets[0]);
+    // GitHub and Entra with a stray secret field.
+    let mut github = golden("github/golden/pat_access_granted.input.json");
+    github["token"] = json!(secrets[2]);
+    let mut entra = golden("entra/golden/sp_signin_client_secret_graph.input.json");
+    entra["clientSecret"] = json!(secrets[3]);
+    entra["additionalDetails"] = json!([{"key": "secret", "value": secrets[3]}]);
+    let files = vec![
+        ("vault-raw.log", vault.to_string()),
+        ("github-audit.json", github.to_string()),
+        ("entra-signins.json", entra.to_string()),
+    ];
+    (files, secrets)
+}
+
+#[test]
+fn secrets_in_valid_entra_github_and_vault_records_reach_no_output() {
+    let (files, secrets) = parseable_records_with_secrets();
+    let inputs = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for (name, body) in &files {
+        for s in &secrets[..2] {
+            if *name == "vault-raw.log" {
+                assert!(body.contains(s.as_str()), "the input carries the secret");
+            }
+        }
+        let p = inputs.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        paths.push(p);
+    }
+    let out = tempfile::tempdir().unwrap();
+    let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lineage"))
+        .arg("replay")
+        .args(&refs)
+        .arg("--out")
+        .arg(out.path())
+        .arg("--events")
+        .env("LINEAGE_LOG", "debug")
+        .output()
+        .unwrap();
+    common::assert_exit(&output, 0);
+    let summary = common::summary(out.path());
+    common::assert_counts_add_up(&summary);
+    assert_eq!(summary["dead_lettered"], 0, "{summary:#}");
+    assert_eq!(summary["read"], files.len() as u64, "{summary:#}");
+    for source in ["vault", "github", "entra"] {
+        assert_eq!(
+            summary["by_source"][source]["normalized"], 1,
+            "{source}: {summary:#}"
+        );
+    }
+    assert!(out.path().join("tables").is_dir());
+    assert_no_secret_in(out.path(), &secrets);
+    let printed = [output.stdout.as_slice(), output.stderr.as_slice()].concat();
+    for s in &secrets {
+        assert!(!contains(&printed, s.as_bytes()), "the log has a secret");
+    }
+
+    // The embedded live run, with tables, following a directory.
+    let live = tempfile::tempdir().unwrap();
+    let watch = live.path().join("watch");
+    std::fs::create_dir_all(&watch).unwrap();
+    let port = lineage_test_support::free_port();
+    let cfg = live.path().join("lineage.toml");
+    let live_out = live.path().join("out");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[run]\nout_dir = {:?}\nmetrics_addr = \"127.0.0.1:{port}\"\ncheckpoint_secs = 1\npoll_interval_ms = 100\n\n[[source]]\nkind = \"directory\"\npath = {:?}\nsettle_ms = 0\n",
+            live_out.display().to_string(),
+            watch.display().to_string()
+        ),
+    )
+    .unwrap();
+    let log = live.path().join("run.log");
+    let mut run = common::Runner::start_with(&cfg, port, log.clone(), &[("LINEAGE_LOG", "debug")]);
+    run.wait_healthy();
+    for p in &paths {
+        std::fs::copy(p, watch.join(p.file_name().unwrap())).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let normalized = std::fs::read(live_out.join("summary.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|s| s["normalized"].as_u64())
+            .unwrap_or(0);
+        if normalized >= files.len() as u64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{normalized} normalized:\n{}",
+            run.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(run.sigterm().success());
+    assert_no_secret_in(&live_out, &secrets);
+    let logged = std::fs::read(&log).unwrap();
+    for s in &secrets {
+        assert!(
+            !contains(&logged, s.as_bytes()),
+            "the live log has a secret"
+        );
+    }
+}
+
 /// The checker itself catches a leak (so a passing run above means something).
 #[test]
 fn the_checker_catches_a_partial_leak() {

@@ -570,9 +570,14 @@ impl Drop for Server {
 }
 
 fn serve(f: &Fixture, password: Option<&str>) -> Server {
+    serve_with(f, password, &[])
+}
+
+fn serve_with(f: &Fixture, password: Option<&str>, extra: &[&str]) -> Server {
     let mut cmd = lineage();
     cmd.args(["sql", "--serve", "127.0.0.1:0", "--tables"])
-        .arg(&f.tables);
+        .arg(&f.tables)
+        .args(extra);
     if let Some(p) = password {
         cmd.args(["--password-env", "LINEAGE_TEST_PG_PASSWORD"])
             .env("LINEAGE_TEST_PG_PASSWORD", p);
@@ -595,10 +600,20 @@ fn serve(f: &Fixture, password: Option<&str>) -> Server {
 }
 
 fn psql(server: &Server, password: Option<&str>, query: &str) -> std::process::Output {
+    psql_with(server, password, "dbname=lineage sslmode=disable", query)
+}
+
+/// `psql` with a libpq connection string (`dbname=… sslmode=…`) for the server.
+fn psql_with(
+    server: &Server,
+    password: Option<&str>,
+    conninfo: &str,
+    query: &str,
+) -> std::process::Output {
     let mut cmd = Command::new("psql");
     cmd.args(["-X", "-A", "-t", "-F", "|", "-v", "ON_ERROR_STOP=1"])
         .args(["-h", "127.0.0.1", "-p", &server.port.to_string()])
-        .args(["-U", "analyst", "-d", "lineage", "-c", query])
+        .args(["-U", "analyst", "-d", conninfo, "-c", query])
         .env_remove("PGSERVICE")
         .env("PGCONNECT_TIMEOUT", "10");
     match password {
@@ -669,6 +684,168 @@ fn psql_runs_the_example_queries_over_the_wire() {
         .parse()
         .unwrap();
     assert_eq!(n, observed(&f.tables).len());
+}
+
+fn test_tls_file(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/tls")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// TLS with SCRAM-SHA-256 bound to the certificate: libpq's `channel_binding=require`
+/// only succeeds with SCRAM-SHA-256-PLUS over TLS (MD5 or a plain connection
+/// fail it), and `sslmode=verify-full` checks the server's certificate.
+#[test]
+fn psql_connects_with_scram_over_tls_and_plain_text_is_refused() {
+    let f = fixture();
+    let (cert, key) = (test_tls_file("server.crt"), test_tls_file("server.key"));
+    let server = serve_with(
+        f,
+        Some("s3cret-test-pw"),
+        &["--tls-cert", &cert, "--tls-key", &key],
+    );
+    let secure =
+        format!("dbname=lineage sslmode=verify-full sslrootcert={cert} channel_binding=require");
+    let out = psql_with(
+        &server,
+        Some("s3cret-test-pw"),
+        &secure,
+        "SELECT count(*) FROM events",
+    );
+    common::assert_exit(&out, 0);
+    let n: usize = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(n, observed(&f.tables).len());
+    // The wrong password over the same channel is refused.
+    let out = psql_with(&server, Some("wrong"), &secure, "SELECT 1");
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("password authentication failed"), "{err}");
+    // Plain text is refused before authentication.
+    let out = psql_with(
+        &server,
+        Some("s3cret-test-pw"),
+        "dbname=lineage sslmode=disable",
+        "SELECT 1",
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only accepts TLS"), "{err}");
+    // Without TLS on the server, channel binding cannot be had: the check above is
+    // not satisfied by SCRAM alone.
+    let plain = serve(f, Some("s3cret-test-pw"));
+    let out = psql_with(
+        &plain,
+        Some("s3cret-test-pw"),
+        "dbname=lineage sslmode=disable channel_binding=require",
+        "SELECT 1",
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let out = psql_with(
+        &plain,
+        Some("s3cret-test-pw"),
+        "dbname=lineage sslmode=disable channel_binding=disable",
+        "SELECT 1",
+    );
+    common::assert_exit(&out, 0);
+}
+
+/// A query that would run for ever stops at the statement timeout with SQLSTATE
+/// 57014, and the server answers another connection meanwhile and afterwards.
+#[test]
+fn a_runaway_query_stops_at_the_statement_timeout_and_the_server_keeps_serving() {
+    let f = fixture();
+    let server = serve_with(f, None, &["--statement-timeout", "3"]);
+    let port = server.port;
+    let runaway = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-v",
+                "VERBOSITY=verbose",
+            ])
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "analyst"])
+            .args(["-d", "dbname=lineage sslmode=disable", "-c"])
+            // Every event against a billion generated rows: hours of work in little
+            // memory (a plain count(*) of a cross join is answered from statistics).
+            .arg("SELECT count(*) FROM events a CROSS JOIN range(1000000000) r WHERE a.event_id <> CAST(r.value AS VARCHAR)")
+            .env_remove("PGPASSWORD")
+            .output()
+            .unwrap();
+        (out, started.elapsed())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = psql(&server, None, "SELECT count(*) FROM identities");
+    common::assert_exit(&out, 0);
+    assert!(!runaway.is_finished(), "the runaway query ended too early");
+    let (out, took) = runaway.join().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("57014") && err.contains("statement timeout"),
+        "{err}"
+    );
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+    let out = psql(&server, None, "SELECT count(*) FROM identities");
+    common::assert_exit(&out, 0);
+}
+
+/// The memory pool refuses a query that needs more than `--memory-limit-mib`
+/// (nothing spills), and `dead_letters.original` is hidden unless asked for.
+#[test]
+fn queries_stay_inside_the_memory_limit_and_dead_letter_bytes_are_opt_in() {
+    let f = fixture();
+    let out = lineage()
+        .args(["sql", "--memory-limit-mib", "1", "--tables"])
+        .arg(&f.tables)
+        .arg("SELECT a.event_id, b.event_id FROM events a, events b ORDER BY a.event_id, b.event_id LIMIT 5 OFFSET 100000")
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Resources exhausted"), "{err}");
+
+    let columns = "SELECT column_name FROM information_schema.columns WHERE table_name = 'dead_letters' ORDER BY column_name";
+    let list = |extra: &[&str]| {
+        let out = lineage()
+            .args(["sql", "--format", "csv", "--tables"])
+            .arg(&f.tables)
+            .args(extra)
+            .arg(columns)
+            .output()
+            .unwrap();
+        common::assert_exit(&out, 0);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let hidden = list(&[]);
+    assert!(hidden.contains("reason"), "{hidden}");
+    assert!(
+        !hidden
+            .lines()
+            .any(|l| l == "original" || l == "original_base64"),
+        "{hidden}"
+    );
+    assert!(hidden.contains("original_len"), "{hidden}");
+    let shown = list(&["--dead-letter-bytes"]);
+    assert!(shown.lines().any(|l| l == "original"), "{shown}");
+    assert!(shown.lines().any(|l| l == "original_base64"), "{shown}");
+    let out = lineage()
+        .args(["sql", "--tables"])
+        .arg(&f.tables)
+        .arg("SELECT original FROM dead_letters")
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //! suite's public test key (`testdata/cloudtrail/digest/`; its public half given as
 //! `list-public-keys` output, the signatures as `.sig` sidecars). A clean copy verifies; then a log file changed after delivery, a
 //! log file nobody listed, a deleted log file and a digest rewritten to cover a change
-//! are each found, named, and make the exit status 1.
+//! are each found, named, and make the exit status 1. Replay with
+//! `--digest-public-keys` marks each revocation request with whether its record's file
+//! validated, and `require_validated_cloudtrail` lets only those execute automatically.
 
 mod common;
 
@@ -246,4 +248,133 @@ fn a_trail_copy_verifies_and_every_change_to_it_is_named() {
             .any(|(k, n)| k == "tampered" && *n == name(&log_key(10, "a"))),
         "the rewritten digest matches the changed file, so only the signature tells: {report:#}"
     );
+}
+
+/// A use by `key` (an IAM user's access key) at `hour`:01.
+fn use_by(hour: u32, tag: &str, key: &str, user: &str) -> Vec<u8> {
+    json!({ "Records": [{
+        "eventVersion": "1.08", "eventID": format!("{tag}-{hour}"),
+        "eventTime": format!("2026-12-01T{hour:02}:01:00Z"),
+        "eventSource": "s3.amazonaws.com", "eventName": "ListBuckets", "awsRegion": "us-east-1",
+        "sourceIPAddress": "198.51.100.9", "userAgent": "aws-cli/2.13.0",
+        "userIdentity": {"type": "IAMUser", "accessKeyId": key, "userName": user,
+            "accountId": ACCOUNT, "arn": format!("arn:aws:iam::{ACCOUNT}:user/{user}")},
+        "recipientAccountId": ACCOUNT
+    }]})
+    .to_string()
+    .into_bytes()
+}
+
+/// With `require_validated_cloudtrail`, a departed owner's key seen in a file that
+/// validated against the signed digests is revoked automatically (here: a dry run
+/// says it would be), and one seen only in a file no digest covers (written into the
+/// bucket by someone else) waits for a person, with the reason.
+#[test]
+fn only_digest_validated_cloudtrail_files_drive_automatic_revocation() {
+    let key = std::fs::read(common::root().join("testdata/cloudtrail/digest/test-signing-key.der"))
+        .unwrap();
+    let trail = Trail {
+        dir: tempfile::tempdir().unwrap(),
+        key: RsaKeyPair::from_der(&key).unwrap(),
+    };
+    let (valid_key, forged_key) = ("AKIADANAVALID0000001", "AKIAERIKFORGED000001");
+    let hour10 = vec![(log_key(10, "a"), use_by(10, "a", valid_key, "dana-bot"))];
+    trail.write(&hour10[0].0, &hour10[0].1);
+    trail.digest(10, &hour10, None);
+    // Not in any digest: what someone with write access to the bucket could add.
+    trail.write(
+        &log_key(10, "forged"),
+        &use_by(10, "forged", forged_key, "erik-bot"),
+    );
+
+    let dir = trail.dir.path();
+    let inventory = dir.join("inventory.toml");
+    std::fs::write(
+        &inventory,
+        format!(
+            r#"[[human]]
+id = "dana"
+status = "departed"
+departed_at = "2026-11-01T00:00:00Z"
+
+[[human]]
+id = "erik"
+status = "departed"
+departed_at = "2026-11-01T00:00:00Z"
+
+[[agent]]
+id = "dana-bot"
+kind = "ai-agent"
+owner = "dana"
+credentials = ["{valid_key}"]
+
+[[agent]]
+id = "erik-bot"
+kind = "ai-agent"
+owner = "erik"
+credentials = ["{forged_key}"]
+"#
+        ),
+    )
+    .unwrap();
+    let cfg = dir.join("lineage.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[response]\nledger = {:?}\n\n[response.policy]\ndry_run = true\nrequire_validated_cloudtrail = true\n\n[[response.policy.allow]]\nowner = \"*\"\n",
+            dir.join("ledger.jsonl").display().to_string()
+        ),
+    )
+    .unwrap();
+    let replay = |out: &Path, validate: bool| -> Vec<Value> {
+        let mut args = vec![
+            "--inventory".to_owned(),
+            inventory.display().to_string(),
+            "--config".to_owned(),
+            cfg.display().to_string(),
+            "--respond".to_owned(),
+            "--no-tables".to_owned(),
+        ];
+        if validate {
+            args.push("--digest-public-keys".to_owned());
+            args.push(trail.keys_file().display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = common::replay(&[&dir.join("AWSLogs")], out, &args);
+        common::assert_exit(&o, 0);
+        common::jsonl(&out.join("actions.jsonl"))
+    };
+    let on = |actions: &[Value], key: &str| -> Value {
+        actions
+            .iter()
+            .find(|a| a["credential"]["id"] == key)
+            .unwrap_or_else(|| panic!("no action on {key}: {actions:#?}"))
+            .clone()
+    };
+
+    let actions = replay(&dir.join("out-validated"), true);
+    let valid = on(&actions, valid_key);
+    assert_eq!(
+        valid["evidence"]["record_integrity"], "digest-validated",
+        "{valid:#}"
+    );
+    assert_eq!(valid["status"], "dry-run", "{valid:#}");
+    let forged = on(&actions, forged_key);
+    assert_eq!(
+        forged["evidence"]["record_integrity"], "not-validated",
+        "{forged:#}"
+    );
+    assert_eq!(forged["status"], "pending-approval", "{forged:#}");
+    assert!(
+        forged.to_string().contains("require_validated_cloudtrail"),
+        "{forged:#}"
+    );
+
+    // Without validation nothing is known to be CloudTrail's own: both wait.
+    let actions = replay(&dir.join("out-unvalidated"), false);
+    for key in [valid_key, forged_key] {
+        let a = on(&actions, key);
+        assert_eq!(a["evidence"]["record_integrity"], "not-validated", "{a:#}");
+        assert_eq!(a["status"], "pending-approval", "{a:#}");
+    }
 }

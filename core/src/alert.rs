@@ -164,6 +164,24 @@ pub struct Evidence {
     /// whoever can write to the source).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub departure: Option<String>,
+    /// For a request raised by a CloudTrail record: whether the file it was read from
+    /// validated against CloudTrail's signed digest files. Absent for sources that
+    /// have no such mechanism (their trust is the transport's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_integrity: Option<RecordIntegrity>,
+}
+
+/// Whether the record behind a request is known to be the provider's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordIntegrity {
+    /// Its file's SHA-256 matched a digest file whose RSA signature verified with
+    /// CloudTrail's public key (`lineage replay --digest-public-keys`).
+    DigestValidated,
+    /// Not validated: no digest covered it, the digest or its signature did not
+    /// verify, or validation was not run (live sources are never validated here:
+    /// a file's digest arrives up to an hour after it).
+    NotValidated,
 }
 
 /// A revocation request and, once executed, its result.

@@ -20,7 +20,8 @@ pub mod secret;
 pub mod summary;
 
 pub use alert::{
-    Action, ActionKind, ActionStatus, Alert, BlastRadius, Evidence, LineageStep, Severity,
+    Action, ActionKind, ActionStatus, Alert, BlastRadius, Evidence, LineageStep, RecordIntegrity,
+    Severity,
 };
 pub use dead_letter::DeadLetter;
 pub use error::CoreError;

@@ -349,6 +349,7 @@ impl Detector for DepartedOwnerDetector {
                     method,
                     confidence,
                     departure: Some(departure.into()),
+                    record_integrity: None,
                 });
                 requested.insert(id.clone());
                 actions.push(action);

@@ -234,7 +234,15 @@ fn inflation_limit(compressed: usize) -> u64 {
 fn gunzip_into(bytes: &[u8], out: &mut Vec<u8>) -> Option<String> {
     out.clear();
     let limit = inflation_limit(bytes.len());
-    out.reserve((bytes.len() * 8).min(limit as usize));
+    // Address space for the whole limit up front: only the pages written become
+    // resident, and the buffer never doubles by copying (a bomb that grew it 128 →
+    // 256 MiB held both, as the allocator keeps freed pages until the kernel wants
+    // them). A reused buffer keeps its capacity, so this is paid once per worker.
+    let need = limit as usize + 1;
+    if out.capacity() < need {
+        // A fresh buffer rather than `reserve`: growing would copy the old one.
+        *out = Vec::with_capacity(need);
+    }
     // `bufread`: the input is already in memory, so it is read in place rather than
     // copied through a `BufReader` first.
     let decoder = flate2::bufread::MultiGzDecoder::new(bytes);

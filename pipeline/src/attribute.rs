@@ -1,6 +1,6 @@
 //! The attribute → detect stage, shared by replay and the live pipeline.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use lineage_core::event::{AttributionMethod, PrincipalKind};
 use lineage_core::event::{CredentialKind, CredentialRef};
@@ -46,6 +46,35 @@ fn method_name(m: AttributionMethod) -> String {
         .unwrap_or_default()
 }
 
+/// Says on each revocation request of `finding` whether the CloudTrail record behind
+/// it came from a file in `validated` (canonical paths of files that validated
+/// against the trail's signed digests).
+fn mark_record_integrity(
+    validated: Option<&HashSet<std::path::PathBuf>>,
+    finding: &mut lineage_detect::Finding,
+    event: &AttributedEvent,
+) {
+    if finding.actions.is_empty() || event.use_.source != lineage_core::Source::CloudTrail {
+        return;
+    }
+    let validated = match (validated, &event.use_.provenance) {
+        (Some(files), lineage_core::Provenance::File { path, .. }) => {
+            std::fs::canonicalize(path.as_str()).is_ok_and(|p| files.contains(&p))
+        }
+        _ => false,
+    };
+    let integrity = if validated {
+        lineage_core::RecordIntegrity::DigestValidated
+    } else {
+        lineage_core::RecordIntegrity::NotValidated
+    };
+    for action in &mut finding.actions {
+        if let Some(e) = action.evidence.as_mut() {
+            e.record_integrity = Some(integrity);
+        }
+    }
+}
+
 /// Applies lineage facts, attributes each use, runs the detectors and keeps the
 /// alert book and attribution statistics.
 pub struct AttributeStage {
@@ -66,6 +95,9 @@ pub struct AttributeStage {
     /// Credentials seen in use per owner: roots and non-session credentials, with the
     /// agent that used them and the last use (for `lineage revoke --owner`).
     owned: HashMap<HumanId, BTreeMap<CredentialId, OwnedCredential>>,
+    /// CloudTrail files that validated against signed digests (canonical paths);
+    /// every other CloudTrail record's revocation requests say `not-validated`.
+    validated_files: Option<std::sync::Arc<HashSet<std::path::PathBuf>>>,
 }
 
 /// A credential an owner (or one of their agents) was seen using.
@@ -130,7 +162,15 @@ impl AttributeStage {
             method_counts: [0; METHODS.len()],
             unattributed_subjects: HashMap::new(),
             owned: HashMap::new(),
+            validated_files: None,
         })
+    }
+
+    /// Marks the revocation requests raised by records of these CloudTrail files
+    /// (canonical paths) `digest-validated`; other CloudTrail records' requests are
+    /// `not-validated` either way.
+    pub fn set_validated_files(&mut self, files: std::sync::Arc<HashSet<std::path::PathBuf>>) {
+        self.validated_files = Some(files);
     }
 
     /// Applies a record's lineage facts only (a record before `--since`: it teaches
@@ -232,7 +272,8 @@ impl AttributeStage {
         }
         let event = AttributedEvent { use_, attribution };
         for d in &mut self.detectors {
-            for finding in d.observe_folding(&event, &facts, &self.graph, &self.book) {
+            for mut finding in d.observe_folding(&event, &facts, &self.graph, &self.book) {
+                mark_record_integrity(self.validated_files.as_deref(), &mut finding, &event);
                 let recorded = self.book.record(finding, &event);
                 fill_blast_radius(&mut self.book, &self.graph, recorded, &event);
             }

@@ -89,6 +89,10 @@ pub struct ArchiveOptions {
     pub checkpoint_every: Option<std::time::Duration>,
     /// Continue from the checkpoint in the output directory, when there is one.
     pub resume: bool,
+    /// Validate the local CloudTrail inputs against their digest files, signed with
+    /// these public keys, and mark each revocation request with its record's
+    /// integrity ([`crate::verify`]).
+    pub digest_public_keys: Option<PathBuf>,
 }
 
 impl Default for ArchiveOptions {
@@ -102,6 +106,7 @@ impl Default for ArchiveOptions {
             progress: None,
             checkpoint_every: None,
             resume: false,
+            digest_public_keys: None,
         }
     }
 }
@@ -162,6 +167,34 @@ pub struct SweepItem {
     pub action: Option<Action>,
 }
 
+/// The local CloudTrail files under `inputs` that validate against their signed
+/// digests (canonical paths), with what did not validate logged.
+fn validated_cloudtrail_files(
+    inputs: &[String],
+    keys: &Path,
+) -> Result<std::sync::Arc<std::collections::HashSet<PathBuf>>, ReplayError> {
+    let roots: Vec<PathBuf> = inputs.iter().map(PathBuf::from).collect();
+    let report = crate::verify::verify(&roots, Some(keys))
+        .map_err(|e| ReplayError::Output(format!("validating the CloudTrail digests: {e}")))?;
+    for f in &report.findings {
+        tracing::warn!(kind = %f.kind, file = %f.file, "{}", f.detail);
+    }
+    tracing::info!(
+        digest_files = report.digest_files,
+        signatures_valid = report.signatures_valid,
+        validated_log_files = report.signed_log_paths.len(),
+        problems = report.findings.len(),
+        "CloudTrail digest validation"
+    );
+    Ok(std::sync::Arc::new(
+        report
+            .signed_log_paths
+            .iter()
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .collect(),
+    ))
+}
+
 /// Runs a replay.
 pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     let started = Instant::now();
@@ -197,6 +230,9 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     let mut stage = pipeline
         .attribute_stage()
         .map_err(|e| ReplayError::Stage(e.to_string()))?;
+    if let Some(keys) = &config.archive.digest_public_keys {
+        stage.set_validated_files(validated_cloudtrail_files(&local, keys)?);
+    }
     if let Some(path) = config.detector_state.as_ref().filter(|p| p.exists()) {
         let bad =
             |why: String| ReplayError::Output(format!("detector state {}: {why}", path.display()));

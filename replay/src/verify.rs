@@ -65,9 +65,13 @@ pub struct VerifyReport {
     pub chain_links_valid: u64,
     /// Every problem, in file order.
     pub findings: Vec<Finding>,
-    /// The local log files that verified, by path (for `--verified-only` consumers).
+    /// The local log files whose hash matched their digest entry, by path.
     #[serde(skip)]
     pub valid_log_paths: Vec<PathBuf>,
+    /// Of those, the ones listed by a digest whose signature verified: the files
+    /// that may drive automatic revocation under `require_validated_cloudtrail`.
+    #[serde(skip)]
+    pub signed_log_paths: Vec<PathBuf>,
 }
 
 impl VerifyReport {
@@ -250,6 +254,7 @@ pub fn verify(roots: &[PathBuf], public_keys: Option<&Path>) -> Result<VerifyRep
     let mut covered: std::collections::HashSet<String> = std::collections::HashSet::new();
     for (path, d, hash) in &parsed {
         let shown = path.display().to_string();
+        let mut matched: Vec<PathBuf> = Vec::new();
         for entry in &d.log_files {
             let key = layout_key(&entry.s3_object).to_owned();
             covered.insert(key.clone());
@@ -265,6 +270,7 @@ pub fn verify(roots: &[PathBuf], public_keys: Option<&Path>) -> Result<VerifyRep
                 Ok((h, _)) if h.eq_ignore_ascii_case(&entry.hash_value) => {
                     report.log_files_valid += 1;
                     report.valid_log_paths.push(local.clone());
+                    matched.push(local.clone());
                 }
                 Ok((h, _)) => report.findings.push(finding(
                     "tampered",
@@ -328,6 +334,7 @@ pub fn verify(roots: &[PathBuf], public_keys: Option<&Path>) -> Result<VerifyRep
                 });
                 if verified {
                     report.signatures_valid += 1;
+                    report.signed_log_paths.append(&mut matched);
                 } else {
                     report.findings.push(finding(
                         "bad_signature",

@@ -117,6 +117,13 @@ pub struct PolicyConfig {
     /// Mode for role-wide actions (every session of an AWS role; default `approve`).
     #[serde(default = "d_mode")]
     pub role_sessions: Mode,
+    /// Execute automatically on a CloudTrail record only when its file validated
+    /// against CloudTrail's signed digests (`lineage replay --digest-public-keys`);
+    /// anything else (not covered, tampered, unsigned, or read live) is queued for
+    /// approval. Default false. Other sources are not affected: they have no
+    /// digests.
+    #[serde(default)]
+    pub require_validated_cloudtrail: bool,
 }
 
 const fn yes() -> bool {
@@ -155,6 +162,7 @@ impl Default for PolicyConfig {
             automatic_evidence: d_evidence(),
             log_departures: d_mode(),
             role_sessions: d_mode(),
+            require_validated_cloudtrail: false,
         }
     }
 }
@@ -329,6 +337,17 @@ impl Policy {
                         mode_name(mode)
                     );
                 }
+                if mode == Mode::Auto
+                    && self.config.require_validated_cloudtrail
+                    && e.record_integrity == Some(lineage_core::RecordIntegrity::NotValidated)
+                {
+                    return Decision::Queue(
+                        "the CloudTrail record it rests on is from a file not validated against \
+                         CloudTrail's signed digest files (`require_validated_cloudtrail`): check \
+                         it with `lineage verify`, then run `lineage actions approve`"
+                            .into(),
+                    );
+                }
                 if mode == Mode::Auto && !self.config.automatic_evidence.contains(&e.method) {
                     return Decision::Queue(format!(
                         "evidence too weak to execute automatically: the credential is tied to its owner by `{}` (confidence {:.2}), not by {}; review and run `lineage actions approve`",
@@ -484,8 +503,34 @@ mod tests {
             method,
             confidence: 0.5,
             departure: Some(departure.into()),
+            record_integrity: None,
         });
         a
+    }
+
+    #[test]
+    fn an_unvalidated_cloudtrail_record_waits_for_a_person_when_validation_is_required() {
+        use lineage_core::RecordIntegrity;
+        let mut p = Policy::new(PolicyConfig {
+            require_validated_cloudtrail: true,
+            ..live()
+        });
+        let mut a = with_evidence(AttributionMethod::Declared, "inventory");
+        a.evidence.as_mut().unwrap().record_integrity = Some(RecordIntegrity::NotValidated);
+        match p.decide(&a, "departed-owner") {
+            Decision::Queue(why) => assert!(why.contains("require_validated_cloudtrail"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p.decide_approved(&a), Decision::Execute);
+        a.evidence.as_mut().unwrap().record_integrity = Some(RecordIntegrity::DigestValidated);
+        assert_eq!(p.decide(&a, "departed-owner"), Decision::Execute);
+        // Other sources carry no integrity mark and are not held back.
+        a.evidence.as_mut().unwrap().record_integrity = None;
+        assert_eq!(p.decide(&a, "departed-owner"), Decision::Execute);
+        // Without the setting, an unvalidated record executes as before.
+        let mut p = Policy::new(live());
+        a.evidence.as_mut().unwrap().record_integrity = Some(RecordIntegrity::NotValidated);
+        assert_eq!(p.decide(&a, "departed-owner"), Decision::Execute);
     }
 
     #[test]

@@ -16,7 +16,9 @@ mod session;
 
 pub use format::format_batches;
 pub use serve::{serve, ReadOnlyHook, ServeHandle};
-pub use session::{open_session, run_query};
+pub use session::{
+    open_session, open_session_with, run_query, SessionOptions, DEFAULT_MEMORY_LIMIT_BYTES,
+};
 
 /// The DataFusion session type the functions here take.
 pub use datafusion::prelude::SessionContext;
@@ -101,22 +103,37 @@ pub enum OutputFormat {
 }
 
 /// Settings of the Postgres-wire server (`lineage sql --serve`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeConfig {
     /// Listen address; loopback by default so nothing is exposed by accident.
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// Require this user name (with `password`); no authentication when unset.
+    /// Require this user name (with `password`).
     #[serde(default)]
     pub user: Option<String>,
-    /// Password for `user`. Read from the environment or a file, never logged.
-    /// Required when `listen` is not a loopback address.
+    /// Password (SCRAM-SHA-256); no authentication when unset. Read from the
+    /// environment, never logged. Required when `listen` is not a loopback address.
     #[serde(default)]
     pub password: Option<String>,
     /// Connections served at once (default 32); more are closed on accept.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// A statement that has not finished (planning, execution and every result
+    /// row) after this many seconds fails with SQLSTATE 57014 and its work stops.
+    #[serde(default = "default_statement_timeout_secs")]
+    pub statement_timeout_secs: f64,
+    /// TLS certificate chain (PEM). With `tls_key`, clients must use TLS and SCRAM
+    /// binds to the certificate (SCRAM-SHA-256-PLUS).
+    #[serde(default)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM).
+    #[serde(default)]
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+const fn default_statement_timeout_secs() -> f64 {
+    60.0
 }
 
 const fn default_max_connections() -> usize {
@@ -134,6 +151,9 @@ impl Default for ServeConfig {
             user: None,
             password: None,
             max_connections: default_max_connections(),
+            statement_timeout_secs: default_statement_timeout_secs(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

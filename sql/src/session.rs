@@ -12,6 +12,8 @@ use datafusion::datasource::listing::{
 };
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use lineage_tables::all_schemas;
 
@@ -26,10 +28,46 @@ fn with_partition_column(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// What a SQL session may use and show (`lineage sql`'s flags; the server's too).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// Memory the session's queries may hold at once. A query that needs more
+    /// fails with "Resources exhausted" instead of growing the process (nothing is
+    /// spilled to disk either, so a query cannot fill the disk).
+    pub memory_limit_bytes: usize,
+    /// Show `dead_letters.original` and `original_base64` (the raw bytes of
+    /// records that could not be normalized: secrets redacted, but otherwise as
+    /// sensitive as the logs). Hidden unless asked for.
+    pub dead_letter_bytes: bool,
+}
+
+/// The default memory limit of a session: 1 GiB.
+pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 1 << 30;
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            memory_limit_bytes: DEFAULT_MEMORY_LIMIT_BYTES,
+            dead_letter_bytes: false,
+        }
+    }
+}
+
+/// The columns of `dead_letters` that hold raw record bytes.
+const DEAD_LETTER_BYTES: [&str; 2] = ["original", "original_base64"];
+
+/// [`open_session_with`] the default [`SessionOptions`].
+pub async fn open_session(dir: &Path) -> Result<SessionContext, SqlError> {
+    open_session_with(dir, &SessionOptions::default()).await
+}
+
 /// A session with every lineage table of `dir` registered by name. Tables with no
 /// files (or a missing directory) are registered empty with their schema, so a
 /// query over them returns no rows instead of failing.
-pub async fn open_session(dir: &Path) -> Result<SessionContext, SqlError> {
+pub async fn open_session_with(
+    dir: &Path,
+    options: &SessionOptions,
+) -> Result<SessionContext, SqlError> {
     if !dir.is_dir() {
         return Err(SqlError::Tables(
             dir.display().to_string(),
@@ -42,8 +80,27 @@ pub async fn open_session(dir: &Path) -> Result<SessionContext, SqlError> {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema("datafusion", "public");
-    let ctx = SessionContext::new_with_config(config);
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(options.memory_limit_bytes.max(1 << 20), 1.0)
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
+        .build_arc()
+        .map_err(|e| SqlError::Query(e.to_string()))?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     for (name, schema) in all_schemas() {
+        let schema = if name == "dead_letters" && !options.dead_letter_bytes {
+            // Reading with a narrower table schema never touches those columns.
+            let fields: Vec<Field> = schema
+                .fields()
+                .iter()
+                .filter(|f| !DEAD_LETTER_BYTES.contains(&f.name().as_str()))
+                .map(|f| f.as_ref().clone())
+                .collect();
+            Arc::new(Schema::new(fields))
+        } else {
+            schema
+        };
         let table_dir = dir.join(name);
         let has_files = table_dir.is_dir() && contains_parquet(&table_dir);
         if has_files {

@@ -208,6 +208,11 @@ impl Runner {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The process's peak resident memory so far, in KiB (`VmHWM`).
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.child.id(), "VmHWM:")
+    }
+
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         ureq_get(&format!("{}{path}", self.metrics)).ok()
     }
@@ -388,4 +393,43 @@ pub fn ingest(brokers: &str, inputs: &[String]) -> Value {
         .unwrap();
     assert_exit(&out, 0);
     serde_json::from_slice(&out.stdout).expect("ingest prints a JSON report")
+}
+
+/// A `/proc/<pid>/status` line's value in KiB (0 when the process is gone).
+pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs `cmd` to the end; its output and its peak resident memory in KiB, as the
+/// kernel accounted it for that one child (`wait4`'s `ru_maxrss`).
+pub fn output_with_peak_rss(cmd: &mut Command) -> (Output, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain integers and timevals, for which all zeros is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live locals; `pid` is our own child, which
+    // `child` never waits for (it is dropped without a wait), so it is reaped once.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    drop(child);
+    let output = Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: std::fs::read(&out_path).unwrap(),
+        stderr: std::fs::read(&err_path).unwrap(),
+    };
+    (output, usage.ru_maxrss as u64)
 }
