@@ -3,7 +3,10 @@
 //! their schema, results print in every format, and the session is read-only.
 
 use lineage_core::{AttributedEvent, DeadLetter, Provenance, Source};
-use lineage_sql::{format_batches, open_session, run_query, OutputFormat, ReadOnlyHook, SqlError};
+use lineage_sql::{
+    format_batches, open_session, open_session_with, run_query, OutputFormat, ReadOnlyHook,
+    SessionOptions, SqlError,
+};
 use lineage_tables::{LineageTables, TablesOptions};
 use serde_json::json;
 
@@ -139,9 +142,24 @@ fn tables_are_registered_by_name_with_date_partitions() {
             format_batches(&b, OutputFormat::Csv).unwrap(),
             "owner,agent,date\n"
         );
-        let b = run_query(&ctx, "SELECT source, reason, original FROM dead_letters")
-            .await
-            .unwrap();
+        // The raw bytes of dead letters are hidden unless asked for.
+        let hidden = run_query(&ctx, "SELECT original FROM dead_letters").await;
+        assert!(hidden.is_err(), "{hidden:?}");
+        let with_bytes = open_session_with(
+            dir.path(),
+            &SessionOptions {
+                dead_letter_bytes: true,
+                ..SessionOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let b = run_query(
+            &with_bytes,
+            "SELECT source, reason, original FROM dead_letters",
+        )
+        .await
+        .unwrap();
         let json = format_batches(&b, OutputFormat::Json).unwrap();
         assert_eq!(
             json.trim(),
