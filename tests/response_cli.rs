@@ -177,3 +177,81 @@ fn operator_sweep_queues_then_approve_and_reject_by_id() {
     common::assert_exit(&again, 1);
     assert!(String::from_utf8_lossy(&again.stderr).contains("not pending approval"));
 }
+
+/// `lineage actions approve` run four times at once on one request (as two analysts,
+/// or an analyst beside a running responder, might): the ledger's lock lets exactly
+/// one decide it; the others find it no longer pending. Each racer pauses between
+/// reading the request and deciding it (`LINEAGE_PAUSEPOINT`), so without the lock
+/// all four would decide it (checked by hand with the lock disabled: the test fails).
+#[test]
+fn racing_approvals_of_one_request_decide_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    simulate(dir.path());
+    std::fs::write(
+        dir.path().join("lineage.toml"),
+        "[response]\nledger = \"state/ledger.jsonl\"\n\n[response.policy]\nmodes = { operator = \"approve\" }\n\n[[response.policy.allow]]\nowner = \"*\"\n",
+    )
+    .unwrap();
+    let mut args = vec![
+        "revoke",
+        "--owner",
+        "frank@example.com",
+        "--inventory",
+        "sim/inventory.toml",
+        "--config",
+        "lineage.toml",
+    ];
+    args.extend(LOGS);
+    common::assert_exit(&lineage(dir.path(), &args), 0);
+    let list = lineage(dir.path(), &["actions", "list", "--config", "lineage.toml"]);
+    common::assert_exit(&list, 0);
+    let listing = String::from_utf8_lossy(&list.stdout).to_string();
+    let id = listing
+        .lines()
+        .find(|l| l.contains("PendingApproval"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("nothing pending: {listing}"))
+        .to_owned();
+    let ledger_path = dir.path().join("state/ledger.jsonl");
+    let decided = |ledger: &[serde_json::Value]| {
+        ledger
+            .iter()
+            .filter(|e| e["action"]["status"] == "dry-run")
+            .count()
+    };
+    let before = decided(&common::jsonl(&ledger_path));
+
+    let racers: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_lineage"))
+                .current_dir(dir.path())
+                .args(["actions", "approve", &id, "--config", "lineage.toml"])
+                // Each racer pauses between reading the request and deciding it.
+                .env("LINEAGE_PAUSEPOINT", "approve-after-read")
+                .env_remove("LINEAGE_LOG")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<_> = racers
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let won: Vec<_> = outputs.iter().filter(|o| o.status.success()).collect();
+    assert_eq!(
+        won.len(),
+        1,
+        "exactly one approval decides it: {outputs:#?}"
+    );
+    for lost in outputs.iter().filter(|o| !o.status.success()) {
+        let err = String::from_utf8_lossy(&lost.stderr);
+        assert!(err.contains("not pending approval"), "{err}");
+    }
+    assert_eq!(
+        decided(&common::jsonl(&ledger_path)),
+        before + 1,
+        "one decision in the ledger"
+    );
+}

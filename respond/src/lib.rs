@@ -55,6 +55,16 @@ pub trait Executor: Send + Sync {
     }
 }
 
+/// Test hook: when `LINEAGE_PAUSEPOINT` names `point`, the process sleeps 300 ms
+/// there (tests widen a race window to prove the ledger lock closes it). Points:
+/// `approve-after-read` (a pending request read, not yet decided).
+pub fn pausepoint(point: &str) {
+    if std::env::var("LINEAGE_PAUSEPOINT").is_ok_and(|p| p == point) {
+        tracing::warn!(point, "LINEAGE_PAUSEPOINT: pausing 300 ms");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
 /// Test hook: when `LINEAGE_FAILPOINT` names `point`, the process kills itself with
 /// SIGKILL there (tests prove what a crash at that exact point leaves behind).
 /// Points: `respond-after-execute` (the executor returned, its result not yet in
@@ -221,6 +231,7 @@ impl Responder {
     pub fn approve(&mut self, id: &str, by: &str) -> Result<Action, ledger::LedgerError> {
         let _lock = self.ledger.lock()?;
         let mut action = self.pending(id)?;
+        pausepoint("approve-after-read");
         let detector = action.detector.clone();
         let decision = self.policy.decide_approved(&action);
         self.apply(decision, &mut action, &detector, Some(by))?;
