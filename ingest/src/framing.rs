@@ -69,10 +69,7 @@ pub fn visit_frames<'a>(bytes: &'a [u8], envelope_keys: &[&str], out: &mut impl 
                     split_lines(&bytes[start..], out);
                     None
                 }
-                None => {
-                    split_document(bytes, start, out);
-                    None
-                }
+                None => split_document(bytes, start, out),
             },
             _ => {
                 split_lines(&bytes[start..], out);
@@ -114,14 +111,39 @@ fn first_line_is_complete_value(bytes: &[u8], start: usize) -> bool {
 
 fn split_lines<'a>(bytes: &'a [u8], out: &mut impl FrameVisitor<'a>) {
     let mut record = out.count();
-    for line in bytes.split(|&b| b == b'\n') {
-        let trimmed = trim_ascii(line);
-        if trimmed.is_empty() {
-            continue;
+    let mut i = 0;
+    while i < bytes.len() {
+        let line_end = memchr::memchr(b'\n', &bytes[i..]).map_or(bytes.len(), |p| i + p);
+        let mut next = line_end + 1;
+        let trimmed = trim_ascii(&bytes[i..line_end]);
+        if !trimmed.is_empty() {
+            record += 1;
+            let mut frame = trimmed;
+            // A line that opens an object it does not close may be the first line of
+            // a pretty-printed document among the lines: when the object closes at
+            // the end of a later line, that is one record. (A line that ends with
+            // `}` is taken as it is: no second scan of every ordinary line.)
+            if trimmed[0] == b'{' && trimmed.last() != Some(&b'}') {
+                let at = trimmed.as_ptr() as usize - bytes.as_ptr() as usize;
+                if let Ok(end) = scan_value(bytes, at) {
+                    let after = skip_ws_in_line(bytes, end);
+                    if end > line_end && (after >= bytes.len() || bytes[after] == b'\n') {
+                        frame = &bytes[at..end];
+                        next = after + 1;
+                    }
+                }
+            }
+            out.frame(Frame::Record(record, frame));
         }
-        record += 1;
-        out.frame(Frame::Record(record, trimmed));
+        i = next;
     }
+}
+
+fn skip_ws_in_line(bytes: &[u8], mut i: usize) -> usize {
+    while i < bytes.len() && matches!(bytes[i], b' ' | b'\r' | b'\t') {
+        i += 1;
+    }
+    i
 }
 
 fn trim_ascii(mut s: &[u8]) -> &[u8] {
@@ -142,22 +164,24 @@ fn trim_ascii(mut s: &[u8]) -> &[u8] {
     s.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(s)
 }
 
-/// A whole document starting with `{` that is not an envelope: one record.
-fn split_document<'a>(bytes: &'a [u8], start: usize, out: &mut impl FrameVisitor<'a>) {
+/// A document starting with `{` that is not an envelope (a pretty-printed object,
+/// or objects back to back as `jq` and Vault's documentation write them): one
+/// record. Returns where it ends, so the documents after it are framed too.
+fn split_document<'a>(
+    bytes: &'a [u8],
+    start: usize,
+    out: &mut impl FrameVisitor<'a>,
+) -> Option<usize> {
     let record = out.count() + 1;
     match scan_value(bytes, start) {
         Ok(end) => {
             out.frame(Frame::Record(record, &bytes[start..end]));
-            let rest = skip_ws(bytes, end);
-            if rest < bytes.len() {
-                out.frame(Frame::Broken(
-                    record + 1,
-                    &bytes[rest..],
-                    format!("unexpected bytes after the JSON document at byte {rest}"),
-                ));
-            }
+            Some(end)
         }
-        Err(e) => out.frame(Frame::Broken(record, &bytes[start..], e.to_string())),
+        Err(e) => {
+            out.frame(Frame::Broken(record, &bytes[start..], e.to_string()));
+            None
+        }
     }
 }
 
@@ -411,6 +435,96 @@ mod tests {
             got,
             vec![r#"1:{"a":1}"#, r#"2:{"b":2}"#, r#"3:{"c":3}"#, "4:tail"]
         );
+    }
+
+    #[test]
+    fn concatenated_documents_are_each_a_record() {
+        // Pretty-printed objects one after another (as `jq` writes them), and `}{`.
+        let pretty: String = (0..12)
+            .map(|i| format!("{{\n  \"n\": {i},\n  \"s\": \"}}{{\"\n}}\n"))
+            .collect();
+        let got = records(pretty.as_bytes());
+        assert_eq!(got.len(), 12, "{got:?}");
+        assert!(got.iter().all(|r| !r.contains('!')), "{got:?}");
+        assert_eq!(got[11], "12:{\n  \"n\": 11,\n  \"s\": \"}{\"\n}");
+        let got = records(br#"{"a":1}{"b":2} {"c":3}"#);
+        assert_eq!(got, vec![r#"1:{"a":1}"#, r#"2:{"b":2}"#, r#"3:{"c":3}"#]);
+        // A broken document after good ones costs only itself and what follows it.
+        let got = records(b"{\n \"a\":1\n}\n{\"b\":\n");
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[1].starts_with("2!"), "{got:?}");
+    }
+
+    #[test]
+    fn json_lines_may_hold_a_pretty_printed_document() {
+        let got = records(b"{\"a\":1}\n{\n  \"b\": 2\n}\n{\"c\":3}\n{\"d\":\n");
+        assert_eq!(
+            got,
+            vec![
+                r#"1:{"a":1}"#,
+                "2:{\n  \"b\": 2\n}",
+                r#"3:{"c":3}"#,
+                // A truncated line stays one record (the parser dead-letters it).
+                r#"4:{"d":"#
+            ]
+        );
+    }
+
+    /// A record for the property below: a few string fields whose values may hold
+    /// JSON's own punctuation and newlines.
+    fn object() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        proptest::collection::btree_map("[a-z]{1,6}", "[ -~\n{}\\[\\]\"]{0,12}", 1..4)
+            .prop_map(|m| serde_json::to_value(m).unwrap())
+    }
+
+    proptest::proptest! {
+        /// Any mix of envelopes, bare arrays, pretty-printed objects and objects back
+        /// to back, then any mix of JSON lines and pretty-printed objects, is read
+        /// record for record, in order.
+        #[test]
+        fn mixed_documents_are_read_record_for_record(
+            head in proptest::collection::vec((0u8..4, proptest::collection::vec(object(), 1..4)), 0..6),
+            tail in proptest::collection::vec((0u8..2, object()), 0..6),
+        ) {
+            let mut text = String::new();
+            let mut want = Vec::new();
+            for (shape, objects) in &head {
+                match shape {
+                    0 => text.push_str(&serde_json::json!({ "Records": objects }).to_string()),
+                    1 => text.push_str(&serde_json::to_string_pretty(objects).unwrap()),
+                    2 => text.push_str(&serde_json::to_string_pretty(&objects[0]).unwrap()),
+                    _ => text.push_str(&objects[0].to_string()),
+                }
+                match shape {
+                    0 | 1 => want.extend(objects.iter().cloned()),
+                    _ => want.push(objects[0].clone()),
+                }
+            }
+            if !tail.is_empty() {
+                text.push('\n');
+            }
+            for (shape, object) in &tail {
+                match shape {
+                    0 => text.push_str(&object.to_string()),
+                    _ => text.push_str(&serde_json::to_string_pretty(object).unwrap()),
+                }
+                text.push('\n');
+                want.push(object.clone());
+            }
+            let got: Vec<serde_json::Value> = frames(text.as_bytes(), &["Records"])
+                .into_iter()
+                .map(|f| match f {
+                    Frame::Record(_, b) => serde_json::from_slice(b).unwrap_or_else(|e| {
+                        panic!("{e}: {:?} in {text:?}", String::from_utf8_lossy(b))
+                    }),
+                    Frame::Broken(_, b, why) => {
+                        panic!("{why}: {:?} in {text:?}", String::from_utf8_lossy(b))
+                    }
+                })
+                .collect();
+            proptest::prop_assert_eq!(got, want, "{}", text);
+        }
     }
 
     #[test]
