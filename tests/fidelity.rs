@@ -4,6 +4,8 @@
 //! - A root user's `CreateAccessKey` without `userName` (a key for itself) raises one
 //!   clear `root-access-key` alert, not "created access key … for IAM user ?".
 //! - A failed console sign-in (no `errorCode`, `ConsoleLogin: Failure`) is a failure.
+//! - Files nobody recognises count under `unknown`, record for record; Entra with
+//!   capitalised keys is Entra; UTF-16 input says so.
 
 mod common;
 
@@ -75,4 +77,95 @@ fn a_root_key_for_itself_is_one_clear_alert_and_a_failed_console_login_a_failure
         login["use"]["outcome"]["error_code"],
         "Failed authentication"
     );
+}
+
+/// Files whose source cannot be told are counted under `unknown`, record for
+/// record; Entra exports with capitalised keys are recognised as Entra; UTF-16
+/// input is named as such in the reason.
+#[test]
+fn unrecognised_files_count_under_unknown_record_for_record_and_capitalised_entra_is_entra() {
+    let dir = tempfile::tempdir().unwrap();
+    // Five objects nobody wrote: no source's field names.
+    let unknown: String = (0..5)
+        .map(|i| format!("{{\"thing\":{i},\"colour\":\"blue\"}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("mystery.json"), unknown).unwrap();
+    // An Entra sign-in as Log Analytics exports it: every key capitalised.
+    let signin: Value = serde_json::from_slice(
+        &std::fs::read(
+            common::root().join("testdata/entra/golden/sp_signin_client_secret_graph.input.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let capitalised: serde_json::Map<String, Value> = signin
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let mut c = k.chars();
+            let first = c.next().unwrap().to_ascii_uppercase();
+            (format!("{first}{}", c.as_str()), v.clone())
+        })
+        .collect();
+    let entra_lines: String = (0..3)
+        .map(|i| {
+            let mut r = capitalised.clone();
+            r.insert("Id".into(), json!(format!("cap-{i}")));
+            Value::Object(r).to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(dir.path().join("signins-export.json"), entra_lines).unwrap();
+    // The same mystery objects as UTF-16 (little-endian, with its BOM).
+    let mut utf16 = vec![0xFF, 0xFE];
+    for unit in "{\"thing\":1}\n".encode_utf16() {
+        utf16.extend(unit.to_le_bytes());
+    }
+    std::fs::write(dir.path().join("export-utf16.json"), utf16).unwrap();
+
+    let out = dir.path().join("out");
+    let o = common::replay(&[dir.path()], &out, &["--no-tables"]);
+    common::assert_exit(&o, 0);
+    let summary = common::summary(&out);
+    common::assert_counts_add_up(&summary);
+    assert_eq!(summary["by_source"]["entra"]["read"], 3, "{summary:#}");
+    assert_eq!(
+        summary["by_source"]["entra"]["normalized"], 3,
+        "{summary:#}"
+    );
+    assert_eq!(summary["by_source"]["unknown"]["read"], 6, "{summary:#}");
+    assert!(
+        summary["by_source"].get("cloudtrail").is_none(),
+        "{summary:#}"
+    );
+    let dead = common::jsonl(&out.join("dead_letters.jsonl"));
+    assert_eq!(dead.len(), 6, "{dead:#?}");
+    assert!(dead.iter().all(|d| d["source"] == "unknown"), "{dead:#?}");
+    let utf16_letters: Vec<&Value> = dead
+        .iter()
+        .filter(|d| {
+            d["provenance"]["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("export-utf16.json")
+        })
+        .collect();
+    assert_eq!(utf16_letters.len(), 1, "{dead:#?}");
+    assert!(
+        utf16_letters[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("UTF-16"),
+        "{utf16_letters:#?}"
+    );
+    let mystery = dead
+        .iter()
+        .filter(|d| {
+            d["provenance"]["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("mystery.json")
+        })
+        .count();
+    assert_eq!(mystery, 5);
 }

@@ -22,6 +22,9 @@ pub enum Source {
     GitHub,
     /// HashiCorp Vault / OpenBao audit device.
     Vault,
+    /// A file (or its records) whose source could not be told: only dead letters
+    /// carry it, counted on their own. Not in [`Source::ALL`] (no parser, no topic).
+    Unknown,
 }
 
 impl Source {
@@ -40,6 +43,7 @@ impl Source {
             Source::Entra => "entra",
             Source::GitHub => "github",
             Source::Vault => "vault",
+            Source::Unknown => "unknown",
         }
     }
 }

@@ -151,6 +151,7 @@ pub fn parser_for(source: Source) -> Option<&'static dyn SourceParser> {
         Source::Entra => Some(&EntraParser),
         Source::GitHub => Some(&GitHubParser),
         Source::Vault => Some(&VaultParser),
+        Source::Unknown => None,
     }
 }
 
@@ -387,8 +388,63 @@ impl<'a, E: FnMut(Result<Normalized, DeadLetter>, &[u8])> framing::FrameVisitor<
     }
 }
 
+/// Every source's envelope keys: how to frame a file whose source is not known.
+pub const ENVELOPE_KEYS: &[&str] = &["Records", "records", "value"];
+
+/// The dead letters of a (decompressed) file whose source could not be told: one
+/// per record it frames into, under [`Source::Unknown`], so a file of 48 records
+/// nobody recognised counts 48. The reason says what to do (`hint`: how to name
+/// the source where this file was read); UTF-16 input is named as such.
+pub fn unknown_source_dead_letters(bytes: &[u8], origin: &str, hint: &str) -> Vec<DeadLetter> {
+    let reason = if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        "UTF-16 input (a Windows or PowerShell export): convert it to UTF-8 \
+         (`iconv -f UTF-16 -t UTF-8`) and read it again"
+            .to_owned()
+    } else {
+        format!(
+            "could not tell which source wrote this record (no CloudTrail, Entra, GitHub or \
+             Vault field names in the file's first 64 KiB); {hint}"
+        )
+    };
+    framing::frames(bytes, ENVELOPE_KEYS)
+        .into_iter()
+        .map(|frame| {
+            let (n, record) = match frame {
+                framing::Frame::Record(n, b) | framing::Frame::Broken(n, b, _) => (n, b),
+            };
+            DeadLetter::new(
+                Source::Unknown,
+                reason.clone(),
+                Provenance::file(origin, n),
+                record,
+            )
+        })
+        .collect()
+}
+
 /// Guesses the source of a buffer from the field names of its first record.
 pub fn sniff_source(bytes: &[u8]) -> Option<Source> {
+    sniff_exact(bytes).or_else(|| sniff_entra_any_case(bytes))
+}
+
+/// Entra exports with capitalised keys (`Category`, `CreatedDateTime`,
+/// `OperationName`: Log Analytics and some SIEM exports), which the Entra parser
+/// reads whatever their case, or records holding little more than `time` and a
+/// `category` that names an Entra log.
+fn sniff_entra_any_case(bytes: &[u8]) -> Option<Source> {
+    let head = bytes[..bytes.len().min(64 * 1024)].to_ascii_lowercase();
+    let has = |needle: &[u8]| memchr::memmem::find(&head, needle).is_some();
+    let entra_key = has(b"\"appid\"")
+        || has(b"\"serviceprincipalid\"")
+        || has(b"\"activitydisplayname\"")
+        || has(b"\"operationname\"")
+        || has(b"\"createddatetime\"");
+    let entra_category = has(b"\"category\"")
+        && (has(b"signinlogs\"") || has(b"\"auditlogs\"") || has(b"\"provisioninglogs\""));
+    (entra_key || entra_category).then_some(Source::Entra)
+}
+
+fn sniff_exact(bytes: &[u8]) -> Option<Source> {
     let head = &bytes[..bytes.len().min(64 * 1024)];
     let has = |needle: &[u8]| memchr::memmem::find(head, needle).is_some();
     if has(b"\"eventSource\"") && has(b"\"eventName\"") {

@@ -64,7 +64,7 @@ pub fn parse_file(
 /// A file that could not be read at all: one dead letter with the reason.
 pub fn unreadable(origin: &str, forced: Option<Source>, reason: String) -> ParsedFile {
     let mut out = ParsedFile::default();
-    out.dead(forced.unwrap_or(Source::CloudTrail), reason, origin, b"");
+    out.dead(forced.unwrap_or(Source::Unknown), reason, origin, b"");
     out
 }
 
@@ -81,7 +81,9 @@ pub fn parse_buffer(
     // buffer per file was faulted in (and zeroed by the kernel) every time.
     let mut buffer = DECOMPRESSED.take();
     parse_decompressed(raw, origin, forced, limits, sigma, &mut buffer, &mut out);
-    if buffer.capacity() <= KEEP_DECOMPRESSED_BYTES {
+    // By what this file wrote, not by capacity: inflation reserves its whole limit
+    // (64 MiB at least) up front, and only written pages are resident.
+    if buffer.len() <= KEEP_DECOMPRESSED_BYTES {
         DECOMPRESSED.set(buffer);
     }
     out
@@ -114,18 +116,16 @@ fn parse_decompressed(
         if let Some(why) = decode_error {
             // Too little decoded to tell the source: the damaged stream is the news.
             out.dead(
-                Source::CloudTrail,
+                Source::Unknown,
                 why,
                 origin,
                 original_for_error.unwrap_or(bytes),
             );
         } else if !bytes.iter().all(u8::is_ascii_whitespace) {
-            out.dead(
-                Source::CloudTrail,
-                "could not tell which source wrote this file (no CloudTrail, Entra, GitHub or Vault field names in its first 64 KiB); pass --source".into(),
-                origin,
-                original_for_error.unwrap_or(bytes),
-            );
+            let dead = lineage_ingest::unknown_source_dead_letters(bytes, origin, "pass --source");
+            out.counts.read += dead.len() as u64;
+            out.counts.dead_lettered += dead.len() as u64;
+            out.dead_letters.extend(dead);
         }
         return;
     };

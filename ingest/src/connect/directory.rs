@@ -172,7 +172,7 @@ impl DirectoryConnector {
         let mut records = Vec::new();
         let mut dead = Vec::new();
         let forced = self.cfg.source;
-        let mut source = forced.unwrap_or(Source::CloudTrail);
+        let mut source = forced.unwrap_or(Source::Unknown);
         if size > self.cfg.max_file_bytes {
             dead.push(DeadLetter::new(
                 source,
@@ -195,15 +195,21 @@ impl DirectoryConnector {
                     size = raw.len() as u64;
                     let (plain, gz_error) = crate::decompress(&raw);
                     match forced.or_else(|| crate::sniff_source(&plain)) {
-                        None if plain.iter().all(u8::is_ascii_whitespace) && gz_error.is_none() => {}
-                        None => dead.push(DeadLetter::new(
-                            source,
-                            gz_error.clone().unwrap_or_else(|| {
-                                "could not tell which source wrote this file (no CloudTrail, Entra, GitHub or Vault field names in its first 64 KiB); set `source`".into()
-                            }),
-                            Provenance::file(&origin, 0),
-                            &raw,
-                        )),
+                        None if plain.iter().all(u8::is_ascii_whitespace) && gz_error.is_none() => {
+                        }
+                        None => match &gz_error {
+                            Some(why) => dead.push(DeadLetter::new(
+                                Source::Unknown,
+                                why.clone(),
+                                Provenance::file(&origin, 0),
+                                &raw,
+                            )),
+                            None => dead.extend(crate::unknown_source_dead_letters(
+                                &plain,
+                                &origin,
+                                "set `source`",
+                            )),
+                        },
                         Some(s) => {
                             source = s;
                             let envelope = crate::parser_for(s)

@@ -265,7 +265,7 @@ fn send_file(
         let reason = decode_error.unwrap_or_else(|| {
             "could not tell which source wrote this file; pass the source".into()
         });
-        let dl = DeadLetter::new(Source::CloudTrail, reason, Provenance::file(name, 0), raw);
+        let dl = DeadLetter::new(Source::Unknown, reason, Provenance::file(name, 0), raw);
         let body = dead_letter_payload(bus, &dl);
         producer.send(&bus.topics.dlq, content_key(raw).as_bytes(), &body, &[])?;
         report.read += 1;
