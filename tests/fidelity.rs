@@ -169,3 +169,61 @@ fn unrecognised_files_count_under_unknown_record_for_record_and_capitalised_entr
         .count();
     assert_eq!(mystery, 5);
 }
+
+/// Times as SIEM and data-lake exports write them (a space for the `T`, no zone,
+/// nanoseconds) read as the same UTC instant in every source.
+#[test]
+fn exported_time_shapes_read_as_utc_in_every_source() {
+    let record = json!({
+        "eventVersion": "1.08", "eventID": "t-1", "eventTime": "2025-10-15 18:45:47.048000000",
+        "eventSource": "s3.amazonaws.com", "eventName": "ListBuckets", "awsRegion": "us-east-1",
+        "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIAFAKETIMES0000001",
+            "arn": "arn:aws:iam::111122223333:user/t", "accountId": "111122223333"}
+    });
+    let (_, events) = replay(vec![record]);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(
+        events[0]["use"]["time"], "2025-10-15T18:45:47.048Z",
+        "{:#}",
+        events[0]
+    );
+
+    // Entra and Vault, the same shape.
+    let dir = tempfile::tempdir().unwrap();
+    let mut signin: Value = serde_json::from_slice(
+        &std::fs::read(
+            common::root().join("testdata/entra/golden/sp_signin_client_secret_graph.input.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    signin["createdDateTime"] = json!("2025-10-15 18:45:47.048");
+    std::fs::write(dir.path().join("signin.json"), signin.to_string()).unwrap();
+    let mut vault: Value = serde_json::from_slice(
+        &std::fs::read(
+            common::root().join("testdata/vault/golden/openbao_batch_token_create.input.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    vault["time"] = json!("2025-10-15 18:45:47.048000000");
+    std::fs::write(dir.path().join("vault.log"), vault.to_string()).unwrap();
+    let out = dir.path().join("out");
+    common::assert_exit(
+        &common::replay(&[dir.path()], &out, &["--no-tables", "--events"]),
+        0,
+    );
+    let summary = common::summary(&out);
+    assert_eq!(summary["dead_lettered"], 0, "{summary:#}");
+    let events = common::jsonl(&out.join("events.jsonl"));
+    assert_eq!(events.len(), 2, "{events:#?}");
+    for e in &events {
+        assert!(
+            e["use"]["time"]
+                .as_str()
+                .unwrap()
+                .starts_with("2025-10-15T18:45:47.048"),
+            "{e:#}"
+        );
+    }
+}

@@ -214,11 +214,7 @@ fn s(v: &LenientStr<'_>) -> Option<SmolStr> {
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    utc_seconds(text).or_else(|| {
-        DateTime::parse_from_rfc3339(text)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    })
+    utc_seconds(text).or_else(|| crate::time::parse_time(text))
 }
 
 /// The form CloudTrail writes every `eventTime` in, `YYYY-MM-DDTHH:MM:SSZ`, read
@@ -756,7 +752,11 @@ mod tests {
             "2026-10-05T00:01:2\u{e9}",
         ] {
             assert_eq!(utc_seconds(text), None, "{text}");
-            assert_eq!(parse_time(text), chrono_time(text), "{text}");
+            // What chrono reads, parse_time reads the same (and it reads more:
+            // `crate::time` has those shapes).
+            if chrono_time(text).is_some() {
+                assert_eq!(parse_time(text), chrono_time(text), "{text}");
+            }
         }
     }
 
@@ -767,7 +767,9 @@ mod tests {
             if let Some(t) = utc_seconds(&text) {
                 prop_assert_eq!(Some(t), chrono_time(&text));
             }
-            prop_assert_eq!(parse_time(&text), chrono_time(&text));
+            if let Some(c) = chrono_time(&text) {
+                prop_assert_eq!(parse_time(&text), Some(c));
+            }
         }
 
         /// The `mcp` prefilter never changes the answer of the token scan.

@@ -92,7 +92,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use lineage_core::{
     ClientHints, CredentialId, CredentialKind, CredentialRef, CredentialUse, FactKind,
     IssuanceMethod, LineageFact, Operation, Outcome, Principal, PrincipalKind, Provenance,
@@ -587,16 +587,7 @@ fn s(v: &LenientStr<'_>) -> Option<SmolStr> {
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    let text = text.trim();
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .ok()
-        .or_else(|| {
-            // Some exports drop the offset; Entra times are UTC.
-            NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-                .ok()
-                .map(|t| t.and_utc())
-        })
+    crate::time::parse_time(text)
 }
 
 impl SourceParser for EntraParser {

@@ -56,7 +56,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use lineage_core::secret::fingerprint;
 use lineage_core::{
     ClientHints, CredentialId, CredentialKind, CredentialRef, CredentialUse, FactKind,
@@ -170,13 +170,8 @@ impl LenientTime {
                 .map_err(|_| format!("`{text}` is out of range"))
                 .and_then(Self::from_millis);
         }
-        if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-            return Ok(t.with_timezone(&Utc));
-        }
-        for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
-            if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-                return Ok(t.and_utc());
-            }
+        if let Some(t) = crate::time::parse_time(text) {
+            return Ok(t);
         }
         Err(format!(
             "`{}` is neither epoch milliseconds nor an ISO 8601 time",

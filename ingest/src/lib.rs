@@ -17,6 +17,7 @@ pub mod files;
 pub mod framing;
 pub mod github;
 mod lenient;
+mod time;
 pub mod vault;
 
 use std::borrow::Cow;

@@ -195,9 +195,7 @@ fn s(v: &LenientStr<'_>) -> Option<SmolStr> {
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    crate::time::parse_time(text)
 }
 
 fn is_hmac(v: &str) -> bool {
