@@ -111,9 +111,6 @@ impl SigmaRules {
         {
             return Err("correlation rules are not supported".into());
         }
-        if text.contains("|fieldref") {
-            return Err("the `fieldref` modifier is not supported".into());
-        }
         let rule =
             sigma_rust::rule_from_yaml(text).map_err(|e| format!("not a valid Sigma rule: {e}"))?;
         let ls = &rule.logsource;
