@@ -185,6 +185,104 @@ fn readable_bytes(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
+/// Writes `files` (name, body) under `dir`; their paths.
+fn write_inputs(dir: &Path, files: &[(&str, String)]) -> Vec<std::path::PathBuf> {
+    files
+        .iter()
+        .map(|(name, body)| {
+            let p = dir.join(name);
+            std::fs::write(&p, body).unwrap();
+            p
+        })
+        .collect()
+}
+
+/// Replays `paths` into `out` (tables on, debug logs on the terminal) and checks
+/// that no output file and nothing printed holds a secret; the summary.
+fn replay_leaks_nothing(
+    paths: &[std::path::PathBuf],
+    out: &Path,
+    extra: &[&str],
+    secrets: &[String],
+) -> Value {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lineage"))
+        .arg("replay")
+        .args(paths)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env("LINEAGE_LOG", "debug")
+        .output()
+        .unwrap();
+    common::assert_exit(&output, 0);
+    let summary = common::summary(out);
+    common::assert_counts_add_up(&summary);
+    assert_no_secret_in(out, secrets);
+    let printed = [output.stdout.as_slice(), output.stderr.as_slice()].concat();
+    for s in secrets {
+        assert!(!contains(&printed, s.as_bytes()), "the log has a secret");
+    }
+    summary
+}
+
+/// Runs the embedded live pipeline (tables on, debug logs) following a directory,
+/// copies `paths` into it, waits until `summary.json`'s `counter` reaches `want`,
+/// stops it and checks that no output file and no log line holds a secret.
+fn live_run_leaks_nothing(
+    paths: &[std::path::PathBuf],
+    counter: &str,
+    want: u64,
+    secrets: &[String],
+) {
+    let live = tempfile::tempdir().unwrap();
+    let watch = live.path().join("watch");
+    std::fs::create_dir_all(&watch).unwrap();
+    let port = lineage_test_support::free_port();
+    let cfg = live.path().join("lineage.toml");
+    let out = live.path().join("out");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[run]\nout_dir = {:?}\nmetrics_addr = \"127.0.0.1:{port}\"\ncheckpoint_secs = 1\npoll_interval_ms = 100\n\n[[source]]\nkind = \"directory\"\npath = {:?}\nsettle_ms = 0\n",
+            out.display().to_string(),
+            watch.display().to_string()
+        ),
+    )
+    .unwrap();
+    let log = live.path().join("run.log");
+    let mut run = common::Runner::start_with(&cfg, port, log.clone(), &[("LINEAGE_LOG", "debug")]);
+    run.wait_healthy();
+    for p in paths {
+        std::fs::copy(p, watch.join(p.file_name().unwrap())).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let got = std::fs::read(out.join("summary.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|s| s[counter].as_u64())
+            .unwrap_or(0);
+        if got >= want {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{counter}: {got} of {want}:\n{}",
+            run.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(run.sigterm().success());
+    assert_no_secret_in(&out, secrets);
+    let logged = std::fs::read(&log).unwrap();
+    for s in secrets {
+        assert!(
+            !contains(&logged, s.as_bytes()),
+            "the live log has a secret"
+        );
+    }
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -306,88 +404,18 @@ fn broken_records_with_secrets() -> (Vec<(&'static str, String)>, Vec<String>) {
 fn broken_records_are_dead_lettered_without_their_secrets_in_replay_and_live() {
     let (files, secrets) = broken_records_with_secrets();
     let inputs = tempfile::tempdir().unwrap();
-    let mut paths = Vec::new();
-    for (name, body) in &files {
-        let p = inputs.path().join(name);
-        std::fs::write(&p, body).unwrap();
-        paths.push(p);
-    }
+    let paths = write_inputs(inputs.path(), &files);
     // Replay, with tables and with debug logs on the terminal.
     let out = tempfile::tempdir().unwrap();
-    let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lineage"));
-    let output = cmd
-        .arg("replay")
-        .args(&refs)
-        .arg("--out")
-        .arg(out.path())
-        .env("LINEAGE_LOG", "debug")
-        .output()
-        .unwrap();
-    common::assert_exit(&output, 0);
-    let summary = common::summary(out.path());
-    common::assert_counts_add_up(&summary);
+    let summary = replay_leaks_nothing(&paths, out.path(), &[], &secrets);
     assert!(
         summary["dead_lettered"].as_u64().unwrap() >= files.len() as u64,
         "{summary:#}"
     );
     let dead = std::fs::read_to_string(out.path().join("dead_letters.jsonl")).unwrap();
     assert!(dead.contains("[REDACTED]"), "{dead}");
-    assert_no_secret_in(out.path(), &secrets);
-    let printed = [output.stdout.as_slice(), output.stderr.as_slice()].concat();
-    for s in &secrets {
-        assert!(!contains(&printed, s.as_bytes()), "the log has a secret");
-    }
-
     // The embedded live run, following a directory the same files are written into.
-    let live = tempfile::tempdir().unwrap();
-    let watch = live.path().join("watch");
-    std::fs::create_dir_all(&watch).unwrap();
-    let port = lineage_test_support::free_port();
-    let cfg = live.path().join("lineage.toml");
-    let out = live.path().join("out");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[run]\nout_dir = {:?}\nmetrics_addr = \"127.0.0.1:{port}\"\ncheckpoint_secs = 1\npoll_interval_ms = 100\n\n[[source]]\nkind = \"directory\"\npath = {:?}\nsettle_ms = 0\n",
-            out.display().to_string(),
-            watch.display().to_string()
-        ),
-    )
-    .unwrap();
-    let log = live.path().join("run.log");
-    let mut run = common::Runner::start(&cfg, port, log.clone());
-    run.wait_healthy();
-    for p in &paths {
-        std::fs::copy(p, watch.join(p.file_name().unwrap())).unwrap();
-    }
-    let want = summary["read"].as_u64().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let read = std::fs::read(out.join("summary.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .and_then(|s| s["read"].as_u64())
-            .unwrap_or(0);
-        if read >= want {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{read} of {want}:\n{}",
-            run.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(run.sigterm().success());
-    assert_no_secret_in(&out, &secrets);
-    let logged = std::fs::read(&log).unwrap();
-    for s in &secrets {
-        assert!(
-            !contains(&logged, s.as_bytes()),
-            "the live log has a secret"
-        );
-    }
+    live_run_leaks_nothing(&paths, "read", summary["read"].as_u64().unwrap(), &secrets);
 }
 
 /// Valid records of Entra, GitHub and Vault with secret values in them: Vault's
@@ -429,32 +457,16 @@ fn parseable_records_with_secrets() -> (Vec<(&'static str, String)>, Vec<String>
 #[test]
 fn secrets_in_valid_entra_github_and_vault_records_reach_no_output() {
     let (files, secrets) = parseable_records_with_secrets();
-    let inputs = tempfile::tempdir().unwrap();
-    let mut paths = Vec::new();
-    for (name, body) in &files {
-        for s in &secrets[..2] {
-            if *name == "vault-raw.log" {
-                assert!(body.contains(s.as_str()), "the input carries the secret");
-            }
-        }
-        let p = inputs.path().join(name);
-        std::fs::write(&p, body).unwrap();
-        paths.push(p);
+    for s in &secrets[..2] {
+        assert!(
+            files[0].1.contains(s.as_str()),
+            "the Vault input carries the secret"
+        );
     }
+    let inputs = tempfile::tempdir().unwrap();
+    let paths = write_inputs(inputs.path(), &files);
     let out = tempfile::tempdir().unwrap();
-    let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_lineage"))
-        .arg("replay")
-        .args(&refs)
-        .arg("--out")
-        .arg(out.path())
-        .arg("--events")
-        .env("LINEAGE_LOG", "debug")
-        .output()
-        .unwrap();
-    common::assert_exit(&output, 0);
-    let summary = common::summary(out.path());
-    common::assert_counts_add_up(&summary);
+    let summary = replay_leaks_nothing(&paths, out.path(), &["--events"], &secrets);
     assert_eq!(summary["dead_lettered"], 0, "{summary:#}");
     assert_eq!(summary["read"], files.len() as u64, "{summary:#}");
     for source in ["vault", "github", "entra"] {
@@ -464,60 +476,8 @@ fn secrets_in_valid_entra_github_and_vault_records_reach_no_output() {
         );
     }
     assert!(out.path().join("tables").is_dir());
-    assert_no_secret_in(out.path(), &secrets);
-    let printed = [output.stdout.as_slice(), output.stderr.as_slice()].concat();
-    for s in &secrets {
-        assert!(!contains(&printed, s.as_bytes()), "the log has a secret");
-    }
-
     // The embedded live run, with tables, following a directory.
-    let live = tempfile::tempdir().unwrap();
-    let watch = live.path().join("watch");
-    std::fs::create_dir_all(&watch).unwrap();
-    let port = lineage_test_support::free_port();
-    let cfg = live.path().join("lineage.toml");
-    let live_out = live.path().join("out");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[run]\nout_dir = {:?}\nmetrics_addr = \"127.0.0.1:{port}\"\ncheckpoint_secs = 1\npoll_interval_ms = 100\n\n[[source]]\nkind = \"directory\"\npath = {:?}\nsettle_ms = 0\n",
-            live_out.display().to_string(),
-            watch.display().to_string()
-        ),
-    )
-    .unwrap();
-    let log = live.path().join("run.log");
-    let mut run = common::Runner::start_with(&cfg, port, log.clone(), &[("LINEAGE_LOG", "debug")]);
-    run.wait_healthy();
-    for p in &paths {
-        std::fs::copy(p, watch.join(p.file_name().unwrap())).unwrap();
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let normalized = std::fs::read(live_out.join("summary.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .and_then(|s| s["normalized"].as_u64())
-            .unwrap_or(0);
-        if normalized >= files.len() as u64 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{normalized} normalized:\n{}",
-            run.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(run.sigterm().success());
-    assert_no_secret_in(&live_out, &secrets);
-    let logged = std::fs::read(&log).unwrap();
-    for s in &secrets {
-        assert!(
-            !contains(&logged, s.as_bytes()),
-            "the live log has a secret"
-        );
-    }
+    live_run_leaks_nothing(&paths, "normalized", files.len() as u64, &secrets);
 }
 
 /// The checker itself catches a leak (so a passing run above means something).

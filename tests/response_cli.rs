@@ -36,6 +36,31 @@ fn simulate(dir: &Path) {
 
 const LOGS: [&str; 4] = ["sim/AWSLogs", "sim/Entra", "sim/GitHub", "sim/Vault"];
 
+/// Simulates an estate in `dir` and sweeps frank's credentials with `lineage revoke`
+/// under a policy that queues the operator's requests for approval (`more_policy`
+/// appended); its output, checked to have succeeded.
+fn sweep_frank(dir: &Path, more_policy: &str) -> std::process::Output {
+    simulate(dir);
+    std::fs::write(
+        dir.join("lineage.toml"),
+        format!("[response]\nledger = \"state/ledger.jsonl\"\n\n[response.policy]\nmodes = {{ operator = \"approve\" }}\n\n[[response.policy.allow]]\nowner = \"*\"\n{more_policy}"),
+    )
+    .unwrap();
+    let mut args = vec![
+        "revoke",
+        "--owner",
+        "frank@example.com",
+        "--inventory",
+        "sim/inventory.toml",
+        "--config",
+        "lineage.toml",
+    ];
+    args.extend(LOGS);
+    let out = lineage(dir, &args);
+    common::assert_exit(&out, 0);
+    out
+}
+
 #[test]
 fn detector_requests_go_through_policy_and_ledger() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,24 +126,10 @@ fn detector_requests_go_through_policy_and_ledger() {
 #[test]
 fn operator_sweep_queues_then_approve_and_reject_by_id() {
     let dir = tempfile::tempdir().unwrap();
-    simulate(dir.path());
-    std::fs::write(
-        dir.path().join("lineage.toml"),
-        "[response]\nledger = \"state/ledger.jsonl\"\n\n[response.policy]\nmodes = { operator = \"approve\" }\n\n[[response.policy.allow]]\nowner = \"*\"\n\n[[response.policy.deny]]\nkind = \"revoke-vault-accessor\"\n",
-    )
-    .unwrap();
-    let mut args = vec![
-        "revoke",
-        "--owner",
-        "frank@example.com",
-        "--inventory",
-        "sim/inventory.toml",
-        "--config",
-        "lineage.toml",
-    ];
-    args.extend(LOGS);
-    let out = lineage(dir.path(), &args);
-    common::assert_exit(&out, 0);
+    let out = sweep_frank(
+        dir.path(),
+        "\n[[response.policy.deny]]\nkind = \"revoke-vault-accessor\"\n",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("attributed to frank"), "{stdout}");
     assert!(stdout.contains("PendingApproval"), "{stdout}");
@@ -186,23 +197,7 @@ fn operator_sweep_queues_then_approve_and_reject_by_id() {
 #[test]
 fn racing_approvals_of_one_request_decide_it_once() {
     let dir = tempfile::tempdir().unwrap();
-    simulate(dir.path());
-    std::fs::write(
-        dir.path().join("lineage.toml"),
-        "[response]\nledger = \"state/ledger.jsonl\"\n\n[response.policy]\nmodes = { operator = \"approve\" }\n\n[[response.policy.allow]]\nowner = \"*\"\n",
-    )
-    .unwrap();
-    let mut args = vec![
-        "revoke",
-        "--owner",
-        "frank@example.com",
-        "--inventory",
-        "sim/inventory.toml",
-        "--config",
-        "lineage.toml",
-    ];
-    args.extend(LOGS);
-    common::assert_exit(&lineage(dir.path(), &args), 0);
+    sweep_frank(dir.path(), "");
     let list = lineage(dir.path(), &["actions", "list", "--config", "lineage.toml"]);
     common::assert_exit(&list, 0);
     let listing = String::from_utf8_lossy(&list.stdout).to_string();

@@ -610,9 +610,15 @@ fn psql_with(
     conninfo: &str,
     query: &str,
 ) -> std::process::Output {
+    psql_at(server.port, password, conninfo, query)
+}
+
+/// `psql` against the server on `port` (errors with their SQLSTATE).
+fn psql_at(port: u16, password: Option<&str>, conninfo: &str, query: &str) -> std::process::Output {
     let mut cmd = Command::new("psql");
     cmd.args(["-X", "-A", "-t", "-F", "|", "-v", "ON_ERROR_STOP=1"])
-        .args(["-h", "127.0.0.1", "-p", &server.port.to_string()])
+        .args(["-v", "VERBOSITY=verbose"])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(["-U", "analyst", "-d", conninfo, "-c", query])
         .env_remove("PGSERVICE")
         .env("PGCONNECT_TIMEOUT", "10");
@@ -766,24 +772,14 @@ fn a_runaway_query_stops_at_the_statement_timeout_and_the_server_keeps_serving()
     let port = server.port;
     let runaway = std::thread::spawn(move || {
         let started = std::time::Instant::now();
-        let out = Command::new("psql")
-            .args([
-                "-X",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-v",
-                "VERBOSITY=verbose",
-            ])
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "analyst"])
-            .args(["-d", "dbname=lineage sslmode=disable", "-c"])
-            // Every event against a billion generated rows: hours of work in little
-            // memory (a plain count(*) of a cross join is answered from statistics).
-            .arg("SELECT count(*) FROM events a CROSS JOIN range(1000000000) r WHERE a.event_id <> CAST(r.value AS VARCHAR)")
-            .env_remove("PGPASSWORD")
-            .output()
-            .unwrap();
+        // Every event against a billion generated rows: hours of work in little
+        // memory (a plain count(*) of a cross join is answered from statistics).
+        let out = psql_at(
+            port,
+            None,
+            "dbname=lineage sslmode=disable",
+            "SELECT count(*) FROM events a CROSS JOIN range(1000000000) r WHERE a.event_id <> CAST(r.value AS VARCHAR)",
+        );
         (out, started.elapsed(), std::time::Instant::now())
     });
     std::thread::sleep(std::time::Duration::from_millis(500));
