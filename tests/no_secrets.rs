@@ -360,11 +360,11 @@ fn broken_records_with_secrets() -> (Vec<(&'static str, String)>, Vec<String>) {
         "FAKE~ENTRA~CLIENT~SECRET~VALUE~0123456789abc".to_owned(),
     ];
     let files = vec![
-        // CloudTrail without eventID (refused), and a record cut off mid-token.
+        // CloudTrail without eventTime (refused), and a record cut off mid-token.
         (
             "cloudtrail-broken.json",
             format!(
-                r#"{{"Records":[{{"eventVersion":"1.08","eventTime":"2026-12-01T00:00:00Z","eventSource":"sts.amazonaws.com","eventName":"GetSessionToken","userIdentity":{{"type":"IAMUser","accessKeyId":"AKIAFAKE","userName":"x"}},"responseElements":{{"credentials":{{"accessKeyId":"ASIAFAKE","sessionToken":"{FAKE_TOKEN}","secretAccessKey":"{FAKE_SECRET}"}}}}}}]}}"#
+                r#"{{"Records":[{{"eventVersion":"1.08","eventID":"no-time-1","eventSource":"sts.amazonaws.com","eventName":"GetSessionToken","userIdentity":{{"type":"IAMUser","accessKeyId":"AKIAFAKE","userName":"x"}},"responseElements":{{"credentials":{{"accessKeyId":"ASIAFAKE","sessionToken":"{FAKE_TOKEN}","secretAccessKey":"{FAKE_SECRET}"}}}}}}]}}"#
             ),
         ),
         (

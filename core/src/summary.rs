@@ -32,6 +32,14 @@ pub struct Unattributed {
 pub struct RunSummary {
     /// Input files read.
     pub files: u64,
+    /// Files among them that held no record (0 bytes, an empty gzip member, only
+    /// whitespace or an empty `Records` list).
+    #[serde(default)]
+    pub empty_files: u64,
+    /// CloudTrail digest files found beside the logs and not read as logs (they
+    /// describe the log files; `lineage verify` checks them).
+    #[serde(default)]
+    pub digest_files: u64,
     /// Records read, all sources.
     pub read: u64,
     /// Records normalized.

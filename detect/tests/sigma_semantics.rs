@@ -125,3 +125,68 @@ fn objects_are_reached_by_dotted_paths_and_fieldref_compares_fields() {
         )
     ));
 }
+
+#[test]
+fn a_dotted_path_continues_through_a_list_of_objects() {
+    // SigmaHQ's ECS credential-endpoint rule: `containerDefinitions` is a list of
+    // objects in a real RegisterTaskDefinition, so the path crosses an array.
+    let r = rules(&[(
+        "ecs_cred_endpoint",
+        "title: ECS task definition queries the credential endpoint\nid: 0d4b3c1a-1111-4111-8111-000000000005\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  selection:\n    eventSource: ecs.amazonaws.com\n    eventName: RegisterTaskDefinition\n    requestParameters.containerDefinitions.command|contains: '$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI'\n  condition: selection\nlevel: medium\n",
+    )]);
+    let task = |commands: Value| {
+        let mut e = call(
+            "RegisterTaskDefinition",
+            json!({"requestParameters": {"family": "f", "containerDefinitions": [
+                {"name": "web", "image": "nginx", "command": ["nginx"]},
+                {"name": "side", "image": "alpine", "command": commands}
+            ]}}),
+        );
+        e["eventSource"] = json!("ecs.amazonaws.com");
+        e
+    };
+    assert!(fires(
+        &r,
+        &task(json!([
+            "sh",
+            "-c",
+            "curl 169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
+        ]))
+    ));
+    assert!(fires(
+        &r,
+        &task(json!(
+            "curl 169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
+        ))
+    ));
+    assert!(!fires(&r, &task(json!(["sleep", "60"]))));
+}
+
+#[test]
+fn an_object_compared_with_text_is_matched_as_its_text() {
+    // SigmaHQ's VM export failure: `responseElements|contains: 'Failure'`, where
+    // responseElements is an object.
+    let r = rules(&[(
+        "export_failure",
+        "title: EC2 VM export failure\nid: 0d4b3c1a-1111-4111-8111-000000000006\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  selection:\n    eventName: CreateInstanceExportTask\n    eventSource: ec2.amazonaws.com\n  filter1:\n    errorMessage|contains: '*'\n  filter2:\n    errorCode|contains: '*'\n  filter3:\n    responseElements|contains: 'Failure'\n  condition: selection and not 1 of filter*\nlevel: low\n",
+    )]);
+    let export = |response: Value| {
+        let mut e = call(
+            "CreateInstanceExportTask",
+            json!({"responseElements": response}),
+        );
+        e["eventSource"] = json!("ec2.amazonaws.com");
+        e
+    };
+    assert!(fires(
+        &r,
+        &export(json!({"exportTask": {"state": "active", "exportTaskId": "t-1"}}))
+    ));
+    assert!(
+        !fires(
+            &r,
+            &export(json!({"exportTask": {"state": "Failure", "exportTaskId": "t-2"}}))
+        ),
+        "the filter on the response object holds back a failed export"
+    );
+}

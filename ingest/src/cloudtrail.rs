@@ -1,12 +1,18 @@
 //! AWS CloudTrail: records from S3 delivery files (`{"Records":[…]}`), JSON lines,
 //! EventBridge-free single events, all with the same record shape.
 //!
+//! Data-lake exports are read too: keys lower-cased (Athena/Glue: `eventid`,
+//! `useridentity.accesskeyid`), `requestParameters`/`responseElements` written as
+//! JSON text, times with a space and no zone (UTC). A record without `eventID` gets
+//! `sha256:` + 16 hex of its bytes as its id, the rule of every source.
+//!
 //! Every record becomes a [`CredentialUse`]; issuance and key-status calls also
 //! yield [`LineageFact`]s. Secret values (`secretAccessKey`, `sessionToken`) are
 //! never deserialized: the typed structs below simply have no field for them, so
 //! they cannot reach any output.
 
 use chrono::{DateTime, Utc};
+use lineage_core::secret::fingerprint;
 use lineage_core::{
     ClientHints, CredentialId, CredentialKind, CredentialRef, CredentialUse, FactKind,
     IssuanceMethod, LineageFact, Operation, Outcome, Principal, PrincipalKind, Provenance,
@@ -24,33 +30,48 @@ pub struct CloudTrailParser;
 
 #[derive(Deserialize)]
 struct RawEvent<'a> {
-    #[serde(rename = "eventID", borrow, default)]
+    #[serde(rename = "eventID", alias = "eventid", borrow, default)]
     event_id: LenientStr<'a>,
-    #[serde(rename = "eventTime", borrow, default)]
+    #[serde(rename = "eventTime", alias = "eventtime", borrow, default)]
     event_time: LenientStr<'a>,
-    #[serde(rename = "eventSource", borrow, default)]
+    #[serde(rename = "eventSource", alias = "eventsource", borrow, default)]
     event_source: LenientStr<'a>,
-    #[serde(rename = "eventName", borrow, default)]
+    #[serde(rename = "eventName", alias = "eventname", borrow, default)]
     event_name: LenientStr<'a>,
-    #[serde(rename = "awsRegion", borrow, default)]
+    #[serde(rename = "awsRegion", alias = "awsregion", borrow, default)]
     aws_region: LenientStr<'a>,
-    #[serde(rename = "sourceIPAddress", borrow, default)]
+    #[serde(rename = "sourceIPAddress", alias = "sourceipaddress", borrow, default)]
     source_ip: LenientStr<'a>,
-    #[serde(rename = "userAgent", borrow, default)]
+    #[serde(rename = "userAgent", alias = "useragent", borrow, default)]
     user_agent: LenientStr<'a>,
-    #[serde(rename = "errorCode", borrow, default)]
+    #[serde(rename = "errorCode", alias = "errorcode", borrow, default)]
     error_code: LenientStr<'a>,
-    #[serde(rename = "errorMessage", borrow, default)]
+    #[serde(rename = "errorMessage", alias = "errormessage", borrow, default)]
     error_message: LenientStr<'a>,
-    #[serde(rename = "readOnly", default)]
+    #[serde(rename = "readOnly", alias = "readonly", default)]
     read_only: LenientBool,
-    #[serde(rename = "recipientAccountId", borrow, default)]
+    #[serde(
+        rename = "recipientAccountId",
+        alias = "recipientaccountid",
+        borrow,
+        default
+    )]
     recipient_account: LenientStr<'a>,
-    #[serde(rename = "userIdentity", borrow, default)]
+    #[serde(rename = "userIdentity", alias = "useridentity", borrow, default)]
     user_identity: Option<LenientObject<RawUserIdentity<'a>>>,
-    #[serde(rename = "requestParameters", borrow, default)]
+    #[serde(
+        rename = "requestParameters",
+        alias = "requestparameters",
+        borrow,
+        default
+    )]
     request: LenientObject<RawRequest<'a>>,
-    #[serde(rename = "responseElements", borrow, default)]
+    #[serde(
+        rename = "responseElements",
+        alias = "responseelements",
+        borrow,
+        default
+    )]
     response: LenientObject<RawResponse<'a>>,
     #[serde(borrow, default)]
     resources: LenientObjectList<RawResource<'a>>,
@@ -83,37 +104,37 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for LenientObjectList<T> {
 struct RawUserIdentity<'a> {
     #[serde(rename = "type", borrow, default)]
     kind: LenientStr<'a>,
-    #[serde(rename = "principalId", borrow, default)]
+    #[serde(rename = "principalId", alias = "principalid", borrow, default)]
     principal_id: LenientStr<'a>,
     #[serde(borrow, default)]
     arn: LenientStr<'a>,
-    #[serde(rename = "accountId", borrow, default)]
+    #[serde(rename = "accountId", alias = "accountid", borrow, default)]
     account_id: LenientStr<'a>,
-    #[serde(rename = "accessKeyId", borrow, default)]
+    #[serde(rename = "accessKeyId", alias = "accesskeyid", borrow, default)]
     access_key_id: LenientStr<'a>,
-    #[serde(rename = "userName", borrow, default)]
+    #[serde(rename = "userName", alias = "username", borrow, default)]
     user_name: LenientStr<'a>,
-    #[serde(rename = "invokedBy", borrow, default)]
+    #[serde(rename = "invokedBy", alias = "invokedby", borrow, default)]
     invoked_by: LenientStr<'a>,
-    #[serde(rename = "sessionContext", borrow, default)]
+    #[serde(rename = "sessionContext", alias = "sessioncontext", borrow, default)]
     session_context: LenientObject<RawSessionContext<'a>>,
-    #[serde(rename = "onBehalfOf", borrow, default)]
+    #[serde(rename = "onBehalfOf", alias = "onbehalfof", borrow, default)]
     on_behalf_of: LenientObject<RawOnBehalfOf<'a>>,
 }
 
 #[derive(Deserialize, Default)]
 struct RawOnBehalfOf<'a> {
-    #[serde(rename = "userId", borrow, default)]
+    #[serde(rename = "userId", alias = "userid", borrow, default)]
     user_id: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
 struct RawSessionContext<'a> {
-    #[serde(rename = "sessionIssuer", borrow, default)]
+    #[serde(rename = "sessionIssuer", alias = "sessionissuer", borrow, default)]
     session_issuer: LenientObject<RawSessionIssuer<'a>>,
     #[serde(borrow, default)]
     attributes: LenientObject<RawSessionAttributes<'a>>,
-    #[serde(rename = "sourceIdentity", borrow, default)]
+    #[serde(rename = "sourceIdentity", alias = "sourceidentity", borrow, default)]
     source_identity: LenientStr<'a>,
 }
 
@@ -121,45 +142,45 @@ struct RawSessionContext<'a> {
 struct RawSessionIssuer<'a> {
     #[serde(borrow, default)]
     arn: LenientStr<'a>,
-    #[serde(rename = "userName", borrow, default)]
+    #[serde(rename = "userName", alias = "username", borrow, default)]
     user_name: LenientStr<'a>,
 }
 
 #[derive(Deserialize, Default)]
 struct RawSessionAttributes<'a> {
-    #[serde(rename = "creationDate", borrow, default)]
+    #[serde(rename = "creationDate", alias = "creationdate", borrow, default)]
     creation_date: LenientStr<'a>,
-    #[serde(rename = "mfaAuthenticated", default)]
+    #[serde(rename = "mfaAuthenticated", alias = "mfaauthenticated", default)]
     mfa_authenticated: LenientBool,
 }
 
 #[derive(Deserialize, Default)]
 struct RawRequest<'a> {
-    #[serde(rename = "roleArn", borrow, default)]
+    #[serde(rename = "roleArn", alias = "rolearn", borrow, default)]
     role_arn: LenientStr<'a>,
-    #[serde(rename = "roleSessionName", borrow, default)]
+    #[serde(rename = "roleSessionName", alias = "rolesessionname", borrow, default)]
     role_session_name: LenientStr<'a>,
-    #[serde(rename = "sourceIdentity", borrow, default)]
+    #[serde(rename = "sourceIdentity", alias = "sourceidentity", borrow, default)]
     source_identity: LenientStr<'a>,
-    #[serde(rename = "userName", borrow, default)]
+    #[serde(rename = "userName", alias = "username", borrow, default)]
     user_name: LenientStr<'a>,
-    #[serde(rename = "roleName", borrow, default)]
+    #[serde(rename = "roleName", alias = "rolename", borrow, default)]
     role_name: LenientStr<'a>,
-    #[serde(rename = "accessKeyId", borrow, default)]
+    #[serde(rename = "accessKeyId", alias = "accesskeyid", borrow, default)]
     access_key_id: LenientStr<'a>,
     #[serde(borrow, default)]
     status: LenientStr<'a>,
-    #[serde(rename = "bucketName", borrow, default)]
+    #[serde(rename = "bucketName", alias = "bucketname", borrow, default)]
     bucket_name: LenientStr<'a>,
     #[serde(borrow, default)]
     key: LenientStr<'a>,
-    #[serde(rename = "secretId", borrow, default)]
+    #[serde(rename = "secretId", alias = "secretid", borrow, default)]
     secret_id: LenientStr<'a>,
     #[serde(borrow, default)]
     name: LenientStr<'a>,
-    #[serde(rename = "functionName", borrow, default)]
+    #[serde(rename = "functionName", alias = "functionname", borrow, default)]
     function_name: LenientStr<'a>,
-    #[serde(rename = "instanceId", borrow, default)]
+    #[serde(rename = "instanceId", alias = "instanceid", borrow, default)]
     instance_id: LenientStr<'a>,
 }
 
@@ -167,33 +188,33 @@ struct RawRequest<'a> {
 struct RawResponse<'a> {
     #[serde(borrow, default)]
     credentials: LenientObject<RawIssuedCredentials<'a>>,
-    #[serde(rename = "accessKey", borrow, default)]
+    #[serde(rename = "accessKey", alias = "accesskey", borrow, default)]
     access_key: LenientObject<RawAccessKey<'a>>,
-    #[serde(rename = "assumedRoleUser", borrow, default)]
+    #[serde(rename = "assumedRoleUser", alias = "assumedroleuser", borrow, default)]
     assumed_role_user: LenientObject<RawArnHolder<'a>>,
-    #[serde(rename = "federatedUser", borrow, default)]
+    #[serde(rename = "federatedUser", alias = "federateduser", borrow, default)]
     federated_user: LenientObject<RawArnHolder<'a>>,
-    #[serde(rename = "sourceIdentity", borrow, default)]
+    #[serde(rename = "sourceIdentity", alias = "sourceidentity", borrow, default)]
     source_identity: LenientStr<'a>,
     /// `ConsoleLogin` events: `Success` or `Failure` (a failed console sign-in has no
     /// `errorCode`, only this and `errorMessage`).
-    #[serde(rename = "ConsoleLogin", borrow, default)]
+    #[serde(rename = "ConsoleLogin", alias = "consolelogin", borrow, default)]
     console_login: LenientStr<'a>,
 }
 
 /// Only the key id: `secretAccessKey` and `sessionToken` have no field here on purpose.
 #[derive(Deserialize, Default)]
 struct RawIssuedCredentials<'a> {
-    #[serde(rename = "accessKeyId", borrow, default)]
+    #[serde(rename = "accessKeyId", alias = "accesskeyid", borrow, default)]
     access_key_id: LenientStr<'a>,
 }
 
 /// Only the key id and owner: `secretAccessKey` has no field here on purpose.
 #[derive(Deserialize, Default)]
 struct RawAccessKey<'a> {
-    #[serde(rename = "accessKeyId", borrow, default)]
+    #[serde(rename = "accessKeyId", alias = "accesskeyid", borrow, default)]
     access_key_id: LenientStr<'a>,
-    #[serde(rename = "userName", borrow, default)]
+    #[serde(rename = "userName", alias = "username", borrow, default)]
     user_name: LenientStr<'a>,
 }
 
@@ -205,7 +226,7 @@ struct RawArnHolder<'a> {
 
 #[derive(Deserialize, Default)]
 struct RawResource<'a> {
-    #[serde(rename = "ARN", borrow, default)]
+    #[serde(rename = "ARN", alias = "arn", borrow, default)]
     arn: LenientStr<'a>,
 }
 
@@ -259,7 +280,7 @@ impl SourceParser for CloudTrailParser {
                 ParseError::InvalidJson(e.to_string())
             }
         })?;
-        normalize(raw, provenance)
+        normalize(raw, provenance, bytes)
     }
 
     fn parse_record_prefix(
@@ -267,7 +288,11 @@ impl SourceParser for CloudTrailParser {
         bytes: &[u8],
         provenance: Provenance,
     ) -> Option<(Result<Normalized, ParseError>, usize)> {
-        first_record(serde_json::Deserializer::from_slice(bytes), provenance)
+        first_record(
+            serde_json::Deserializer::from_slice(bytes),
+            bytes,
+            provenance,
+        )
     }
 
     fn parse_record_prefix_str(
@@ -276,27 +301,44 @@ impl SourceParser for CloudTrailParser {
         provenance: Provenance,
     ) -> Option<(Result<Normalized, ParseError>, usize)> {
         // From text: serde_json then skips the UTF-8 check of every string.
-        first_record(serde_json::Deserializer::from_str(text), provenance)
+        first_record(
+            serde_json::Deserializer::from_str(text),
+            text.as_bytes(),
+            provenance,
+        )
     }
 }
 
-/// The record at the start of `de`'s input with its length: a stream deserializer
-/// stops after one value and says where it ended. `None` when it does not deserialize.
+/// The record at the start of `de`'s input (`input`) with its length: a stream
+/// deserializer stops after one value and says where it ended. `None` when it does
+/// not deserialize.
 fn first_record<'de, R: serde_json::de::Read<'de>>(
     de: serde_json::Deserializer<R>,
+    input: &[u8],
     provenance: Provenance,
 ) -> Option<(Result<Normalized, ParseError>, usize)> {
     let mut stream = de.into_iter::<RawEvent<'de>>();
     let raw = stream.next()?.ok()?;
     let len = stream.byte_offset();
-    Some((normalize(raw, provenance), len))
+    Some((normalize(raw, provenance, &input[..len]), len))
 }
 
-fn normalize(raw: RawEvent<'_>, provenance: Provenance) -> Result<Normalized, ParseError> {
-    let event_id = raw
-        .event_id
-        .get()
-        .ok_or(ParseError::MissingField("eventID"))?;
+/// `bytes`: the record as read, for the content-hash id of a record without `eventID`.
+fn normalize(
+    raw: RawEvent<'_>,
+    provenance: Provenance,
+    bytes: &[u8],
+) -> Result<Normalized, ParseError> {
+    // One rule for every source: a record without its own id gets a content hash
+    // (`sha256:` + 16 hex of its bytes as read), so replays give it the same id.
+    let hashed_id;
+    let event_id = match raw.event_id.get() {
+        Some(id) => id,
+        None => {
+            hashed_id = fingerprint(&String::from_utf8_lossy(bytes));
+            hashed_id.as_str()
+        }
+    };
     let time_text = raw
         .event_time
         .get()

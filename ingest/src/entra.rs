@@ -25,7 +25,7 @@
 //!
 //! | field | from |
 //! |---|---|
-//! | `event_id` | `id` (Graph), `properties.id`, else `correlationId` |
+//! | `event_id` | `id` (Graph), `properties.id`, else `correlationId`; without any, `sha256:` + 16 hex of the record's bytes, as every source does |
 //! | `time` | `createdDateTime`, else the diagnostic `time` |
 //! | `operation` | service `entra`, name by kind: `SignIn` (interactive user), `NonInteractiveSignIn`, `ServicePrincipalSignIn`, `ManagedIdentitySignIn`; the kind comes from the diagnostic `category`, else `signInEventTypes` / `managedIdentityType` / `isInteractive`, else from which identity fields are present. Scope globs: `entra:*SignIn` matches them all |
 //! | `principal` (user) | kind `user`, name = `userPrincipalName` (else `userId`), id = `userId`, account = tenant |
@@ -93,6 +93,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use chrono::{DateTime, Utc};
+use lineage_core::secret::fingerprint;
 use lineage_core::{
     ClientHints, CredentialId, CredentialKind, CredentialRef, CredentialUse, FactKind,
     IssuanceMethod, LineageFact, Operation, Outcome, Principal, PrincipalKind, Provenance,
@@ -173,9 +174,21 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ci<T> {
         struct V<T>(PhantomData<T>);
         impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
             type Value = Ci<T>;
-            ignore_types!(Ci(None); bool, i64, u64, f64, str, unit, seq);
+            ignore_types!(Ci(None); bool, i64, u64, f64, unit, seq);
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an object")
+            }
+            /// An object written as JSON text (Log Analytics exports `Status`,
+            /// `DeviceDetail`, `LocationDetails` so): read as the object it holds.
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                if !v.trim_start().starts_with('{') {
+                    return Ok(Ci(None));
+                }
+                Ok(serde_json::from_str::<Value>(v)
+                    .ok()
+                    .and_then(|value| Ci::<T>::deserialize(value).ok())
+                    .and_then(|c| c.0)
+                    .map_or(Ci(None), |t| Ci(Some(t))))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 T::deserialize(de::value::MapAccessDeserializer::new(LowerKeys {
@@ -609,7 +622,7 @@ impl SourceParser for EntraParser {
         })?;
         let raw =
             raw.ok_or_else(|| ParseError::NotARecord("Entra record is not a JSON object".into()))?;
-        normalize(&raw, provenance)
+        normalize(&raw, provenance, bytes)
     }
 }
 
@@ -653,7 +666,12 @@ impl Parts<'_, '_> {
     }
 }
 
-fn normalize(raw: &RawObj<'_>, provenance: Provenance) -> Result<Normalized, ParseError> {
+/// `bytes`: the record as read, for the content-hash id of a record without an id.
+fn normalize(
+    raw: &RawObj<'_>,
+    provenance: Provenance,
+    bytes: &[u8],
+) -> Result<Normalized, ParseError> {
     match &raw.properties {
         Some(LenientStrOrCi {
             obj: Some(props), ..
@@ -663,6 +681,7 @@ fn normalize(raw: &RawObj<'_>, provenance: Provenance) -> Result<Normalized, Par
                 inner: props,
             },
             provenance,
+            bytes,
         ),
         Some(LenientStrOrCi {
             text: Some(text), ..
@@ -679,6 +698,7 @@ fn normalize(raw: &RawObj<'_>, provenance: Provenance) -> Result<Normalized, Par
                     inner: &props,
                 },
                 provenance,
+                bytes,
             )
         }
         _ => normalize_parts(
@@ -687,17 +707,23 @@ fn normalize(raw: &RawObj<'_>, provenance: Provenance) -> Result<Normalized, Par
                 inner: raw,
             },
             provenance,
+            bytes,
         ),
     }
 }
 
-fn normalize_parts(parts: Parts<'_, '_>, provenance: Provenance) -> Result<Normalized, ParseError> {
+fn normalize_parts(
+    parts: Parts<'_, '_>,
+    provenance: Provenance,
+    bytes: &[u8],
+) -> Result<Normalized, ParseError> {
     let kind = kind_of(&parts)?;
     let inner = parts.inner;
     let event_id = s(&inner.id)
         .or_else(|| parts.outer.and_then(|o| s(&o.correlation_id)))
         .or_else(|| s(&inner.correlation_id))
-        .ok_or(ParseError::MissingField("id"))?;
+        // One rule for every source: no id of its own, a content hash.
+        .unwrap_or_else(|| SmolStr::new(fingerprint(&String::from_utf8_lossy(bytes))));
     let (time_field, time_text) = match kind {
         Kind::Audit => ("activityDateTime", s(&inner.activity_time)),
         _ => ("createdDateTime", s(&inner.created)),

@@ -12,12 +12,7 @@ pub fn is_log_file(path: &Path) -> bool {
         .and_then(|n| n.to_str())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    // CloudTrail digest files describe the log files; they hold no events.
-    if name.contains("cloudtrail-digest")
-        || path
-            .components()
-            .any(|c| c.as_os_str() == "CloudTrail-Digest")
-    {
+    if is_cloudtrail_digest(path) {
         return false;
     }
     [
@@ -33,6 +28,21 @@ pub fn is_log_file(path: &Path) -> bool {
     ]
     .iter()
     .any(|ext| name.ends_with(ext))
+}
+
+/// A CloudTrail digest file (`…_CloudTrail-Digest_…` or under `CloudTrail-Digest/`):
+/// it describes the log files and holds no events, so it is not read as a log (the
+/// summary counts them as `digest_files`; `lineage verify` reads them).
+pub fn is_cloudtrail_digest(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    name.contains("cloudtrail-digest")
+        || path
+            .components()
+            .any(|c| c.as_os_str() == "CloudTrail-Digest")
 }
 
 /// The earliest event time a file's name promises, in microseconds since the epoch:

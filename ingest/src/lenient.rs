@@ -182,8 +182,18 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for LenientObject<T> {
             fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
                 Ok(LenientObject(None))
             }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(LenientObject(None))
+            /// An object written as JSON text (data-lake and SIEM exports store nested
+            /// objects as strings, e.g. Athena's CloudTrail `requestparameters`, Log
+            /// Analytics' Entra `Status`): read as the object it holds; other text is
+            /// skipped.
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                if !v.trim_start().starts_with('{') {
+                    return Ok(LenientObject(None));
+                }
+                let inner = serde_json::from_str::<serde_json::Value>(v)
+                    .ok()
+                    .and_then(|value| T::deserialize(value).ok());
+                Ok(LenientObject(inner))
             }
         }
         d.deserialize_any(V(std::marker::PhantomData))

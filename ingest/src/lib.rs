@@ -425,16 +425,21 @@ pub fn unknown_source_dead_letters(bytes: &[u8], origin: &str, hint: &str) -> Ve
 
 /// Guesses the source of a buffer from the field names of its first record.
 pub fn sniff_source(bytes: &[u8]) -> Option<Source> {
-    sniff_exact(bytes).or_else(|| sniff_entra_any_case(bytes))
+    sniff_exact(bytes).or_else(|| sniff_any_case(bytes))
 }
 
-/// Entra exports with capitalised keys (`Category`, `CreatedDateTime`,
-/// `OperationName`: Log Analytics and some SIEM exports), which the Entra parser
-/// reads whatever their case, or records holding little more than `time` and a
-/// `category` that names an Entra log.
-fn sniff_entra_any_case(bytes: &[u8]) -> Option<Source> {
+/// Exports whose keys changed case: CloudTrail from a data lake (Athena/Glue
+/// lower-case every column: `eventid`, `eventsource`, `useridentity`), which the
+/// CloudTrail parser reads under those names too; Entra with capitalised keys
+/// (`Category`, `CreatedDateTime`, `OperationName`: Log Analytics and some SIEM
+/// exports), which the Entra parser reads whatever their case, or records holding
+/// little more than `time` and a `category` that names an Entra log.
+fn sniff_any_case(bytes: &[u8]) -> Option<Source> {
     let head = bytes[..bytes.len().min(64 * 1024)].to_ascii_lowercase();
     let has = |needle: &[u8]| memchr::memmem::find(&head, needle).is_some();
+    if has(b"\"eventsource\"") && has(b"\"eventname\"") {
+        return Some(Source::CloudTrail);
+    }
     let entra_key = has(b"\"appid\"")
         || has(b"\"serviceprincipalid\"")
         || has(b"\"activitydisplayname\"")

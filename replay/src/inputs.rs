@@ -2,20 +2,24 @@
 
 use std::path::{Path, PathBuf};
 
-use lineage_ingest::files::is_log_file;
+use lineage_ingest::files::{is_cloudtrail_digest, is_log_file};
 
 use crate::ReplayError;
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ReplayError> {
+/// The files of a directory tree replay reads, and how many CloudTrail digest files
+/// it passed over.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, digests: &mut u64) -> Result<(), ReplayError> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| ReplayError::ListDir(dir.display().to_string(), e))?;
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for p in paths {
         if p.is_dir() {
-            walk(&p, out)?;
+            walk(&p, out, digests)?;
         } else if is_log_file(&p) {
             out.push(p);
+        } else if is_cloudtrail_digest(&p) {
+            *digests += 1;
         }
     }
     Ok(())
@@ -25,7 +29,16 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ReplayError> {
 /// taken whatever their name; directories are walked for log files; anything with
 /// `*`, `?` or `[` is a glob.
 pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>, ReplayError> {
+    Ok(expand_inputs_counting_digests(inputs)?.0)
+}
+
+/// [`expand_inputs`], with the number of CloudTrail digest files the directories and
+/// globs held (left out: they hold no events).
+pub fn expand_inputs_counting_digests(
+    inputs: &[String],
+) -> Result<(Vec<PathBuf>, u64), ReplayError> {
     let mut out = Vec::new();
+    let mut digests = 0;
     for input in inputs {
         if input.contains(['*', '?', '[']) && !Path::new(input).exists() {
             let paths = glob::glob(input)
@@ -33,7 +46,7 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>, ReplayError> {
             let before = out.len();
             for p in paths.flatten() {
                 if p.is_dir() {
-                    walk(&p, &mut out)?;
+                    walk(&p, &mut out, &mut digests)?;
                 } else {
                     out.push(p);
                 }
@@ -45,7 +58,7 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>, ReplayError> {
         }
         let path = PathBuf::from(input);
         if path.is_dir() {
-            walk(&path, &mut out)?;
+            walk(&path, &mut out, &mut digests)?;
         } else if path.exists() {
             out.push(path);
         } else {
@@ -54,7 +67,7 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>, ReplayError> {
     }
     out.sort();
     out.dedup();
-    Ok(out)
+    Ok((out, digests))
 }
 
 /// One input file: on local disk or an object in S3.
@@ -133,6 +146,11 @@ pub fn split_s3_inputs(inputs: &[String]) -> (Vec<String>, Vec<(String, String)>
 /// Whether an object key names a log file replay reads (same rule as for directories).
 pub(crate) fn is_log_key(key: &str) -> bool {
     is_log_file(Path::new(key))
+}
+
+/// Whether an object key names a CloudTrail digest file.
+pub(crate) fn is_digest_key(key: &str) -> bool {
+    is_cloudtrail_digest(Path::new(key))
 }
 
 #[cfg(test)]

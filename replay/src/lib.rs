@@ -16,7 +16,7 @@ mod run;
 mod s3;
 pub mod verify;
 
-pub use inputs::{expand_inputs, split_s3_inputs, InputFile};
+pub use inputs::{expand_inputs, expand_inputs_counting_digests, split_s3_inputs, InputFile};
 pub use lineage_pipeline::normalize::{parse_buffer, parse_file, ParsedFile};
 pub use lineage_pipeline::{AttributeStage, OwnedCredential, StageState};
 pub use merge::{MergeCursor, MergeStats};

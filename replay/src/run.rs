@@ -19,7 +19,9 @@ use lineage_tables::{EventsTable, EventsWritten, LineageTables, TablesOptions};
 use crate::checkpoint::{self, Checkpoint, EventsState, InProgress, Manifest, SinkOffset};
 use crate::merge::{merge, MergeInput, Merged};
 use crate::parse::parse_input;
-use crate::{expand_inputs, split_s3_inputs, InputFile, ParsedFile, ReplayError, S3Archive};
+use crate::{
+    expand_inputs_counting_digests, split_s3_inputs, InputFile, ParsedFile, ReplayError, S3Archive,
+};
 use lineage_pipeline::normalize::unreadable;
 
 /// Records per batch on the embedded bus. A batch of records (about 700 bytes each)
@@ -202,17 +204,17 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
     let s3 = (!remote.is_empty())
         .then(|| S3Archive::connect(config.archive.s3_endpoint.as_deref()))
         .transpose()?;
+    let mut digest_files = 0;
     let mut files: Vec<InputFile> = if local.is_empty() {
         Vec::new()
     } else {
-        expand_inputs(&local)?
-            .into_iter()
-            .map(InputFile::Local)
-            .collect()
+        let (local_files, digests) = expand_inputs_counting_digests(&local)?;
+        digest_files += digests;
+        local_files.into_iter().map(InputFile::Local).collect()
     };
     if let Some(s3) = &s3 {
         for (bucket, prefix) in &remote {
-            files.extend(s3.list(bucket, prefix)?);
+            files.extend(s3.list(bucket, prefix, &mut digest_files)?);
         }
     }
     let window = config
@@ -318,6 +320,7 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
         Some(cp) => cp.summary.clone(),
         None => RunSummary {
             files: files.len() as u64,
+            digest_files,
             ..RunSummary::default()
         },
     };
@@ -379,14 +382,20 @@ pub fn replay(config: &ReplayConfig) -> Result<ReplayOutput, ReplayError> {
         summary.normalized += c.normalized;
         summary.dead_lettered += c.dead_lettered;
         summary.joined_halves += file.joined;
+        if c.read == 0 {
+            // Counted, not attributed to any source.
+            summary.empty_files += 1;
+        }
         let source = file
             .source
             .or(file.dead_letters.first().map(|d| d.source))
             .unwrap_or(Source::CloudTrail);
-        let entry: &mut SourceCounts = summary.by_source.entry(source.to_string()).or_default();
-        entry.read += c.read;
-        entry.normalized += c.normalized;
-        entry.dead_lettered += c.dead_lettered;
+        if c.read > 0 {
+            let entry: &mut SourceCounts = summary.by_source.entry(source.to_string()).or_default();
+            entry.read += c.read;
+            entry.normalized += c.normalized;
+            entry.dead_lettered += c.dead_lettered;
+        }
         for d in file.dead_letters.drain(..) {
             dead_sink.write(&d)?;
             if let Some(t) = dead_table.as_mut() {

@@ -6,7 +6,7 @@
 //! Replay's parse workers are threads, not tasks, so the client runs on its own small
 //! tokio runtime and each call blocks the worker that made it.
 
-use crate::inputs::is_log_key;
+use crate::inputs::{is_digest_key, is_log_key};
 use crate::{InputFile, ReplayError};
 
 /// An S3 client for replay.
@@ -47,8 +47,14 @@ impl S3Archive {
         Ok(Self { runtime, client })
     }
 
-    /// Every log object under `prefix` (digest files and non-log keys left out), in key order.
-    pub fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<InputFile>, ReplayError> {
+    /// Every log object under `prefix` (digest files and non-log keys left out), in
+    /// key order; `digests` counts the CloudTrail digest files left out.
+    pub fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        digests: &mut u64,
+    ) -> Result<Vec<InputFile>, ReplayError> {
         self.runtime.block_on(async {
             let mut out = Vec::new();
             let mut pages = self
@@ -67,7 +73,9 @@ impl S3Archive {
                 })?;
                 for object in page.contents() {
                     let Some(key) = object.key() else { continue };
-                    if is_log_key(key) {
+                    if is_digest_key(key) {
+                        *digests += 1;
+                    } else if is_log_key(key) {
                         out.push(InputFile::S3 {
                             bucket: bucket.to_string(),
                             key: key.to_string(),

@@ -7,10 +7,21 @@ use lineage_core::{Alert, RunSummary};
 /// The run summary as a few aligned lines of text.
 pub fn render_summary(s: &RunSummary) -> String {
     let mut out = String::new();
+    let mut files = format!("{} files", s.files);
+    if s.empty_files > 0 {
+        let _ = write!(files, ", {} empty", s.empty_files);
+    }
+    if s.digest_files > 0 {
+        let _ = write!(
+            files,
+            ", {} CloudTrail digest files not read as logs",
+            s.digest_files
+        );
+    }
     let _ = writeln!(
         out,
-        "records: {} read = {} normalized + {} dead-lettered ({} files, {:.1}s, {:.0} records/s)",
-        s.read, s.normalized, s.dead_lettered, s.files, s.elapsed_secs, s.records_per_sec
+        "records: {} read = {} normalized + {} dead-lettered ({files}, {:.1}s, {:.0} records/s)",
+        s.read, s.normalized, s.dead_lettered, s.elapsed_secs, s.records_per_sec
     );
     for (source, c) in &s.by_source {
         let _ = writeln!(
@@ -19,13 +30,19 @@ pub fn render_summary(s: &RunSummary) -> String {
             c.read, c.normalized, c.dead_lettered
         );
     }
+    let uses = s.attributed + s.unattributed;
+    let share = if uses == 0 {
+        "no credential uses".to_owned()
+    } else {
+        format!(
+            "{:.2}% of {uses} credential uses attributed",
+            s.attributed_pct
+        )
+    };
     let _ = writeln!(
         out,
-        "attribution: {:.2}% of {} credential uses attributed ({} provider-service events not counted), {} lineage facts",
-        s.attributed_pct,
-        s.attributed + s.unattributed,
-        s.service_events,
-        s.lineage_facts
+        "attribution: {share} ({} provider-service events not counted), {} lineage facts",
+        s.service_events, s.lineage_facts
     );
     if !s.by_method.is_empty() {
         let methods: Vec<String> = s

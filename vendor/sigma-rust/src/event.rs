@@ -1,6 +1,7 @@
 use crate::basevalue::BaseValue;
 use crate::field::{FieldValue, MatchModifier, Modifier};
 use crate::wildcard::{match_tokenized, tokenize};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -13,7 +14,7 @@ struct EventProxy {
     value: serde_json::Value,
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EventValue {
     Value(BaseValue),
     Sequence(Vec<EventValue>),
@@ -167,6 +168,12 @@ impl EventValue {
             // (`requestParameters.layers|contains: ...`); an empty string matches
             // `null` too ("absent or empty"). Objects are reached by dotted paths.
             (Self::Sequence(items), _) => items.iter().any(|i| i.matches(field_value, modifier)),
+            // lineage patch: an object compared with a text pattern is matched as its
+            // text (keys and values), as text-indexing backends do
+            // (`responseElements|contains: 'Failure'`).
+            (Self::Map(_), FieldValue::WildcardPattern(w)) => {
+                match_tokenized(w, self.value_to_string().as_str(), !modifier.cased)
+            }
             (Self::Map(_), _) => false,
         }
     }
@@ -248,30 +255,51 @@ impl Event {
     }
 
     /// Get the value for a key in the event
-    pub fn get(&self, key: &str) -> Option<&EventValue> {
-        if let Some(ev) = self.inner.get(key) {
-            return Some(ev);
-        }
-
-        let mut nested_key = key;
-        let mut current = &self.inner;
-        while let Some((head, tail)) = nested_key.split_once('.') {
-            if let Some(EventValue::Map(map)) = current.get(head) {
-                if let Some(value) = map.get(tail) {
-                    return Some(value);
-                }
-                current = map;
-                nested_key = tail;
-            } else {
-                return None;
-            }
-        }
-        None
+    ///
+    /// lineage patch: a dotted path that passes through an array continues into
+    /// each of its elements, and the values found are returned as a sequence
+    /// (`requestParameters.containerDefinitions.command` when `containerDefinitions`
+    /// is a list of objects, as in a real `RegisterTaskDefinition`), so a value
+    /// matches when any element's does. Upstream stopped at the array.
+    pub fn get(&self, key: &str) -> Option<Cow<'_, EventValue>> {
+        lookup(&self.inner, key)
     }
 
     pub fn values(&self) -> impl Iterator<Item = &EventValue> {
         self.inner.values()
     }
+}
+
+/// `key` (a field name, or a dotted path) in `map`; see [`Event::get`].
+fn lookup<'a>(map: &'a HashMap<String, EventValue>, key: &str) -> Option<Cow<'a, EventValue>> {
+    if let Some(ev) = map.get(key) {
+        return Some(Cow::Borrowed(ev));
+    }
+    let mut split = key.match_indices('.');
+    for (at, _) in split.by_ref() {
+        let (head, tail) = (&key[..at], &key[at + 1..]);
+        match map.get(head) {
+            Some(EventValue::Map(inner)) => {
+                if let Some(found) = lookup(inner, tail) {
+                    return Some(found);
+                }
+            }
+            Some(EventValue::Sequence(items)) => {
+                let found: Vec<EventValue> = items
+                    .iter()
+                    .filter_map(|item| match item {
+                        EventValue::Map(inner) => lookup(inner, tail).map(Cow::into_owned),
+                        _ => None,
+                    })
+                    .collect();
+                if !found.is_empty() {
+                    return Some(Cow::Owned(EventValue::Sequence(found)));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(feature = "serde_json")]

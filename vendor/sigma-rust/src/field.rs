@@ -196,7 +196,7 @@ impl Field {
                     continue;
                 };
 
-                match event_fieldref_value {
+                match event_fieldref_value.as_deref() {
                     Some(EventValue::Value(v)) => &FieldValue::Base(v.clone()),
                     _ => return false,
                 }
