@@ -3,7 +3,7 @@
 //! documents, Graph pages, Azure Monitor and Event Hubs envelopes, Log Analytics
 //! columns, UTF-8 BOM, UTF-16, nobody's records) is read the way every driver reads
 //! a file (source sniffed, framed, parsed), plain and gzipped, and each record's
-//! normalized form (or dead letter) must equal `<file>.expected.jsonl` line for line.
+//! normalized form (or dead letter) must equal `<file>.expected` line for line.
 //!
 //! `LINEAGE_BLESS=1 cargo test --release --test corpus` rewrites the expected files;
 //! read the diff before committing it: the expected files are the claims.
@@ -81,7 +81,7 @@ fn every_corpus_file_reads_as_expected_plain_and_gzipped() {
         .map(|e| e.unwrap().path())
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy();
-            !name.ends_with(".expected.jsonl") && !name.ends_with(".md")
+            !name.ends_with(".expected") && !name.ends_with(".md")
         })
         .collect();
     inputs.sort();
@@ -104,7 +104,7 @@ fn every_corpus_file_reads_as_expected_plain_and_gzipped() {
         // Secret values in the inputs never reach a normalized record.
         let text = serde_json::to_string(&got).unwrap();
         assert!(!text.contains("FAKE-SESSION-TOKEN"), "{name}: {text}");
-        let expected_path = corpus_dir().join(format!("{name}.expected.jsonl"));
+        let expected_path = corpus_dir().join(format!("{name}.expected"));
         let rendered: String = got.iter().map(|v| format!("{v}\n")).collect();
         if bless {
             std::fs::write(&expected_path, &rendered).unwrap();
