@@ -368,15 +368,23 @@ fn records_and_dead_letters_over_the_message_limit_are_dead_lettered_cut_to_fit(
     );
     text.push_str(&"\\\\".repeat(450_000));
     std::fs::write(&broken, text).unwrap();
+    // And a file nobody wrote: three records, each its own dead letter under
+    // `unknown`, as replay counts them.
+    let mystery = tmp.path().join("mystery.jsonl");
+    std::fs::write(&mystery, "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n").unwrap();
     let inventory = tmp.path().join("inventory.toml");
     std::fs::write(&inventory, "[[human]]\nid = \"u\"\n").unwrap();
 
     let tansu = Tansu::start();
-    let inputs = [big.display().to_string(), broken.display().to_string()];
+    let inputs = [
+        big.display().to_string(),
+        broken.display().to_string(),
+        mystery.display().to_string(),
+    ];
     let report = common::ingest(&tansu.brokers(), &inputs);
-    assert_eq!(report["read"], 5, "{report}");
+    assert_eq!(report["read"], 8, "{report}");
     assert_eq!(report["produced"], 4, "{report}");
-    assert_eq!(report["dead_lettered"], 1, "{report}");
+    assert_eq!(report["dead_lettered"], 4, "{report}");
 
     let port = free_port();
     let cfg = tmp.path().join("lineage.toml");
@@ -394,8 +402,8 @@ fn records_and_dead_letters_over_the_message_limit_are_dead_lettered_cut_to_fit(
             })
             .collect();
         let events = read_topic(&tansu.brokers(), "lineage.events").len();
-        if dead.len() >= 2 && events >= 3 {
-            assert_eq!((dead.len(), events), (2, 3), "{dead:#?}");
+        if dead.len() >= 5 && events >= 3 {
+            assert_eq!((dead.len(), events), (5, 3), "{dead:#?}");
             break dead;
         }
         assert!(run.running(), "the pipeline keeps running:\n{}", run.log());
@@ -404,6 +412,14 @@ fn records_and_dead_letters_over_the_message_limit_are_dead_lettered_cut_to_fit(
     };
     let status = run.sigterm();
     assert!(status.success(), "SIGTERM exits 0: {status}");
+    let unknown: Vec<&Value> = dead.iter().filter(|d| d["source"] == "unknown").collect();
+    assert_eq!(unknown.len(), 3, "{dead:#?}");
+    assert!(
+        unknown
+            .iter()
+            .all(|d| d["reason"].as_str().unwrap().contains("pass --source")),
+        "{unknown:#?}"
+    );
     let too_big = dead
         .iter()
         .find(|d| d["reason"].as_str().unwrap().contains("message limit"))

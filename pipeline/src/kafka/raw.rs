@@ -52,7 +52,8 @@ pub struct IngestReport {
     pub read: u64,
     /// Messages sent to raw topics (including unframeable fragments).
     pub produced: u64,
-    /// Files sent to the DLQ because their source could not be told.
+    /// Records sent to the DLQ: each record of a file whose source could not be told
+    /// (source `unknown`), and records too large for the broker.
     pub dead_lettered: u64,
     /// Messages per raw topic.
     pub by_source: BTreeMap<String, u64>,
@@ -262,14 +263,23 @@ fn send_file(
         if bytes.iter().all(u8::is_ascii_whitespace) && decode_error.is_none() {
             return Ok(());
         }
-        let reason = decode_error.unwrap_or_else(|| {
-            "could not tell which source wrote this file; pass the source".into()
-        });
-        let dl = DeadLetter::new(Source::Unknown, reason, Provenance::file(name, 0), raw);
-        let body = dead_letter_payload(bus, &dl);
-        producer.send(&bus.topics.dlq, content_key(raw).as_bytes(), &body, &[])?;
-        report.read += 1;
-        report.dead_lettered += 1;
+        // A damaged stream: one dead letter of the file's bytes. Otherwise one per
+        // record, under `unknown`, as replay counts them.
+        let letters = match decode_error {
+            Some(why) => vec![DeadLetter::new(
+                Source::Unknown,
+                why,
+                Provenance::file(name, 0),
+                raw,
+            )],
+            None => lineage_ingest::unknown_source_dead_letters(&bytes, name, "pass --source"),
+        };
+        for dl in &letters {
+            let body = dead_letter_payload(bus, dl);
+            producer.send(&bus.topics.dlq, content_key(&body).as_bytes(), &body, &[])?;
+        }
+        report.read += letters.len() as u64;
+        report.dead_lettered += letters.len() as u64;
         return Ok(());
     };
     let topic = bus.topics.raw(source);
