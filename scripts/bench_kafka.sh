@@ -5,8 +5,12 @@
 #
 #   scripts/bench_kafka.sh [--agents N] [--days N] [--calls N]
 #
-# Each measurement gets a fresh broker. "max" ingests everything first and times
-# `lineage run` from healthy to the graph stage having emitted every event; the
+# Each measurement gets a fresh broker. First the broker's own ceiling for the same
+# flow (`cargo bench --bench kafka_ceiling`: the raw records relayed to an events
+# topic and consumed, same sizes and per-batch flush and commit, no lineage work).
+# "max" ingests everything first and times `lineage run` from its start to the graph
+# stage having emitted every event (also from its first processed event, and the
+# start-up before it: topic checks and consumer-group joins); the
 # fixed rates start `lineage run` first and offer records with `lineage ingest
 # --rate R`. Latency is the /metrics histogram lineage_processing_latency_seconds
 # (raw message timestamp at ingest → event processed by graph/detect), p50/p99
@@ -27,7 +31,11 @@ bin="${CARGO_TARGET_DIR:-./target}/release/lineage"
 tansu=$(scripts/services/tansu.sh install)
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 $bin simulate --out "$work/sim" --agents "$agents" --days "$days" --calls-per-agent-day "$calls" >/dev/null
@@ -66,8 +74,10 @@ wait_done() { # until normalize has read every record and graph/detect has drain
   # "graph in = normalize out - joined": a redelivered Vault request/response pair
   # makes those counters differ while nothing is missing.) Fails after 15 minutes.
   # Sets last_change: when the processed count last moved (the end of the run).
+  # Also sets t10/t80: when graph/detect had processed 10% and 80% of the records
+  # (the steady-state rate, without start-up and the idle tail).
   local want=$1 last=-1 same_since deadline=$((SECONDS + 900))
-  same_since=$SECONDS
+  same_since=$SECONDS; t10=""; t80=""
   while :; do
     m=$(curl -s "http://127.0.0.1:$mport/metrics")
     sum() { awk -v s="$1" -v o="$2" 'index($0,"lineage_events_total{stage=\""s"\"") && index($0,"outcome=\""o"\"") {t+=$NF} END {print t+0}' <<<"$m"; }
@@ -77,6 +87,8 @@ wait_done() { # until normalize has read every record and graph/detect has drain
     glag=$(awk 'index($0,"lineage_consumer_lag{stage=\"graph\"") {t+=$NF} END {print t+0}' <<<"$m")
     held=$(awk 'index($0,"lineage_graph_held_events ")==1 {print $NF}' <<<"$m")
     if [ "$g" != "$last" ]; then last=$g; same_since=$SECONDS; last_change=$(date +%s.%N); fi
+    if [ -z "$t10" ] && [ $((g * 10)) -ge "$want" ]; then t10=$(date +%s.%N); fi
+    if [ -z "$t80" ] && [ $((g * 10)) -ge $((want * 8)) ]; then t80=$(date +%s.%N); fi
     if [ "$n" -ge "$want" ] && [ "$g" -gt 0 ] && [ "$glag" = 0 ] && [ "${held:-1}" = 0 ] &&
       [ $((SECONDS - same_since)) -ge 2 ]; then
       break
@@ -85,7 +97,7 @@ wait_done() { # until normalize has read every record and graph/detect has drain
       echo "bench_kafka.sh: not done after 15 minutes (normalize in $n of $want, graph out $g, lag $glag, held $held)" >&2
       exit 1
     fi
-    sleep 0.2
+    sleep 0.1
   done
 }
 percentiles() {
@@ -106,15 +118,34 @@ def q(p):
 print("%.0f ms | %.0f ms" % (q(0.5)*1000,q(0.99)*1000))'
 }
 
-echo "| offered rate | records | events/s (normalize → graph → detect) | latency p50 | latency p99 |"
-echo "|---|---|---|---|---|"
+first_processed() { # waits until graph/detect has processed an event; prints when
+  for _ in $(seq 3000); do
+    g=$(curl -s "http://127.0.0.1:$mport/metrics" | awk 'index($0,"lineage_events_total{stage=\"graph\"") && index($0,"outcome=\"out\"") {t+=$NF} END {print t+0}')
+    [ "${g:-0}" -gt 0 ] && break
+    sleep 0.05
+  done
+  date +%s.%N
+}
+
+# The broker's own ceiling for the same flow (no lineage work), in a fresh broker.
+start_broker
+ceiling_records=$($bin ingest auto --to kafka --brokers "127.0.0.1:$bport" --from $inputs | python3 -c 'import json,sys; print(json.load(sys.stdin)["read"])')
+cargo bench --quiet --bench kafka_ceiling -- --brokers "127.0.0.1:$bport" --records "$ceiling_records" --json "$work/ceiling.json" >&2
+ceiling=$(python3 -c "import json; print(round(json.load(open('$work/ceiling.json'))['records_per_sec']))")
+kill "$broker_pid" 2>/dev/null || true
+
+echo "| offered rate | records | events/s (normalize → graph → detect), from process start | from the first processed event | steady (10% → 80% of records processed) | start → first processed event | latency p50 | latency p99 |"
+echo "|---|---|---|---|---|---|---|---|"
 # max: everything ingested first
 start_broker
 report=$($bin ingest auto --to kafka --brokers "127.0.0.1:$bport" --from $inputs)
 records=$(echo "$report" | python3 -c 'import json,sys; print(json.load(sys.stdin)["read"])')
-t0=$(date +%s.%N); start_run; wait_done "$records"; t1=$last_change
+t0=$(date +%s.%N); start_run; tf=$(first_processed); wait_done "$records"; t1=$last_change
 eps=$(python3 -c "print(round($records/($t1-$t0)))")
-echo "| max (pre-ingested) | $records | $eps | $(percentiles) |"
+eps_first=$(python3 -c "print(round($records/($t1-$tf)))")
+startup=$(python3 -c "print('%.1f s' % ($tf-$t0))")
+steady=$(python3 -c "print(round(0.7*$records/max($t80-$t10,0.1)))")
+echo "| max (pre-ingested) | $records | $eps | $eps_first | $steady | $startup | $(percentiles) |"
 kill "$run_pid" "$broker_pid" 2>/dev/null || true
 for rate in 1000 10000; do
   start_broker; start_run
@@ -122,6 +153,8 @@ for rate in 1000 10000; do
   $bin ingest auto --to kafka --brokers "127.0.0.1:$bport" --rate "$rate" --from $inputs >/dev/null
   wait_done "$records"; t1=$last_change
   eps=$(python3 -c "print(round($records/($t1-$t0)))")
-  echo "| $rate/s | $records | $eps | $(percentiles) |"
+  echo "| $rate/s | $records | $eps | – | – | – | $(percentiles) |"
   kill "$run_pid" "$broker_pid" 2>/dev/null || true
 done
+echo
+echo "Broker-only ceiling for the same flow (\`cargo bench --bench kafka_ceiling\`: raw → events relay and events consumer, same topics, message sizes and per-batch flush and commit, no lineage work): $ceiling records/s."

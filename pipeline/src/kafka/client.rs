@@ -577,17 +577,17 @@ impl TopicReader {
         })
     }
 
-    /// High watermarks now, by partition.
+    /// High watermarks now, by partition (one request for all of them).
     fn high_watermarks(&self) -> Result<HashMap<i32, i64>, LiveError> {
-        let mut out = HashMap::new();
-        for p in &self.partitions {
-            let (_, high) = self
-                .consumer
-                .fetch_watermarks(&self.topic, *p, Duration::from_secs(20))
-                .map_err(|e| LiveError::Kafka(format!("watermarks of {}: {e}", self.topic)))?;
-            out.insert(*p, high);
-        }
-        Ok(out)
+        let keys: Vec<(String, i32)> = self
+            .partitions
+            .iter()
+            .map(|p| (self.topic.clone(), *p))
+            .collect();
+        Ok(end_offsets(&self.consumer, &keys, Duration::from_secs(20))?
+            .into_iter()
+            .map(|((_, p), high)| (p, high))
+            .collect())
     }
 
     /// Calls `f` for every message until each partition reaches `until` (exclusive) or,
@@ -660,16 +660,61 @@ impl TopicReader {
     }
 }
 
+/// The high watermarks (end offsets) of `partitions`, asked in one request per broker
+/// (`ListOffsets` for the latest offset, as a watermark query does) rather than one
+/// round trip per partition: a catch-up before every batch paid one per partition.
+pub(crate) fn end_offsets<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    partitions: &[(String, i32)],
+    timeout: Duration,
+) -> Result<HashMap<(String, i32), i64>, LiveError> {
+    let mut out = HashMap::new();
+    if partitions.is_empty() {
+        return Ok(out);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (topic, p) in partitions {
+        tpl.add_partition_offset(topic, *p, Offset::End)
+            .map_err(|e| LiveError::Kafka(format!("offset list: {e}")))?;
+    }
+    let answered = consumer
+        .offsets_for_times(tpl, timeout)
+        .map_err(|e| LiveError::Kafka(format!("end offsets: {e}")))?;
+    for e in answered.elements() {
+        if let Err(err) = e.error() {
+            return Err(LiveError::Kafka(format!(
+                "end offset of {}[{}]: {err}",
+                e.topic(),
+                e.partition()
+            )));
+        }
+        let high = match e.offset() {
+            Offset::Offset(o) => o,
+            // Not answered: unknown.
+            _ => -1,
+        };
+        out.insert((e.topic().to_owned(), e.partition()), high);
+    }
+    Ok(out)
+}
+
 /// Consumer lag of an assigned consumer: high watermark − position, by partition.
 pub(crate) fn lag(consumer: &BaseConsumer<RebalanceLog>) -> Vec<(String, i32, i64)> {
     let Ok(position) = consumer.position() else {
         return Vec::new();
     };
+    let keys: Vec<(String, i32)> = position
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect();
+    let Ok(highs) = end_offsets(consumer, &keys, Duration::from_secs(2)) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for e in position.elements() {
-        let Ok((low, high)) =
-            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
-        else {
+        let key = (e.topic().to_owned(), e.partition());
+        let Some(&high) = highs.get(&key).filter(|h| **h >= 0) else {
             continue;
         };
         // A partition nothing was consumed from since assignment has no position:
@@ -677,7 +722,7 @@ pub(crate) fn lag(consumer: &BaseConsumer<RebalanceLog>) -> Vec<(String, i32, i6
         // stands in.
         let pos = match e.offset() {
             Offset::Offset(o) => o,
-            _ => committed_offset(consumer, &(e.topic().to_owned(), e.partition())).unwrap_or(low),
+            _ => committed_offset(consumer, &key).unwrap_or(0),
         };
         out.push((e.topic().to_owned(), e.partition(), (high - pos).max(0)));
     }

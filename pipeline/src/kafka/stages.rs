@@ -18,8 +18,8 @@ use rdkafka::Message;
 use sha2::{Digest, Sha256};
 
 use super::client::{
-    commit, committed_offset, dead_letter_payload, ensure_topics, group_consumer, header, lag,
-    raw_partitions, BusConfig, OutputProducer, RebalanceLog, TopicReader,
+    commit, committed_offset, dead_letter_payload, end_offsets, ensure_topics, group_consumer,
+    header, lag, raw_partitions, BusConfig, OutputProducer, RebalanceLog, TopicReader,
 };
 use super::tables::{GraphTables, OutcomeTables};
 use super::watermark::{Gate, SourceWatermark, WATERMARK_HEADER};
@@ -562,7 +562,7 @@ impl SourceProgress {
         let Ok(position) = consumer.position() else {
             return Vec::new();
         };
-        let mut out = Vec::new();
+        let mut nexts = Vec::new();
         for e in position.elements() {
             let key = (e.topic().to_owned(), e.partition());
             // No position yet means nothing was consumed since the partition was
@@ -574,17 +574,27 @@ impl SourceProgress {
                     .entry(key.clone())
                     .or_insert_with(|| committed_offset(consumer, &key)),
             };
-            // High watermarks only grow: ask the broker only when we may have reached it.
-            let known = highs.get(&key).copied().unwrap_or(-1);
-            let high = if next.is_some_and(|n| n < known) {
-                known
-            } else {
-                let h = consumer
-                    .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
-                    .map_or(-1, |(_, h)| h);
-                highs.insert(key.clone(), h);
-                h
-            };
+            nexts.push((key, next));
+        }
+        // High watermarks only grow: ask the broker only for partitions that may have
+        // reached theirs, all in one request.
+        let ask: Vec<(String, i32)> = nexts
+            .iter()
+            .filter(|(key, next)| !next.is_some_and(|n| n < highs.get(key).copied().unwrap_or(-1)))
+            .map(|(key, _)| key.clone())
+            .collect();
+        match end_offsets(consumer, &ask, Duration::from_secs(2)) {
+            Ok(answered) => highs.extend(answered),
+            Err(e) => {
+                tracing::debug!(error = %e, "end offsets unknown");
+                for key in &ask {
+                    highs.insert(key.clone(), -1);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (key, next) in nexts {
+            let high = highs.get(&key).copied().unwrap_or(-1);
             let mut time_us = max_time.get(&key).copied().unwrap_or(i64::MIN);
             let mut holding = false;
             for h in held.values() {
@@ -978,7 +988,9 @@ fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
             }
             continue;
         }
+        let t0 = Instant::now();
         state.catch_up()?;
+        let t_identity = t0.elapsed();
         let mut out = GraphOutputs::default();
         if state.rebuilt.is_empty() && !batch.is_empty() {
             // The first batch of a fresh state: rebuild every assigned partition at once.
@@ -1043,6 +1055,7 @@ fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
             )?;
         }
         cfg.metrics.set_held(state.held.len());
+        let t_process = t0.elapsed();
         for (a, ingested_ms) in &out.alerts {
             if !emitted_alerts.insert(a.id.to_string()) {
                 continue;
@@ -1085,11 +1098,24 @@ fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
             .into_iter()
             .filter(|(k, v)| last_commit.get(k) != Some(v))
             .collect();
+        let t_flushed = t0.elapsed();
         commit(&consumer, &changed)?;
         last_commit.extend(changed);
+        let t_committed = t0.elapsed();
         if let Some(t) = tables.as_mut() {
             t.checkpoint(state.stage.graph(), false)?;
         }
+        tracing::debug!(
+            stage = STAGE.as_str(),
+            records = batch.len(),
+            held = state.held.len(),
+            identity_ms = t_identity.as_millis() as u64,
+            processed_ms = t_process.as_millis() as u64,
+            flushed_ms = t_flushed.as_millis() as u64,
+            committed_ms = t_committed.as_millis() as u64,
+            tables_ms = t0.elapsed().as_millis() as u64,
+            "batch (cumulative times)"
+        );
         if last_lag.elapsed() > Duration::from_secs(2) {
             record_lag(cfg, STAGE, &consumer);
             last_lag = Instant::now();
