@@ -437,3 +437,71 @@ fn records_and_dead_letters_over_the_message_limit_are_dead_lettered_cut_to_fit(
     assert!(reason.contains("original cut to its first"), "{reason}");
     assert!(cut["original_len"].as_u64().unwrap() > 900_000, "{cut:#}");
 }
+
+/// An Entra departure delivered after the CloudTrail uses it concerns (Entra's
+/// export lags; the graph stage stopped waiting for the quiet Entra partition): the
+/// uses were processed without it, and when it arrives the owner's recent uses are
+/// re-evaluated and the departed-owner alert replay raises goes out, marked late.
+#[test]
+fn a_departure_delivered_after_the_uses_raises_the_alert_replay_raises_marked_late() {
+    let tmp = tempfile::tempdir().unwrap();
+    let late = common::LateDeparture::write(tmp.path());
+    let inputs = [
+        late.trail.display().to_string(),
+        late.disable.display().to_string(),
+    ];
+    let want = late.replay_alert(&tmp.path().join("replay"));
+    let inventory = late.inventory.clone();
+
+    let tansu = Tansu::start();
+    let port = free_port();
+    let cfg = tmp.path().join("lineage.toml");
+    let out = tmp.path().join("live");
+    write_config(&cfg, &tansu.brokers(), "late", &inventory, &out, port);
+    // The gate stops waiting for the silent Entra partition after 300 ms.
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("max_hold_ms = 300\nsource_idle_ms = 200\n");
+    std::fs::write(&cfg, text).unwrap();
+    let mut run = Runner::start(&cfg, port, tmp.path().join("run.log"));
+    run.wait_healthy();
+    common::ingest(&tansu.brokers(), &[inputs[0].clone()]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while run.metric(
+        "lineage_events_total",
+        &["stage=\"graph\"", "outcome=\"out\""],
+    ) < 3.0
+    {
+        assert!(run.running(), "{}", run.log());
+        assert!(
+            Instant::now() < deadline,
+            "uses not processed:\n{}",
+            run.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        alerts_on_topic(&tansu.brokers())
+            .iter()
+            .all(|a| a["detector"] != "departed-owner"),
+        "no departure known yet"
+    );
+    // Now the departure, 5 to 10 minutes of event time older than the uses after it.
+    common::ingest(&tansu.brokers(), &[inputs[1].clone()]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let got = loop {
+        let departed: Vec<Value> = alerts_on_topic(&tansu.brokers())
+            .into_iter()
+            .filter(|a| a["detector"] == "departed-owner")
+            .collect();
+        if !departed.is_empty() {
+            break departed;
+        }
+        assert!(run.running(), "{}", run.log());
+        assert!(Instant::now() < deadline, "no late alert:\n{}", run.log());
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let status = run.sigterm();
+    assert!(status.success(), "SIGTERM exits 0: {status}");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    common::LateDeparture::assert_late_alert(&got[0], &want);
+}

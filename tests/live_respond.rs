@@ -555,3 +555,92 @@ poll_ms = 100
     assert_eq!(aws.key_status("svc-dana", &departed_key), "Inactive");
     assert_eq!(aws.key_status("svc-erin", &active_key), "Active");
 }
+
+/// Embedded `lineage run` following two directories: the CloudTrail uses arrive and
+/// are processed, then the Entra departure they come after. The owner's recent uses
+/// are re-evaluated and the departed-owner alert replay raises is delivered, marked
+/// late.
+#[test]
+fn embedded_run_raises_the_departed_alert_when_the_departure_arrives_after_the_uses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let late = common::LateDeparture::write(tmp.path());
+    let want = late.replay_alert(&tmp.path().join("replay"));
+    let (trail_dir, entra_dir) = (tmp.path().join("trail-in"), tmp.path().join("entra-in"));
+    std::fs::create_dir_all(&trail_dir).unwrap();
+    std::fs::create_dir_all(&entra_dir).unwrap();
+    let out = tmp.path().join("out");
+    let port = free_port();
+    let cfg = tmp.path().join("lineage.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[run]
+inventory = {inv:?}
+out_dir = {out:?}
+metrics_addr = "127.0.0.1:{port}"
+checkpoint_secs = 1
+poll_interval_ms = 100
+max_hold_ms = 300
+source_idle_ms = 200
+
+[[source]]
+name = "trail"
+kind = "directory"
+path = {trail:?}
+settle_ms = 100
+
+[[source]]
+name = "entra"
+kind = "directory"
+path = {entra:?}
+settle_ms = 100
+"#,
+            inv = late.inventory.display().to_string(),
+            out = out.display().to_string(),
+            trail = trail_dir.display().to_string(),
+            entra = entra_dir.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let mut run = Runner::start(&cfg, port, tmp.path().join("run.log"));
+    run.wait_healthy();
+    std::fs::copy(&late.trail, trail_dir.join("trail.json")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while run.metric(
+        "lineage_events_total",
+        &["stage=\"graph\"", "outcome=\"out\""],
+    ) < 3.0
+    {
+        assert!(run.running(), "{}", run.log());
+        assert!(
+            Instant::now() < deadline,
+            "uses not processed:\n{}",
+            run.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let departed = |out: &Path| -> Vec<Value> {
+        std::fs::read_to_string(out.join("alerts.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|a| a["detector"] == "departed-owner")
+            .collect()
+    };
+    assert!(departed(&out).is_empty(), "no departure known yet");
+    std::fs::copy(&late.disable, entra_dir.join("disable.json")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let got = departed(&out);
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(run.running(), "{}", run.log());
+        assert!(Instant::now() < deadline, "no late alert:\n{}", run.log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let status = run.sigterm();
+    assert!(status.success(), "SIGTERM exits 0: {status}");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    common::LateDeparture::assert_late_alert(&got[0], &want);
+}

@@ -1,6 +1,6 @@
 //! The attribute → detect stage, shared by replay and the live pipeline.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use lineage_core::event::{AttributionMethod, PrincipalKind};
 use lineage_core::event::{CredentialKind, CredentialRef};
@@ -98,6 +98,26 @@ pub struct AttributeStage {
     /// CloudTrail files that validated against signed digests (canonical paths);
     /// every other CloudTrail record's revocation requests say `not-validated`.
     validated_files: Option<std::sync::Arc<HashSet<std::path::PathBuf>>>,
+    /// The latest event time processed: a fact older than this is late.
+    latest: Option<chrono::DateTime<chrono::Utc>>,
+    /// Each owner's most recent uses, for re-evaluating them when a departure
+    /// arrives after them (see [`AttributeStage::apply_identity_fact`]); kept only
+    /// by the live drivers (replay merges its inputs in event-time order).
+    recent: HashMap<HumanId, VecDeque<RecentUse>>,
+    re_evaluate_late: bool,
+}
+
+/// Uses kept per owner for late departures (the most recent, within [`LATE_LOOK_BACK`]).
+const RECENT_USES_PER_OWNER: usize = 64;
+
+/// How far back in event time a late departure re-evaluates uses.
+pub const LATE_LOOK_BACK: chrono::Duration = chrono::Duration::hours(24);
+
+/// A processed use of an owner's credential, and whether the owner was already known
+/// to have left when it was processed (then the departed-owner detector saw it).
+struct RecentUse {
+    event: AttributedEvent,
+    departure_known: bool,
 }
 
 /// A credential an owner (or one of their agents) was seen using.
@@ -163,7 +183,18 @@ impl AttributeStage {
             unattributed_subjects: HashMap::new(),
             owned: HashMap::new(),
             validated_files: None,
+            latest: None,
+            recent: HashMap::new(),
+            re_evaluate_late: false,
         })
+    }
+
+    /// Keeps each owner's recent uses so that a departure arriving after them
+    /// re-evaluates them (the live drivers, whose sources are not merged in event
+    /// time). Costs one copy of each use of an owned credential, at most
+    /// [`RECENT_USES_PER_OWNER`] per owner.
+    pub fn re_evaluate_late_departures(&mut self) {
+        self.re_evaluate_late = true;
     }
 
     /// Marks the revocation requests raised by records of these CloudTrail files
@@ -184,8 +215,100 @@ impl AttributeStage {
 
     /// Applies one lineage fact learned elsewhere (the live pipeline's identity table:
     /// facts from other partitions). Not counted in `facts`; detectors do not see it.
-    pub fn apply_identity_fact(&mut self, fact: &lineage_core::LineageFact) {
+    ///
+    /// A departure that arrives *late* (its time before uses already processed: the
+    /// HR source or Entra delivered it after the uses, or the live pipeline stopped
+    /// waiting for it) re-evaluates the owner's recent uses at or after the
+    /// departure (the last [`RECENT_USES_PER_OWNER`] within [`LATE_LOOK_BACK`]) with
+    /// the departed-owner detector, in event-time order, so the alert replay raises
+    /// is raised now; its evidence says `late_fact` and by how much event time it
+    /// came late. Returns the number of findings recorded.
+    pub fn apply_identity_fact(&mut self, fact: &lineage_core::LineageFact) -> usize {
         self.graph.apply(fact);
+        self.re_evaluate_if_late(fact)
+    }
+
+    /// See [`AttributeStage::apply_identity_fact`].
+    fn re_evaluate_if_late(&mut self, fact: &lineage_core::LineageFact) -> usize {
+        let lineage_core::FactKind::OwnerDeparted { .. } = &fact.kind else {
+            return 0;
+        };
+        if !self.re_evaluate_late {
+            return 0;
+        }
+        let Some(latest) = self.latest.filter(|l| fact.time < *l) else {
+            return 0;
+        };
+        let mut recorded = 0;
+        let owners: Vec<HumanId> = self.recent.keys().cloned().collect();
+        for owner in owners {
+            let Some(departed_at) = self.graph.departed_at(&owner) else {
+                continue;
+            };
+            let Some(uses) = self.recent.get_mut(&owner) else {
+                continue;
+            };
+            let mut due: Vec<AttributedEvent> = Vec::new();
+            for u in uses.iter_mut() {
+                if !u.departure_known && u.event.use_.time >= departed_at {
+                    u.departure_known = true;
+                    due.push(u.event.clone());
+                }
+            }
+            due.sort_by_key(|e| e.use_.time);
+            for event in &due {
+                for d in self
+                    .detectors
+                    .iter_mut()
+                    .filter(|d| d.name() == "departed-owner")
+                {
+                    for mut finding in d.observe_folding(event, &[], &self.graph, &self.book) {
+                        if let Some(e) = finding.evidence.as_object_mut() {
+                            e.insert(
+                                "late_fact".into(),
+                                serde_json::json!({
+                                    "fact": "owner-departed",
+                                    "fact_time": fact.time,
+                                    "learned_after_event_time": latest,
+                                    "late_secs": (latest - fact.time).num_seconds(),
+                                }),
+                            );
+                        }
+                        mark_record_integrity(self.validated_files.as_deref(), &mut finding, event);
+                        let r = self.book.record(finding, event);
+                        fill_blast_radius(&mut self.book, &self.graph, r, event);
+                        recorded += 1;
+                    }
+                }
+            }
+        }
+        recorded
+    }
+
+    /// Remembers a processed use of an owner's credential for late departures.
+    fn remember_recent(&mut self, event: &AttributedEvent) {
+        if !self.re_evaluate_late {
+            return;
+        }
+        let Some(owner) = &event.attribution.owner else {
+            return;
+        };
+        let departure_known = self
+            .graph
+            .departed_at(owner)
+            .is_some_and(|d| d <= event.use_.time);
+        let uses = self.recent.entry(owner.clone()).or_default();
+        let horizon = event.use_.time - LATE_LOOK_BACK;
+        while uses
+            .front()
+            .is_some_and(|u| uses.len() >= RECENT_USES_PER_OWNER || u.event.use_.time < horizon)
+        {
+            uses.pop_front();
+        }
+        uses.push_back(RecentUse {
+            event: event.clone(),
+            departure_known,
+        });
     }
 
     /// Processes one normalized record: facts into the graph, then attribution and detection.
@@ -199,6 +322,7 @@ impl AttributeStage {
         for fact in &facts {
             self.graph.apply(fact);
             self.facts += 1;
+            self.re_evaluate_if_late(fact);
         }
         self.graph.observe(&use_);
         let attribution = self.graph.attribute(&use_);
@@ -271,6 +395,8 @@ impl AttributeStage {
             }
         }
         let event = AttributedEvent { use_, attribution };
+        self.latest = self.latest.max(Some(event.use_.time));
+        self.remember_recent(&event);
         for d in &mut self.detectors {
             for mut finding in d.observe_folding(&event, &facts, &self.graph, &self.book) {
                 mark_record_integrity(self.validated_files.as_deref(), &mut finding, &event);

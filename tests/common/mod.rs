@@ -433,3 +433,94 @@ pub fn output_with_peak_rss(cmd: &mut Command) -> (Output, u64) {
     };
     (output, usage.ru_maxrss as u64)
 }
+
+/// The late-departure fixture: an agent's key used at 07:59, 08:05 and 08:10, and an
+/// Entra "Disable account" of its owner at 08:00:03 (`testdata/entra/golden`), as
+/// two files to deliver in that order (the departure after the uses).
+pub struct LateDeparture {
+    pub inventory: PathBuf,
+    pub trail: PathBuf,
+    pub disable: PathBuf,
+}
+
+impl LateDeparture {
+    pub fn write(dir: &Path) -> Self {
+        let inventory = dir.join("inventory.toml");
+        std::fs::write(
+            &inventory,
+            r#"[[human]]
+id = "marek"
+aliases = { entra_upn = ["marek.nowak@contoso-labs.onmicrosoft.com"] }
+
+[[agent]]
+id = "deploy-bot"
+kind = "ci"
+owner = "marek"
+credentials = ["AKIALATEFACT00000001"]
+"#,
+        )
+        .unwrap();
+        let uses: Vec<Value> = [
+            ("late-0759", "07:59"),
+            ("late-0805", "08:05"),
+            ("late-0810", "08:10"),
+        ]
+        .iter()
+        .map(|(id, hm)| {
+            serde_json::json!({
+                "eventVersion": "1.08", "eventID": id, "eventTime": format!("2025-04-01T{hm}:00Z"),
+                "eventSource": "s3.amazonaws.com", "eventName": "PutObject", "awsRegion": "us-east-1",
+                "sourceIPAddress": "198.51.100.7", "userAgent": "aws-cli/2.15.0",
+                "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIALATEFACT00000001",
+                    "userName": "deploy", "accountId": "111122223333"},
+                "requestParameters": {"bucketName": "releases", "key": "app.tar.gz"}
+            })
+        })
+        .collect();
+        let trail = dir.join("trail.json");
+        std::fs::write(&trail, serde_json::json!({ "Records": uses }).to_string()).unwrap();
+        let disable = dir.join("entra-disable.json");
+        std::fs::copy(
+            root().join("testdata/entra/golden/audit_disable_account_diagnostic.input.json"),
+            &disable,
+        )
+        .unwrap();
+        Self {
+            inventory,
+            trail,
+            disable,
+        }
+    }
+
+    /// The departed-owner alert replay raises over both files (its one).
+    pub fn replay_alert(&self, out: &Path) -> Value {
+        let inv = self.inventory.display().to_string();
+        let o = replay(
+            &[&self.trail, &self.disable],
+            out,
+            &["--inventory", &inv, "--no-tables"],
+        );
+        assert_exit(&o, 0);
+        let departed: Vec<Value> = jsonl(&out.join("alerts.jsonl"))
+            .into_iter()
+            .filter(|a| a["detector"] == "departed-owner")
+            .collect();
+        assert_eq!(departed.len(), 1, "{departed:#?}");
+        departed.into_iter().next().unwrap()
+    }
+
+    /// `got` is replay's alert `want`, marked late by at least the 5 minutes between
+    /// the departure and the first use after it.
+    pub fn assert_late_alert(got: &Value, want: &Value) {
+        let late = &got["evidence"]["late_fact"];
+        assert_eq!(late["fact"], "owner-departed", "{got:#}");
+        assert!(late["late_secs"].as_i64().unwrap() >= 5 * 60, "{late}");
+        let mut live = comparable_alert(got);
+        live["evidence"]
+            .as_object_mut()
+            .unwrap()
+            .remove("late_fact");
+        assert_eq!(live, comparable_alert(want));
+        assert_eq!(got["first_seen"], "2025-04-01T08:05:00Z", "{got:#}");
+    }
+}

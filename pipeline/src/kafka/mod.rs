@@ -92,6 +92,16 @@
 //! latency: an event waits for the slowest source, at most `max_hold_ms` for a
 //! quiet one.
 //!
+//! *Late facts.* A fact older than events already processed (its source delivered
+//! it after `max_hold_ms`, or after the uses) is applied as soon as it is read, not
+//! at the next event. A late departure re-evaluates the owner's recent uses at or
+//! after it (the last 64 per owner within 24 h of event time, kept by
+//! [`crate::AttributeStage`] in every live driver) with the departed-owner
+//! detector: the alert replay raises goes out then, its evidence saying
+//! `late_fact` and how late (tested in `tests/kafka_pipeline.rs`). Late issuance
+//! facts are not re-evaluated yet: a use processed before its credential's
+//! issuance is known keeps the attribution it had.
+//!
 //! Two details keep a restarted or idle pipeline from holding events for ever: a
 //! normalize consumer that has consumed nothing since its partitions were assigned
 //! (a restart that finds them fully consumed) has no position, so its watermark

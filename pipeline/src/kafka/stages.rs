@@ -710,11 +710,14 @@ struct GraphState {
     /// Next offset after the last message received, by partition.
     consumed: HashMap<i32, i64>,
     seq: u64,
+    /// The latest event time processed (µs): identity facts at or before it are late.
+    processed_until: i64,
 }
 
 impl GraphState {
     fn fresh(cfg: &LiveConfig<'_>) -> Result<Self, LiveError> {
-        let stage = cfg.pipeline.attribute_stage()?;
+        let mut stage = cfg.pipeline.attribute_stage()?;
+        stage.re_evaluate_late_departures();
         let mut identity = IdentityQueue::open(&cfg.bus)?;
         let mut gate = Gate::new(raw_partitions(&cfg.bus)?, cfg.source_idle, cfg.max_hold);
         // Twice: watermarks take effect one catch-up after they are read.
@@ -732,6 +735,7 @@ impl GraphState {
             held_offsets: HashMap::new(),
             consumed: HashMap::new(),
             seq: 0,
+            processed_until: i64::MIN,
         })
     }
 
@@ -816,17 +820,17 @@ fn process_event(
 ) -> Result<(), LiveError> {
     const STAGE: Stage = Stage::Graph;
     let source = event.use_.source.as_str();
-    for f in state
-        .identity
-        .due(event.use_.time.timestamp_micros())
-        .iter()
-    {
-        state.stage.apply_identity_fact(f);
-    }
+    // Before the facts: a late departure among them re-evaluates recent uses, and
+    // what that raises goes out with this event's outputs.
     let (alerts_before, actions_before) = {
         let book = state.stage.alerts();
         (book.alerts().len(), book.actions().len())
     };
+    let time_us = event.use_.time.timestamp_micros();
+    for f in state.identity.due(time_us).iter() {
+        state.stage.apply_identity_fact(f);
+    }
+    state.processed_until = state.processed_until.max(time_us);
     let ingested_ms = event.ingested_ms;
     let half = event.half.map(|h| match h {
         WireHalf::Request(id) => Half::Request(id),
@@ -1054,6 +1058,24 @@ fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
                 &mut out,
             )?;
         }
+        // Facts older than what was processed are late (their source delivered them
+        // after the uses, or the gate stopped waiting): applied now rather than at the
+        // next event, so a late departure re-evaluates the uses it concerns at once.
+        let (alerts_before, actions_before) = {
+            let book = state.stage.alerts();
+            (book.alerts().len(), book.actions().len())
+        };
+        for f in state.identity.due(state.processed_until) {
+            state.stage.apply_identity_fact(&f);
+        }
+        let book = state.stage.alerts();
+        out.alerts.extend(
+            book.alerts()[alerts_before..]
+                .iter()
+                .map(|a| (a.clone(), ms_now())),
+        );
+        out.actions
+            .extend(book.actions()[actions_before..].iter().cloned());
         cfg.metrics.set_held(state.held.len());
         let t_process = t0.elapsed();
         for (a, ingested_ms) in &out.alerts {

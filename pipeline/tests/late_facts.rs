@@ -1,0 +1,151 @@
+//! A departure that arrives after the uses it concerns (the live pipeline's sources
+//! are not merged in event time: Entra delivers in bursts, HR feeds late) re-evaluates
+//! the owner's recent uses and raises the alert replay raises, marked late; without
+//! the re-evaluation the alert is lost.
+
+use std::path::Path;
+
+use chrono::{TimeZone, Utc};
+use lineage_core::{FactKind, Inventory, LineageFact, Provenance, Source};
+use lineage_detect::DetectorsConfig;
+use lineage_ingest::{CloudTrailParser, Normalized, SourceParser};
+use lineage_pipeline::AttributeStage;
+use serde_json::{json, Value};
+
+const INVENTORY: &str = r#"
+[[human]]
+id = "alice"
+
+[[agent]]
+id = "deploy-bot"
+kind = "ci"
+owner = "alice"
+credentials = ["AKIALATEFACT00000001"]
+"#;
+
+fn use_at(id: &str, minute: u32) -> Normalized {
+    let record = json!({
+        "eventVersion": "1.08", "eventID": id,
+        "eventTime": format!("2026-11-02T10:{minute:02}:00Z"),
+        "eventSource": "s3.amazonaws.com", "eventName": "PutObject", "awsRegion": "us-east-1",
+        "sourceIPAddress": "198.51.100.7", "userAgent": "aws-cli/2.15.0",
+        "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIALATEFACT00000001",
+            "userName": "deploy", "accountId": "111122223333"},
+        "requestParameters": {"bucketName": "releases", "key": "app.tar.gz"}
+    });
+    CloudTrailParser
+        .parse_record(record.to_string().as_bytes(), Provenance::file("t", 1))
+        .unwrap()
+}
+
+fn departure(minute: u32) -> LineageFact {
+    LineageFact {
+        time: Utc.with_ymd_and_hms(2026, 11, 2, 10, minute, 0).unwrap(),
+        source: Source::Entra,
+        event_id: "disable-alice".into(),
+        kind: FactKind::OwnerDeparted {
+            human: "alice".into(),
+        },
+    }
+}
+
+fn stage(re_evaluate: bool) -> AttributeStage {
+    let inventory = Inventory::from_toml_str(INVENTORY, Path::new("inventory.toml")).unwrap();
+    let mut stage = AttributeStage::new(&inventory, &DetectorsConfig::default(), None).unwrap();
+    if re_evaluate {
+        stage.re_evaluate_late_departures();
+    }
+    stage
+}
+
+/// The departed-owner alerts, with the fields every mode must agree on.
+fn departed_alerts(stage: &AttributeStage) -> Vec<Value> {
+    stage
+        .alerts()
+        .alerts()
+        .iter()
+        .filter(|a| a.detector == "departed-owner")
+        .map(|a| serde_json::to_value(a).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_late_departure_re_evaluates_recent_uses_and_raises_the_alert_replay_raises() {
+    // Replay's order: the departure at 10:02 is applied before the uses after it.
+    let mut replay = stage(false);
+    replay.process(use_at("u-1000", 0));
+    replay.apply_identity_fact(&departure(2));
+    for (id, m) in [("u-1005", 5), ("u-1010", 10)] {
+        replay.process(use_at(id, m));
+    }
+    let want = departed_alerts(&replay);
+    assert_eq!(want.len(), 1, "{want:#?}");
+
+    // Live: every use is processed first; the departure arrives after them.
+    let mut live = stage(true);
+    for (id, m) in [("u-1000", 0), ("u-1005", 5), ("u-1010", 10)] {
+        live.process(use_at(id, m));
+    }
+    assert!(departed_alerts(&live).is_empty());
+    let actions_before = live.alerts().actions().len();
+    assert!(live.apply_identity_fact(&departure(2)) >= 1);
+    let got = departed_alerts(&live);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let (g, w) = (&got[0], &want[0]);
+    for field in [
+        "id",
+        "title",
+        "summary",
+        "dedup_key",
+        "first_seen",
+        "severity",
+        "owner",
+    ] {
+        assert_eq!(g[field], w[field], "{field}: {g:#} vs {w:#}");
+    }
+    // The first use after the departure opened it, the next folded in; the use
+    // before the departure is not part of it.
+    assert_eq!(g["count"], 2, "{g:#}");
+    assert_eq!(g["event_ids"], json!(["u-1005", "u-1010"]), "{g:#}");
+    // Marked late, with how late.
+    let late = &g["evidence"]["late_fact"];
+    assert_eq!(late["fact"], "owner-departed", "{g:#}");
+    assert_eq!(late["late_secs"], 8 * 60, "{g:#}");
+    // The revocation replay requests is requested too.
+    assert_eq!(
+        live.alerts().actions().len() - actions_before,
+        replay.alerts().actions().len(),
+        "{:#?}",
+        live.alerts().actions()
+    );
+
+    // Applying the same departure again changes nothing: each use is re-evaluated once.
+    assert_eq!(live.apply_identity_fact(&departure(2)), 0);
+    assert_eq!(departed_alerts(&live)[0]["count"], 2);
+
+    // Without the re-evaluation (replay's stage, facts in order) the late fact is lost.
+    let mut lost = stage(false);
+    for (id, m) in [("u-1000", 0), ("u-1005", 5), ("u-1010", 10)] {
+        lost.process(use_at(id, m));
+    }
+    lost.apply_identity_fact(&departure(2));
+    assert!(departed_alerts(&lost).is_empty());
+}
+
+#[test]
+fn a_departure_after_every_use_or_before_them_re_evaluates_nothing() {
+    // After the last use: nothing to re-evaluate, nothing raised.
+    let mut live = stage(true);
+    for (id, m) in [("u-1000", 0), ("u-1005", 5)] {
+        live.process(use_at(id, m));
+    }
+    assert_eq!(live.apply_identity_fact(&departure(30)), 0);
+    assert!(departed_alerts(&live).is_empty());
+    // Known before the use: the detector saw it when the use was processed, once.
+    let mut live = stage(true);
+    live.apply_identity_fact(&departure(1));
+    live.process(use_at("u-1005", 5));
+    assert_eq!(departed_alerts(&live)[0]["count"], 1);
+    assert_eq!(live.apply_identity_fact(&departure(1)), 0);
+    assert_eq!(departed_alerts(&live)[0]["count"], 1);
+}
