@@ -399,6 +399,57 @@ impl LineageGraph {
         }
     }
 
+    /// Forgets the credentials nothing has happened to since `cutoff` (no use, no
+    /// issuance, no status change at or after it), unless the inventory declares them
+    /// or a credential that is kept descends from them: the chain a recent use is
+    /// attributed through is never cut. A deleted or revoked credential counts from
+    /// its status change, so its tombstone stays for as long as a live one would,
+    /// and a late use of it still finds it. Returns how many were forgotten.
+    ///
+    /// Humans, agents, aliases, learned owners and departures are not evicted: they
+    /// grow with the estate, not with traffic.
+    pub fn evict_inactive(&mut self, cutoff: DateTime<Utc>) -> usize {
+        let recent = |m: &CredentialMeta| {
+            [m.last_used, m.issued_at, m.status.as_ref().map(|s| s.1)]
+                .into_iter()
+                .flatten()
+                .any(|t| t >= cutoff)
+        };
+        let mut keep: std::collections::HashSet<NodeIndex> = self
+            .credentials
+            .values()
+            .filter(|m| {
+                recent(m)
+                    || self
+                        .graph
+                        .edges_directed(m.node, Direction::Outgoing)
+                        .any(|e| matches!(e.weight(), Edge::BoundTo))
+            })
+            .map(|m| m.node)
+            .collect();
+        // Every ancestor of a kept credential stays.
+        let mut stack: Vec<NodeIndex> = keep.iter().copied().collect();
+        while let Some(n) = stack.pop() {
+            for e in self.graph.edges_directed(n, Direction::Outgoing) {
+                if matches!(e.weight(), Edge::IssuedFrom { .. }) && keep.insert(e.target()) {
+                    stack.push(e.target());
+                }
+            }
+        }
+        let evict: Vec<CredentialId> = self
+            .credentials
+            .iter()
+            .filter(|(_, m)| !keep.contains(&m.node))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &evict {
+            if let Some(m) = self.credentials.remove(id) {
+                self.graph.remove_node(m.node);
+            }
+        }
+        evict.len()
+    }
+
     /// The credential this one was issued from, with the edge.
     pub fn parent_of(&self, id: &CredentialId) -> Option<(&CredentialId, &Edge)> {
         let meta = self.credentials.get(id)?;

@@ -402,3 +402,122 @@ fn reach_keeps_the_first_services_and_resources_and_says_when_it_dropped_some() 
     assert_eq!(r.resources[0], "arn:r0");
     assert!(!r.resources.iter().any(|x| x == "arn:later"));
 }
+
+proptest! {
+    /// Retention never cuts what a recent use needs: after evicting every credential
+    /// with no activity since the cutoff, each credential that was used, issued or
+    /// changed at or after it attributes exactly as it did without eviction (same
+    /// chain, root, agent, owner, method), and the inventory's credentials stay.
+    #[test]
+    fn eviction_keeps_every_chain_a_use_within_the_window_needs(
+        steps in prop::collection::vec((0u8..3, 0u8..16, 0u8..16, 0u32..100), 0..80),
+        cutoff_day in 0u32..100,
+    ) {
+        let id = |n: u8| if n == 0 { "AKIAROOT000000000001".to_owned() } else { format!("ASIAX{n:015}") };
+        let day = |d: u32| Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::days(d.into());
+        let mut steps = steps;
+        steps.sort_by_key(|s| s.3);
+        let (mut kept, mut full) = (graph(), graph());
+        let mut active = std::collections::HashSet::new();
+        for &(kind, a, b, d) in &steps {
+            let time = day(d);
+            match kind {
+                // An issuance: a → b.
+                0 if a != b => {
+                    let mut f = issued(Some(&id(a)), &id(b), None);
+                    f.time = time;
+                    kept.apply(&f);
+                    full.apply(&f);
+                    if time >= day(cutoff_day) {
+                        active.insert(id(b));
+                    }
+                }
+                // A status change of a.
+                1 => {
+                    let f = LineageFact {
+                        time,
+                        source: Source::CloudTrail,
+                        event_id: "s".into(),
+                        kind: FactKind::CredentialStatusChanged {
+                            credential: cred(&id(a)),
+                            status: "Inactive".into(),
+                            changed_by: Principal::unknown(),
+                        },
+                    };
+                    kept.apply(&f);
+                    full.apply(&f);
+                    if time >= day(cutoff_day) {
+                        active.insert(id(a));
+                    }
+                }
+                // A use of a.
+                _ => {
+                    let mut u = use_of(Some(&id(a)), PrincipalKind::AssumedRole, None);
+                    u.time = time;
+                    kept.observe(&u);
+                    full.observe(&u);
+                    if time >= day(cutoff_day) {
+                        active.insert(id(a));
+                    }
+                }
+            }
+        }
+        kept.evict_inactive(day(cutoff_day));
+        prop_assert!(kept.credential(&CredentialId::new("AKIAROOT000000000001")).is_some());
+        for c in &active {
+            let u = use_of(Some(c), PrincipalKind::AssumedRole, None);
+            let (a, b) = (kept.attribute(&u), full.attribute(&u));
+            prop_assert_eq!(&a.chain, &b.chain, "{}", c);
+            prop_assert_eq!(&a.root_credential, &b.root_credential);
+            prop_assert_eq!(&a.agent, &b.agent);
+            prop_assert_eq!(&a.owner, &b.owner);
+            prop_assert_eq!(a.method, b.method);
+        }
+        // Nothing recent was forgotten; everything forgotten was idle since the cutoff.
+        for (cid, meta) in full.credentials() {
+            if kept.credential(cid).is_none() {
+                prop_assert!(!active.contains(cid.as_str()), "{} evicted", cid);
+                prop_assert!(meta.last_used.is_none_or(|t| t < day(cutoff_day)));
+            }
+        }
+    }
+}
+
+#[test]
+fn eviction_forgets_idle_credentials_and_keeps_tombstones_for_the_window() {
+    let mut g = graph();
+    let day =
+        |d: i64| Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::days(d);
+    let mut f = issued(Some("AKIAROOT000000000001"), "ASIAOLD0000000000001", None);
+    f.time = day(0);
+    g.apply(&f);
+    let mut f = issued(Some("AKIAROOT000000000001"), "ASIADEL0000000000001", None);
+    f.time = day(0);
+    g.apply(&f);
+    g.apply(&LineageFact {
+        time: day(80),
+        source: Source::CloudTrail,
+        event_id: "d".into(),
+        kind: FactKind::CredentialStatusChanged {
+            credential: cred("ASIADEL0000000000001"),
+            status: "Deleted".into(),
+            changed_by: Principal::unknown(),
+        },
+    });
+    assert_eq!(g.evict_inactive(day(60)), 1);
+    assert!(g
+        .credential(&CredentialId::new("ASIAOLD0000000000001"))
+        .is_none());
+    // Deleted at day 80: its tombstone stays until day 80 + the window.
+    assert!(g
+        .credential(&CredentialId::new("ASIADEL0000000000001"))
+        .is_some());
+    assert!(g
+        .credential(&CredentialId::new("AKIAROOT000000000001"))
+        .is_some());
+    assert_eq!(g.evict_inactive(day(200)), 1);
+    // The inventory's credential is never forgotten.
+    assert!(g
+        .credential(&CredentialId::new("AKIAROOT000000000001"))
+        .is_some());
+}

@@ -105,7 +105,15 @@ pub struct AttributeStage {
     /// by the live drivers (replay merges its inputs in event-time order).
     recent: HashMap<HumanId, VecDeque<RecentUse>>,
     re_evaluate_late: bool,
+    /// Forget credentials idle this long (event time); see [`AttributeStage::set_retention`].
+    retain: Option<chrono::Duration>,
+    /// Uses processed since the graph was last pruned.
+    since_eviction: u64,
 }
+
+/// Uses between two retention passes over the graph (each pass looks at every
+/// credential once).
+const EVICT_EVERY: u64 = 50_000;
 
 /// Uses kept per owner for late departures (the most recent, within [`LATE_LOOK_BACK`]).
 const RECENT_USES_PER_OWNER: usize = 64;
@@ -186,7 +194,36 @@ impl AttributeStage {
             latest: None,
             recent: HashMap::new(),
             re_evaluate_late: false,
+            retain: None,
+            since_eviction: 0,
         })
+    }
+
+    /// Forgets, every [`EVICT_EVERY`] uses, the credentials nothing happened to for
+    /// `retain` of event time before the latest use
+    /// ([`LineageGraph::evict_inactive`]: declared ones and the ancestors of kept
+    /// ones stay), so a long-running live pipeline's graph does not grow with every
+    /// session key it ever saw.
+    pub fn set_retention(&mut self, retain: chrono::Duration) {
+        self.retain = Some(retain);
+    }
+
+    fn prune(&mut self) {
+        self.since_eviction += 1;
+        if self.since_eviction < EVICT_EVERY {
+            return;
+        }
+        self.since_eviction = 0;
+        if let (Some(retain), Some(latest)) = (self.retain, self.latest) {
+            let evicted = self.graph.evict_inactive(latest - retain);
+            if evicted > 0 {
+                tracing::debug!(
+                    evicted,
+                    kept = self.graph.credential_count(),
+                    "forgot idle credentials"
+                );
+            }
+        }
     }
 
     /// Keeps each owner's recent uses so that a departure arriving after them
@@ -397,6 +434,7 @@ impl AttributeStage {
         let event = AttributedEvent { use_, attribution };
         self.latest = self.latest.max(Some(event.use_.time));
         self.remember_recent(&event);
+        self.prune();
         for d in &mut self.detectors {
             for mut finding in d.observe_folding(&event, &facts, &self.graph, &self.book) {
                 mark_record_integrity(self.validated_files.as_deref(), &mut finding, &event);

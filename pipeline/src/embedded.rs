@@ -891,8 +891,7 @@ impl Attributor<'_> {
 fn attribute_loop(l: AttributeLoop<'_>) -> Result<EmbeddedReport, PipelineError> {
     let pipeline = l.pipeline;
     let run = &pipeline.settings.run;
-    let mut stage = pipeline.attribute_stage()?;
-    stage.re_evaluate_late_departures();
+    let mut stage = pipeline.live_attribute_stage()?;
     let mut summary = RunSummary::default();
     let mut skip = HashSet::new();
     let tables = if run.no_tables {

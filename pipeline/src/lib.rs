@@ -54,7 +54,7 @@ use lineage_ingest::ParseLimits;
 pub use alloc::tune_allocator;
 pub use attribute::{AttributeStage, OwnedCredential, StageState};
 pub use metrics::Metrics;
-pub use settings::{RunConfig, Settings, SourceConfig};
+pub use settings::{GraphSettings, RunConfig, Settings, SourceConfig};
 
 /// What stops a pipeline (bad records never do: they are dead-lettered).
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +131,19 @@ impl Pipeline {
             self.sigma.clone(),
         )
         .map_err(|e| PipelineError::Config(format!("detectors: {e}")))
+    }
+
+    /// The stage of the live drivers (embedded and Kafka): [`Pipeline::attribute_stage`]
+    /// that also re-evaluates recent uses when a departure arrives late, and forgets
+    /// credentials idle for `[graph] retain_days` of event time.
+    pub fn live_attribute_stage(&self) -> Result<AttributeStage, PipelineError> {
+        let mut stage = self.attribute_stage()?;
+        stage.re_evaluate_late_departures();
+        let days = self.settings.graph.retain_days;
+        if days > 0 {
+            stage.set_retention(chrono::Duration::days(days.min(365_000) as i64));
+        }
+        Ok(stage)
     }
 
     /// Where alerts leave the pipeline: `<out_dir>/alerts.jsonl`,

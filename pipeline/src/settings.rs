@@ -37,6 +37,9 @@ pub struct Settings {
     /// `lineage run`: inventory, outputs, state, metrics address, batching.
     #[serde(default)]
     pub run: RunConfig,
+    /// The live pipeline's lineage graph: how long it remembers idle credentials.
+    #[serde(default)]
+    pub graph: GraphSettings,
     /// The live sources `lineage run` follows on the embedded bus (and that a Kafka
     /// deployment feeds with `lineage ingest … --from-checkpoint`).
     #[serde(default, rename = "source", skip_serializing_if = "Vec::is_empty")]
@@ -93,6 +96,24 @@ impl Settings {
             }
         }
         Ok(())
+    }
+}
+
+/// `[graph]`: retention of the live pipeline's lineage graph.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphSettings {
+    /// Days of event time a credential is remembered after its last use, issuance
+    /// or status change (a deleted one keeps its tombstone as long). Credentials
+    /// the inventory declares, and every ancestor of a remembered one, stay. 0 keeps
+    /// everything. `lineage run` only: a replay reads a bounded archive and keeps
+    /// its whole graph (default 90).
+    pub retain_days: u64,
+}
+
+impl Default for GraphSettings {
+    fn default() -> Self {
+        Self { retain_days: 90 }
     }
 }
 

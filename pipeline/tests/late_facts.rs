@@ -149,3 +149,39 @@ fn a_departure_after_every_use_or_before_them_re_evaluates_nothing() {
     assert_eq!(live.apply_identity_fact(&departure(1)), 0);
     assert_eq!(departed_alerts(&live)[0]["count"], 1);
 }
+
+#[test]
+fn a_live_stage_forgets_idle_credentials_after_its_retention_and_keeps_declared_ones() {
+    let mut live = stage(true);
+    live.set_retention(chrono::Duration::days(1));
+    // A session key issued from the declared key on day 0 (its facts come with the
+    // AssumeRole record), then only the declared key in use two days later.
+    let assume = json!({
+        "eventVersion": "1.08", "eventID": "assume-1", "eventTime": "2026-11-02T10:00:00Z",
+        "eventSource": "sts.amazonaws.com", "eventName": "AssumeRole", "awsRegion": "us-east-1",
+        "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIALATEFACT00000001",
+            "userName": "deploy", "accountId": "111122223333"},
+        "requestParameters": {"roleArn": "arn:aws:iam::111122223333:role/r", "roleSessionName": "s"},
+        "responseElements": {"credentials": {"accessKeyId": "ASIAIDLESESSION00001"}}
+    });
+    live.process(
+        CloudTrailParser
+            .parse_record(assume.to_string().as_bytes(), Provenance::file("t", 1))
+            .unwrap(),
+    );
+    let session = lineage_core::CredentialId::new("ASIAIDLESESSION00001");
+    assert!(live.graph().credential(&session).is_some());
+    let later = use_at("later", 0);
+    for i in 0..50_000 {
+        let mut n = later.clone();
+        n.use_.event_id = format!("later-{i}").into();
+        n.use_.time = Utc.with_ymd_and_hms(2026, 11, 4, 10, 0, 0).unwrap();
+        live.process(n);
+    }
+    assert!(
+        live.graph().credential(&session).is_none(),
+        "idle for two days with one day of retention"
+    );
+    let declared = lineage_core::CredentialId::new("AKIALATEFACT00000001");
+    assert!(live.graph().credential(&declared).is_some());
+}

@@ -48,7 +48,9 @@
 //!   partition after another: identity facts are applied by event time, so a later
 //!   partition's earlier events would otherwise see facts from after their time.)
 //!   Bounded by the topic's retention; a detector-state snapshot per partition would
-//!   bound it further — not done yet. On any revocation the whole state is dropped
+//!   bound it further — not done yet. The graph itself forgets credentials idle
+//!   for `[graph] retain_days` of event time (declared ones and the ancestors of
+//!   kept ones stay: [`lineage_graph::LineageGraph::evict_inactive`]). On any revocation the whole state is dropped
 //!   and rebuilt the same way, because it cannot be split by partition.
 //! - **sinks** (group `<group_id>.sinks`, input: alerts, actions and the DLQ). Alerts
 //!   go through [`crate::outputs::AlertOutput`] (`alerts.jsonl`, `alerts.ocsf.jsonl`

@@ -716,8 +716,7 @@ struct GraphState {
 
 impl GraphState {
     fn fresh(cfg: &LiveConfig<'_>) -> Result<Self, LiveError> {
-        let mut stage = cfg.pipeline.attribute_stage()?;
-        stage.re_evaluate_late_departures();
+        let stage = cfg.pipeline.live_attribute_stage()?;
         let mut identity = IdentityQueue::open(&cfg.bus)?;
         let mut gate = Gate::new(raw_partitions(&cfg.bus)?, cfg.source_idle, cfg.max_hold);
         // Twice: watermarks take effect one catch-up after they are read.
