@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Kafka-path restart benchmark (not a test): how long a restarted `lineage run` takes
+# from process start to processing its first new record, with N events of history
+# already processed on the topics (tansu in memory). Prints a Markdown table, one row
+# per history size (simulated days of the same estate).
+#
+#   scripts/bench_restart.sh [--agents N] [--calls N] [--days 4,48]
+#
+# For each size: a fresh broker, the simulated history ingested and processed by a
+# first `lineage run` (until graph/detect has processed everything), SIGTERM, then a
+# second `lineage run` is started and one new CloudTrail record ingested; the figure
+# is from the second process's start to graph/detect having processed that record.
+# The graph stage rebuilds detector state from the events topic on assignment; its
+# log line "rebuilt detector state" gives the events it re-read and the seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+agents=40 calls=300 days_list=4,48
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --agents) agents=$2; shift 2 ;;
+    --calls) calls=$2; shift 2 ;;
+    --days) days_list=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 1 ;;
+  esac
+done
+cargo build --release --quiet
+bin="${CARGO_TARGET_DIR:-./target}/release/lineage"
+tansu=$(scripts/services/tansu.sh install)
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+graph_out() {
+  curl -s "http://127.0.0.1:$mport/metrics" | awk 'index($0,"lineage_events_total{stage=\"graph\"") && index($0,"outcome=\"out\"") {t+=$NF} END {print t+0}'
+}
+start_run() { # $1: log name
+  cat >"$work/lineage.toml" <<TOML
+[bus]
+kind = "kafka"
+brokers = "127.0.0.1:$bport"
+group_id = "restart"
+[run]
+metrics_addr = "127.0.0.1:$mport"
+inventory = "$work/sim/inventory.toml"
+out_dir = "$work/out"
+TOML
+  RUST_LOG=warn LINEAGE_LOG=info "$bin" run --config "$work/lineage.toml" 2>"$work/$1.log" &
+  run_pid=$!; pids+=("$run_pid")
+  for _ in $(seq 600); do curl -sf "http://127.0.0.1:$mport/health" >/dev/null && break; sleep 0.05; done
+}
+
+echo "| history (events read) | first run: all processed in | restart → first new record processed | rebuild: events re-read | rebuild seconds |"
+echo "|---|---|---|---|---|"
+IFS=, read -ra sizes <<<"$days_list"
+for days in "${sizes[@]}"; do
+  rm -rf "$work/sim" "$work/out"
+  "$bin" simulate --out "$work/sim" --agents "$agents" --days "$days" --calls-per-agent-day "$calls" >/dev/null
+  bport=$(free_port); mport=$(free_port)
+  (cd "$work" && RUST_LOG=warn exec "$tansu" broker --storage-engine memory://tansu/ \
+    --listener-url "tcp://127.0.0.1:$bport" --advertised-listener-url "tcp://127.0.0.1:$bport" \
+    >"$work/tansu.log" 2>&1) &
+  broker_pid=$!; pids+=("$broker_pid")
+  for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$bport) 2>/dev/null && break; sleep 0.1; done
+  inputs=$(find "$work/sim" -mindepth 1 -maxdepth 1 -type d | sort)
+  records=$("$bin" ingest auto --to kafka --brokers "127.0.0.1:$bport" --from $inputs | python3 -c 'import json,sys; print(json.load(sys.stdin)["read"])')
+  t0=$(date +%s.%N)
+  start_run first
+  last=-1 same=0
+  while [ $same -lt 30 ]; do
+    g=$(graph_out)
+    if [ "$g" != "$last" ] || [ "$g" = 0 ]; then last=$g; same=0; t1=$(date +%s.%N); else same=$((same + 1)); fi
+    sleep 0.1
+  done
+  first=$(python3 -c "print('%.1f s' % ($t1-$t0))")
+  kill -TERM "$run_pid"; wait "$run_pid" || true
+  # One new record, after the restart.
+  python3 - "$work/new.json" <<'PY'
+import json, sys
+rec = {"eventVersion": "1.08", "eventID": "restart-probe-1", "eventTime": "2030-01-01T00:00:00Z",
+       "eventSource": "s3.amazonaws.com", "eventName": "ListBuckets", "awsRegion": "us-east-1",
+       "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIARESTARTPROBE0001", "userName": "probe",
+                        "accountId": "111122223333"}}
+json.dump({"Records": [rec]}, open(sys.argv[1], "w"))
+PY
+  t0=$(date +%s.%N)
+  start_run second
+  "$bin" ingest auto --to kafka --brokers "127.0.0.1:$bport" --from "$work/new.json" >/dev/null
+  for _ in $(seq 36000); do [ "$(graph_out)" -ge 1 ] && break; sleep 0.05; done
+  t1=$(date +%s.%N)
+  restart=$(python3 -c "print('%.1f s' % ($t1-$t0))")
+  rebuilt=$(grep -a "rebuilt detector state" "$work/second.log" | tail -1 | sed 's/\x1b\[[0-9;]*m//g')
+  re_events=$(sed -n 's/.*events=\([0-9]*\).*/\1/p' <<<"$rebuilt")
+  re_secs=$(sed -n 's/.*secs=\([0-9.]*\).*/\1/p' <<<"$rebuilt")
+  re_secs=$(python3 -c "print('%.1f s' % float('${re_secs:-nan}'))")
+  echo "| $records | $first | $restart | ${re_events:-?} | $re_secs |"
+  kill "$run_pid" "$broker_pid" 2>/dev/null || true
+  wait "$run_pid" "$broker_pid" 2>/dev/null || true
+done
