@@ -24,37 +24,12 @@ while [ $# -gt 0 ]; do
 done
 cargo build --release --quiet
 bin="${CARGO_TARGET_DIR:-./target}/release/lineage"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/bench/live_lib.sh
 $bin simulate --out "$work/sim" --agents "$agents" --days "$days" --calls-per-agent-day "$calls" >/dev/null
 $bin replay "$work/sim/AWSLogs" "$work/sim/Entra" "$work/sim/GitHub" "$work/sim/Vault" \
   --out "$work/count" --no-tables --progress none --show-alerts 0 >/dev/null 2>&1
 records=$(python3 -c "import json; print(json.load(open('$work/count/summary.json'))['read'])")
 
-percentiles() {
-  curl -s "http://127.0.0.1:$mport/metrics" | python3 -c '
-import sys,re
-b=[]
-for l in sys.stdin:
-    m=re.match(r"lineage_processing_latency_seconds_bucket\{le=\"([^\"]+)\"\} (\d+)",l)
-    if m: b.append((float("inf") if m.group(1)=="+Inf" else float(m.group(1)),int(m.group(2))))
-total=b[-1][1]
-def q(p):
-    t=p*total; lo=0.0; prev=0
-    for le,c in b:
-        if c>=t:
-            if le==float("inf"): return lo
-            return lo+(le-lo)*((t-prev)/max(c-prev,1))
-        lo,prev=le,c
-print("%.0f ms | %.0f ms" % (q(0.5)*1000,q(0.99)*1000))'
-}
 
 echo "| offered rate | records | events/s kept up (first file → last event processed) | latency p50 | latency p99 |"
 echo "|---|---|---|---|---|"
@@ -111,7 +86,7 @@ PY
   # Done when graph/detect's count has not moved for 3 s.
   last=-1 same=0 t1=$(date +%s.%N)
   while [ $same -lt 30 ]; do
-    g=$(curl -s "http://127.0.0.1:$mport/metrics" | awk 'index($0,"lineage_events_total{stage=\"graph\"") && index($0,"outcome=\"out\"") {t+=$NF} END {print t+0}')
+    g=$(graph_out)
     if [ "$g" != "$last" ]; then last=$g; same=0; t1=$(date +%s.%N); else same=$((same + 1)); fi
     sleep 0.1
   done

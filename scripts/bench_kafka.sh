@@ -29,15 +29,7 @@ done
 cargo build --release --quiet
 bin="${CARGO_TARGET_DIR:-./target}/release/lineage"
 tansu=$(scripts/services/tansu.sh install)
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/bench/live_lib.sh
 $bin simulate --out "$work/sim" --agents "$agents" --days "$days" --calls-per-agent-day "$calls" >/dev/null
 inputs=$(find "$work/sim" -mindepth 1 -maxdepth 1 -type d | sort)
 
@@ -100,28 +92,10 @@ wait_done() { # until normalize has read every record and graph/detect has drain
     sleep 0.1
   done
 }
-percentiles() {
-  curl -s "http://127.0.0.1:$mport/metrics" | python3 -c '
-import sys,re
-b=[]
-for l in sys.stdin:
-    m=re.match(r"lineage_processing_latency_seconds_bucket\{le=\"([^\"]+)\"\} (\d+)",l)
-    if m: b.append((float("inf") if m.group(1)=="+Inf" else float(m.group(1)),int(m.group(2))))
-total=b[-1][1]
-def q(p):
-    t=p*total; lo=0.0; prev=0
-    for le,c in b:
-        if c>=t:
-            if le==float("inf"): return lo
-            return lo+(le-lo)*((t-prev)/max(c-prev,1))
-        lo,prev=le,c
-print("%.0f ms | %.0f ms" % (q(0.5)*1000,q(0.99)*1000))'
-}
 
 first_processed() { # waits until graph/detect has processed an event; prints when
   for _ in $(seq 3000); do
-    g=$(curl -s "http://127.0.0.1:$mport/metrics" | awk 'index($0,"lineage_events_total{stage=\"graph\"") && index($0,"outcome=\"out\"") {t+=$NF} END {print t+0}')
-    [ "${g:-0}" -gt 0 ] && break
+    [ "$(graph_out)" -gt 0 ] && break
     sleep 0.05
   done
   date +%s.%N

@@ -26,18 +26,7 @@ done
 cargo build --release --quiet
 bin="${CARGO_TARGET_DIR:-./target}/release/lineage"
 tansu=$(scripts/services/tansu.sh install)
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-graph_out() {
-  curl -s "http://127.0.0.1:$mport/metrics" | awk 'index($0,"lineage_events_total{stage=\"graph\"") && index($0,"outcome=\"out\"") {t+=$NF} END {print t+0}'
-}
+source scripts/bench/live_lib.sh
 start_run() { # $1: log name
   cat >"$work/lineage.toml" <<TOML
 [bus]

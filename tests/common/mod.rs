@@ -243,6 +243,21 @@ impl Runner {
             .sum()
     }
 
+    /// Waits until [`Runner::metric`] reaches `at_least`; fails with the log when the
+    /// process exits or `within` passes.
+    pub fn wait_metric(&mut self, name: &str, filters: &[&str], at_least: f64, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.metric(name, filters) < at_least {
+            assert!(self.running(), "{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "{name} {filters:?} below {at_least} after {within:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn sigterm(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let ok = Command::new("kill")
