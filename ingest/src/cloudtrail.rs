@@ -274,7 +274,13 @@ impl SourceParser for CloudTrailParser {
 
     fn parse_record(&self, bytes: &[u8], provenance: Provenance) -> Result<Normalized, ParseError> {
         let raw: RawEvent<'_> = serde_json::from_slice(bytes).map_err(|e| {
-            if e.classify() == serde_json::error::Category::Data {
+            if e.to_string().starts_with("duplicate field") {
+                // Lake exports lower-case the keys; both spellings are one field.
+                ParseError::NotARecord(format!(
+                    "CloudTrail record names a field twice (`eventID` and `eventid` are the \
+                     same field, whatever the letter case): {e}"
+                ))
+            } else if e.classify() == serde_json::error::Category::Data {
                 ParseError::NotARecord(format!("CloudTrail record is not a JSON object: {e}"))
             } else {
                 ParseError::InvalidJson(e.to_string())
@@ -741,6 +747,16 @@ fn mcp_token(ua: &str) -> Option<SmolStr> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_field_named_twice_in_two_letter_cases_is_refused_saying_so() {
+        let record = br#"{"eventID":"a","eventid":"b","eventTime":"2026-11-02T10:00:00Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","userIdentity":{"type":"IAMUser","accessKeyId":"AKIAX"}}"#;
+        let e = CloudTrailParser
+            .parse_record(record, Provenance::file("t", 1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("names a field twice"), "{e}");
+    }
 
     #[test]
     fn mcp_server_forms() {
