@@ -59,15 +59,20 @@ fn action_keys(path: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// The `events` table's rows: what was attributed to whom, by which method.
+/// The `events` table's rows, each event's latest revision: what was attributed to
+/// whom, by which method.
 fn event_rows(tables: &Path) -> Vec<String> {
     let o = lineage()
         .args(["sql", "--tables"])
         .arg(tables)
         .args(["--format", "csv"])
         .arg(
+            // Each event's current attribution: its row of the highest revision (a
+            // live run writes a correction row when a late fact changes one).
             "SELECT source, event_id, credential_id, root_credential, agent, owner, method, \
-             action, success FROM events ORDER BY source, event_id, credential_id, action",
+             action, success FROM (SELECT *, row_number() OVER (PARTITION BY source, \
+             event_id, provenance ORDER BY revision DESC) AS current FROM events) \
+             WHERE current = 1 ORDER BY source, event_id, credential_id, action",
         )
         .output()
         .unwrap();

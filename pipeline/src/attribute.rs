@@ -105,10 +105,21 @@ pub struct AttributeStage {
     /// by the live drivers (replay merges its inputs in event-time order).
     recent: HashMap<HumanId, VecDeque<RecentUse>>,
     re_evaluate_late: bool,
+    /// Uses processed with a weak attribution or none (see [`is_weak`]), by the
+    /// credential presented, for late lineage facts that may complete it; kept only
+    /// by the live drivers.
+    weak: HashMap<CredentialId, VecDeque<WeakUse>>,
+    /// Uses in `weak`.
+    weak_len: usize,
+    /// Attribution corrections not yet taken by the driver (see
+    /// [`AttributeStage::take_corrections`]).
+    corrections: Vec<Correction>,
     /// Forget credentials idle this long (event time); see [`AttributeStage::set_retention`].
     retain: Option<chrono::Duration>,
     /// Uses processed since the graph was last pruned.
     since_eviction: u64,
+    /// Weakly attributed uses not kept for late facts because [`WEAK_USES_MAX`] were.
+    pub late_window_full: u64,
 }
 
 /// Uses between two retention passes over the graph (each pass looks at every
@@ -120,6 +131,64 @@ const RECENT_USES_PER_OWNER: usize = 64;
 
 /// How far back in event time a late departure re-evaluates uses.
 pub const LATE_LOOK_BACK: chrono::Duration = chrono::Duration::hours(24);
+
+/// Weakly attributed uses kept per credential for late facts (the most recent, within
+/// [`LATE_LOOK_BACK`]).
+const WEAK_USES_PER_CREDENTIAL: usize = 8;
+
+/// Weakly attributed uses kept in all: past this, new ones are not kept (a late fact
+/// then cannot correct them; `late_window_full` counts them).
+const WEAK_USES_MAX: usize = 50_000;
+
+/// A use processed with a weak attribution, and how often it was corrected.
+struct WeakUse {
+    event: AttributedEvent,
+    revision: u32,
+}
+
+/// An event's attribution as a late lineage fact corrected it: the event with its new
+/// attribution, for the `events` table's next revision of the event.
+#[derive(Clone, Debug)]
+pub struct Correction {
+    /// The event, with the corrected attribution.
+    pub event: AttributedEvent,
+    /// 1 for the first correction of this event, 2 for the next, …
+    pub revision: u32,
+}
+
+/// An attribution a late fact could still complete: none, a guess (principal alias,
+/// fingerprint), or an agent without a known owner.
+fn is_weak(a: &lineage_core::Attribution) -> bool {
+    !matches!(
+        a.method,
+        AttributionMethod::Declared | AttributionMethod::IssuanceChain | AttributionMethod::SessionChain
+    ) || a.owner.is_none()
+}
+
+/// Detectors whose verdict depends on the attribution alone (not on a learned
+/// baseline), re-run on a corrected use. The anomaly detector learns each use once,
+/// as first attributed.
+const ATTRIBUTION_DETECTORS: [&str; 3] = ["departed-owner", "out-of-scope", "long-lived-credential"];
+
+/// The `late_fact` evidence of a finding a late fact raised.
+fn late_fact_evidence(
+    fact: &lineage_core::LineageFact,
+    latest: chrono::DateTime<chrono::Utc>,
+) -> serde_json::Value {
+    let kind = match &fact.kind {
+        lineage_core::FactKind::CredentialIssued { .. } => "credential-issued",
+        lineage_core::FactKind::CredentialStatusChanged { .. } => "credential-status-changed",
+        lineage_core::FactKind::OwnerAssigned { .. } => "owner-assigned",
+        lineage_core::FactKind::OwnerDeparted { .. } => "owner-departed",
+        lineage_core::FactKind::OwnerReinstated { .. } => "owner-reinstated",
+    };
+    serde_json::json!({
+        "fact": kind,
+        "fact_time": fact.time,
+        "learned_after_event_time": latest,
+        "late_secs": (latest - fact.time).num_seconds(),
+    })
+}
 
 /// A processed use of an owner's credential, and whether the owner was already known
 /// to have left when it was processed (then the departed-owner detector saw it).
@@ -194,8 +263,12 @@ impl AttributeStage {
             latest: None,
             recent: HashMap::new(),
             re_evaluate_late: false,
+            weak: HashMap::new(),
+            weak_len: 0,
+            corrections: Vec::new(),
             retain: None,
             since_eviction: 0,
+            late_window_full: 0,
         })
     }
 
@@ -214,6 +287,14 @@ impl AttributeStage {
             return;
         }
         self.since_eviction = 0;
+        if let Some(latest) = self.latest {
+            let horizon = latest - LATE_LOOK_BACK;
+            self.weak.retain(|_, uses| {
+                uses.retain(|u| u.event.use_.time >= horizon);
+                !uses.is_empty()
+            });
+            self.weak_len = self.weak.values().map(VecDeque::len).sum();
+        }
         if let (Some(retain), Some(latest)) = (self.retain, self.latest) {
             let evicted = self.graph.evict_inactive(latest - retain);
             if evicted > 0 {
@@ -226,11 +307,13 @@ impl AttributeStage {
         }
     }
 
-    /// Keeps each owner's recent uses so that a departure arriving after them
-    /// re-evaluates them (the live drivers, whose sources are not merged in event
-    /// time). Costs one copy of each use of an owned credential, at most
-    /// [`RECENT_USES_PER_OWNER`] per owner.
-    pub fn re_evaluate_late_departures(&mut self) {
+    /// Keeps recent uses so that a lineage fact arriving after them re-evaluates
+    /// them (the live drivers, whose sources are not merged in event time): each
+    /// owner's recent uses for a late departure (at most [`RECENT_USES_PER_OWNER`]
+    /// per owner), and weakly attributed uses for a late issuance or owner fact (at
+    /// most [`WEAK_USES_PER_CREDENTIAL`] per credential, [`WEAK_USES_MAX`] in all),
+    /// within [`LATE_LOOK_BACK`] of event time.
+    pub fn re_evaluate_late_facts(&mut self) {
         self.re_evaluate_late = true;
     }
 
@@ -260,15 +343,232 @@ impl AttributeStage {
     /// the departed-owner detector, in event-time order, so the alert replay raises
     /// is raised now; its evidence says `late_fact` and by how much event time it
     /// came late. Returns the number of findings recorded.
+    ///
+    /// A late issuance (`CredentialIssued`) or owner assignment re-attributes the
+    /// weakly attributed recent uses it may complete (see
+    /// [`AttributeStage::re_evaluate_late_facts`]): each whose attribution changes
+    /// gives a [`Correction`] (the `events` table's next revision of the event) and
+    /// is run again through the detectors that judge attribution
+    /// ([`ATTRIBUTION_DETECTORS`]), their findings marked `late_fact`.
     pub fn apply_identity_fact(&mut self, fact: &lineage_core::LineageFact) -> usize {
         self.graph.apply(fact);
         self.re_evaluate_if_late(fact)
     }
 
+    /// The attribution corrections since the last call (live drivers write them as
+    /// the events' next revisions).
+    pub fn take_corrections(&mut self) -> Vec<Correction> {
+        std::mem::take(&mut self.corrections)
+    }
+
+    /// Re-attributes the kept weak uses a late issuance or owner fact may complete.
+    fn re_attribute_if_late(&mut self, fact: &lineage_core::LineageFact) -> usize {
+        if !self.re_evaluate_late || self.weak.is_empty() {
+            return 0;
+        }
+        let Some(latest) = self.latest.filter(|l| fact.time < *l) else {
+            return 0;
+        };
+        let credentials: Vec<CredentialId> = match &fact.kind {
+            lineage_core::FactKind::CredentialIssued { child, .. } => {
+                if !self.weak.contains_key(&child.id) {
+                    return 0;
+                }
+                vec![child.id.clone()]
+            }
+            lineage_core::FactKind::OwnerAssigned { .. } => self.weak.keys().cloned().collect(),
+            _ => return 0,
+        };
+        let mut recorded = 0;
+        let mut due: Vec<(CredentialId, usize)> = Vec::new();
+        for c in &credentials {
+            if let Some(uses) = self.weak.get(c) {
+                for (i, u) in uses.iter().enumerate() {
+                    if u.event.use_.time >= fact.time {
+                        due.push((c.clone(), i));
+                    }
+                }
+            }
+        }
+        due.sort_by_key(|(c, i)| self.weak[c][*i].event.use_.time);
+        for (c, i) in due {
+            let (old, revision) = {
+                let u = &self.weak[&c][i];
+                (u.event.clone(), u.revision)
+            };
+            let attribution = self.graph.attribute(&old.use_);
+            if attribution == old.attribution {
+                continue;
+            }
+            self.count_attribution(&old.use_, &old.attribution, -1);
+            self.count_attribution(&old.use_, &attribution, 1);
+            if let Some(root) = &attribution.root_credential {
+                self.graph.record_reach(root, &old.use_);
+            }
+            let event = AttributedEvent {
+                use_: old.use_,
+                attribution,
+            };
+            self.note_owned(&event);
+            self.remember_recent(&event);
+            let u = &mut self.weak.get_mut(&c).expect("kept")[i];
+            u.event = event.clone();
+            u.revision = revision + 1;
+            self.corrections.push(Correction {
+                event: event.clone(),
+                revision: revision + 1,
+            });
+            for d in self
+                .detectors
+                .iter_mut()
+                .filter(|d| ATTRIBUTION_DETECTORS.contains(&d.name()))
+            {
+                for mut finding in d.observe_folding(&event, &[], &self.graph, &self.book) {
+                    if let Some(e) = finding.evidence.as_object_mut() {
+                        e.insert("late_fact".into(), late_fact_evidence(fact, latest));
+                    }
+                    mark_record_integrity(self.validated_files.as_deref(), &mut finding, &event);
+                    let r = self.book.record(finding, &event);
+                    fill_blast_radius(&mut self.book, &self.graph, r, &event);
+                    recorded += 1;
+                }
+            }
+        }
+        // Uses the fact completed are no longer weak.
+        for c in &credentials {
+            if let Some(uses) = self.weak.get_mut(c) {
+                let before = uses.len();
+                uses.retain(|u| is_weak(&u.event.attribution));
+                self.weak_len -= before - uses.len();
+                if uses.is_empty() {
+                    self.weak.remove(c);
+                }
+            }
+        }
+        recorded
+    }
+
+    /// Remembers a weakly attributed use for late issuance and owner facts.
+    fn remember_weak(&mut self, event: &AttributedEvent) {
+        if !self.re_evaluate_late || !is_weak(&event.attribution) {
+            return;
+        }
+        let Some(c) = &event.use_.credential else {
+            return;
+        };
+        let uses = match self.weak.get_mut(&c.id) {
+            Some(uses) => uses,
+            None if self.weak_len >= WEAK_USES_MAX => {
+                self.late_window_full += 1;
+                return;
+            }
+            None => self.weak.entry(c.id.clone()).or_default(),
+        };
+        if uses.len() >= WEAK_USES_PER_CREDENTIAL {
+            uses.pop_front();
+            self.weak_len -= 1;
+        }
+        uses.push_back(WeakUse {
+            event: event.clone(),
+            revision: 0,
+        });
+        self.weak_len += 1;
+    }
+
+    /// Adds (`sign` 1) or takes back (-1) one use's attribution in the statistics.
+    fn count_attribution(
+        &mut self,
+        use_: &lineage_core::CredentialUse,
+        attribution: &lineage_core::Attribution,
+        sign: i64,
+    ) {
+        let add = |n: &mut u64| *n = n.saturating_add_signed(sign);
+        if use_.principal.kind == PrincipalKind::Service && use_.credential.is_none() {
+            add(&mut self.service_events);
+        } else if attribution.is_attributed() {
+            add(&mut self.attributed);
+            add(&mut self.method_counts[method_slot(attribution.method)]);
+        } else {
+            add(&mut self.unattributed);
+            let subject = attribution
+                .root_credential
+                .as_ref()
+                .map(|c| c.to_string())
+                .or_else(|| use_.principal.arn.as_ref().map(|a| a.to_string()))
+                .or_else(|| use_.principal.name.as_ref().map(|a| a.to_string()))
+                .unwrap_or_else(|| "-".into());
+            if sign < 0 {
+                if let Some(entry) = self.unattributed_subjects.get_mut(&subject) {
+                    entry.1 = entry.1.saturating_sub(1);
+                    if entry.1 == 0 {
+                        self.unattributed_subjects.remove(&subject);
+                    }
+                }
+                return;
+            }
+            let entry = self
+                .unattributed_subjects
+                .entry(subject)
+                .or_insert_with(|| {
+                    (
+                        attribution.unattributed_reason.clone().unwrap_or_default(),
+                        0,
+                    )
+                });
+            entry.1 += 1;
+        }
+    }
+
+    /// Notes the credentials an owner (or their agent) used, for `revoke --owner`.
+    fn note_owned(&mut self, event: &AttributedEvent) {
+        let (use_, attribution) = (&event.use_, &event.attribution);
+        let Some(owner) = &attribution.owner else {
+            return;
+        };
+        let owned = self.owned.entry(owner.clone()).or_default();
+        let mut note = |c: CredentialRef| {
+            let entry = owned
+                .entry(c.id.clone())
+                .or_insert_with(|| OwnedCredential {
+                    credential: c,
+                    agent: None,
+                    last_used: use_.time,
+                    uses: 0,
+                });
+            entry.uses += 1;
+            entry.last_used = entry.last_used.max(use_.time);
+            if attribution.agent.is_some() {
+                entry.agent = attribution.agent.clone();
+            }
+        };
+        // Hourly session keys are covered by their root; keep the long-lived ones.
+        if let Some(c) = use_
+            .credential
+            .as_ref()
+            .filter(|c| c.kind != CredentialKind::AwsSessionKey)
+        {
+            note(c.clone());
+        }
+        if let Some(root) = attribution.root_credential.as_ref() {
+            if use_.credential.as_ref().map(|c| &c.id) != Some(root) {
+                let kind = self
+                    .graph
+                    .credential(root)
+                    .map(|m| m.kind)
+                    .unwrap_or(CredentialKind::Unknown);
+                note(CredentialRef {
+                    kind,
+                    id: root.clone(),
+                    issuer: None,
+                });
+            }
+        }
+    }
+
     /// See [`AttributeStage::apply_identity_fact`].
     fn re_evaluate_if_late(&mut self, fact: &lineage_core::LineageFact) -> usize {
         let lineage_core::FactKind::OwnerDeparted { .. } = &fact.kind else {
-            return 0;
+            return self.re_attribute_if_late(fact);
         };
         if !self.re_evaluate_late {
             return 0;
@@ -301,15 +601,7 @@ impl AttributeStage {
                 {
                     for mut finding in d.observe_folding(event, &[], &self.graph, &self.book) {
                         if let Some(e) = finding.evidence.as_object_mut() {
-                            e.insert(
-                                "late_fact".into(),
-                                serde_json::json!({
-                                    "fact": "owner-departed",
-                                    "fact_time": fact.time,
-                                    "learned_after_event_time": latest,
-                                    "late_secs": (latest - fact.time).num_seconds(),
-                                }),
-                            );
+                            e.insert("late_fact".into(), late_fact_evidence(fact, latest));
                         }
                         mark_record_integrity(self.validated_files.as_deref(), &mut finding, event);
                         let r = self.book.record(finding, event);
@@ -363,77 +655,15 @@ impl AttributeStage {
         }
         self.graph.observe(&use_);
         let attribution = self.graph.attribute(&use_);
-        if use_.principal.kind == PrincipalKind::Service && use_.credential.is_none() {
-            self.service_events += 1;
-        } else if attribution.is_attributed() {
-            self.attributed += 1;
-            self.method_counts[method_slot(attribution.method)] += 1;
-        } else {
-            self.unattributed += 1;
-            let subject = attribution
-                .root_credential
-                .as_ref()
-                .map(|c| c.to_string())
-                .or_else(|| use_.principal.arn.as_ref().map(|a| a.to_string()))
-                .or_else(|| use_.principal.name.as_ref().map(|a| a.to_string()))
-                .unwrap_or_else(|| "-".into());
-            let entry = self
-                .unattributed_subjects
-                .entry(subject)
-                .or_insert_with(|| {
-                    (
-                        attribution.unattributed_reason.clone().unwrap_or_default(),
-                        0,
-                    )
-                });
-            entry.1 += 1;
-        }
+        self.count_attribution(&use_, &attribution, 1);
         if let Some(root) = &attribution.root_credential {
             self.graph.record_reach(root, &use_);
         }
-        if let Some(owner) = &attribution.owner {
-            let owned = self.owned.entry(owner.clone()).or_default();
-            let mut note = |c: CredentialRef| {
-                let entry = owned
-                    .entry(c.id.clone())
-                    .or_insert_with(|| OwnedCredential {
-                        credential: c,
-                        agent: None,
-                        last_used: use_.time,
-                        uses: 0,
-                    });
-                entry.uses += 1;
-                entry.last_used = entry.last_used.max(use_.time);
-                if attribution.agent.is_some() {
-                    entry.agent = attribution.agent.clone();
-                }
-            };
-            // Hourly session keys are covered by their root; keep the long-lived ones.
-            if let Some(c) = use_
-                .credential
-                .as_ref()
-                .filter(|c| c.kind != CredentialKind::AwsSessionKey)
-            {
-                note(c.clone());
-            }
-            if let Some(root) = attribution.root_credential.as_ref() {
-                if use_.credential.as_ref().map(|c| &c.id) != Some(root) {
-                    let kind = self
-                        .graph
-                        .credential(root)
-                        .map(|m| m.kind)
-                        .unwrap_or(CredentialKind::Unknown);
-                    note(CredentialRef {
-                        kind,
-                        id: root.clone(),
-                        issuer: None,
-                    });
-                }
-            }
-        }
         let event = AttributedEvent { use_, attribution };
+        self.note_owned(&event);
         self.latest = self.latest.max(Some(event.use_.time));
         self.remember_recent(&event);
+        self.remember_weak(&event);
         self.prune();
         for d in &mut self.detectors {
             for mut finding in d.observe_folding(&event, &facts, &self.graph, &self.book) {

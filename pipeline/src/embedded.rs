@@ -779,8 +779,12 @@ impl Attributor<'_> {
         };
         count_source(&mut self.summary, source, true);
         let event = self.stage.process(h.record);
+        let corrections = self.stage.take_corrections();
         if let Some(t) = self.events.as_mut() {
             t.write(&event)?;
+            for c in &corrections {
+                t.write_revision(&c.event, c.revision)?;
+            }
         }
         self.metrics
             .record(Stage::Graph, source.as_str(), Outcome::Out, 1);

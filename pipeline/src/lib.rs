@@ -52,7 +52,7 @@ use lineage_detect::sigma::SigmaRules;
 use lineage_ingest::ParseLimits;
 
 pub use alloc::tune_allocator;
-pub use attribute::{AttributeStage, OwnedCredential, StageState};
+pub use attribute::{AttributeStage, Correction, OwnedCredential, StageState};
 pub use metrics::Metrics;
 pub use settings::{GraphSettings, RunConfig, Settings, SourceConfig};
 
@@ -138,7 +138,7 @@ impl Pipeline {
     /// credentials idle for `[graph] retain_days` of event time.
     pub fn live_attribute_stage(&self) -> Result<AttributeStage, PipelineError> {
         let mut stage = self.attribute_stage()?;
-        stage.re_evaluate_late_departures();
+        stage.re_evaluate_late_facts();
         let days = self.settings.graph.retain_days;
         if days > 0 {
             stage.set_retention(chrono::Duration::days(days.min(365_000) as i64));

@@ -148,10 +148,17 @@ pub struct RunConfig {
     pub batch: usize,
     /// Kafka bus: how long a poll waits for the first message of a batch, ms.
     pub poll_ms: u64,
-    /// A caught-up source stops holding events back once no source has progressed
-    /// for this long, ms.
+    /// Kafka bus: a quiet source (caught up, but behind in event time) stops
+    /// holding back uses of credentials the graph does not know yet once no source
+    /// has progressed for this long, ms.
     pub source_idle_ms: u64,
-    /// The longest an event waits for a silent source, ms.
+    /// Kafka bus: the longest a use of a credential the graph does not know yet
+    /// waits for a quiet source's lineage facts, ms. Uses of known credentials never
+    /// wait for a quiet source; a fact that comes later re-evaluates the uses it
+    /// concerns (late alert, attribution correction).
+    pub quiet_source_wait_ms: u64,
+    /// The longest an event waits for a source that is behind (still reading records
+    /// up to the event's time), ms.
     pub max_hold_ms: u64,
     /// Largest raw record accepted, bytes (larger ones are dead-lettered).
     pub max_record_bytes: usize,
@@ -174,6 +181,7 @@ impl Default for RunConfig {
             batch: 2000,
             poll_ms: 200,
             source_idle_ms: 2000,
+            quiet_source_wait_ms: 500,
             max_hold_ms: 30_000,
             max_record_bytes: 1024 * 1024,
             inputs: Vec::new(),

@@ -53,7 +53,7 @@ fn stage(re_evaluate: bool) -> AttributeStage {
     let inventory = Inventory::from_toml_str(INVENTORY, Path::new("inventory.toml")).unwrap();
     let mut stage = AttributeStage::new(&inventory, &DetectorsConfig::default(), None).unwrap();
     if re_evaluate {
-        stage.re_evaluate_late_departures();
+        stage.re_evaluate_late_facts();
     }
     stage
 }
@@ -184,4 +184,145 @@ fn a_live_stage_forgets_idle_credentials_after_its_retention_and_keeps_declared_
     );
     let declared = lineage_core::CredentialId::new("AKIALATEFACT00000001");
     assert!(live.graph().credential(&declared).is_some());
+}
+
+const SCOPED_INVENTORY: &str = r#"
+[[human]]
+id = "alice"
+
+[[agent]]
+id = "deploy-bot"
+kind = "ci"
+owner = "alice"
+credentials = ["AKIALATEFACT00000001"]
+
+[[agent.scope]]
+source = "cloudtrail"
+actions = ["sts:AssumeRole", "s3:Get*"]
+"#;
+
+fn scoped_stage(re_evaluate: bool) -> AttributeStage {
+    let inventory =
+        Inventory::from_toml_str(SCOPED_INVENTORY, Path::new("inventory.toml")).unwrap();
+    let mut stage = AttributeStage::new(&inventory, &DetectorsConfig::default(), None).unwrap();
+    if re_evaluate {
+        stage.re_evaluate_late_facts();
+    }
+    stage
+}
+
+fn cloudtrail(record: Value) -> Normalized {
+    CloudTrailParser
+        .parse_record(record.to_string().as_bytes(), Provenance::file("t", 1))
+        .unwrap()
+}
+
+/// The declared key assumes a role at 10:00 and gets a session key.
+fn assume_role() -> Normalized {
+    cloudtrail(json!({
+        "eventVersion": "1.08", "eventID": "assume-late", "eventTime": "2026-11-02T10:00:00Z",
+        "eventSource": "sts.amazonaws.com", "eventName": "AssumeRole", "awsRegion": "us-east-1",
+        "sourceIPAddress": "198.51.100.7", "userAgent": "aws-cli/2.15.0",
+        "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIALATEFACT00000001",
+            "userName": "deploy", "accountId": "111122223333"},
+        "requestParameters": {"roleArn": "arn:aws:iam::111122223333:role/deployer",
+            "roleSessionName": "deploy-run"},
+        "responseElements": {"credentials": {"accessKeyId": "ASIALATESESSION00001"}}
+    }))
+}
+
+/// The session key deletes a bucket (out of the agent's scope) at 10:0`minute`.
+fn session_use(id: &str, minute: u32) -> Normalized {
+    cloudtrail(json!({
+        "eventVersion": "1.08", "eventID": id,
+        "eventTime": format!("2026-11-02T10:{minute:02}:00Z"),
+        "eventSource": "s3.amazonaws.com", "eventName": "DeleteBucket", "awsRegion": "us-east-1",
+        "sourceIPAddress": "198.51.100.7", "userAgent": "aws-cli/2.15.0",
+        "userIdentity": {"type": "AssumedRole", "accessKeyId": "ASIALATESESSION00001",
+            "principalId": "AROAEXAMPLE:deploy-run",
+            "arn": "arn:aws:sts::111122223333:assumed-role/deployer/deploy-run",
+            "accountId": "111122223333",
+            "sessionContext": {"sessionIssuer": {"type": "Role",
+                "arn": "arn:aws:iam::111122223333:role/deployer", "userName": "deployer"}}},
+        "requestParameters": {"bucketName": "releases"}
+    }))
+}
+
+fn scope_alerts(stage: &AttributeStage) -> Vec<Value> {
+    stage
+        .alerts()
+        .alerts()
+        .iter()
+        .filter(|a| a.detector == "out-of-scope")
+        .map(|a| serde_json::to_value(a).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_late_issuance_corrects_the_uses_it_attributes_and_raises_the_alert_replay_raises() {
+    // Replay's order: the AssumeRole record before the session's uses.
+    let mut replay = scoped_stage(false);
+    replay.process(assume_role());
+    let want_events: Vec<_> = [("s-1", 5), ("s-2", 6)]
+        .into_iter()
+        .map(|(id, m)| replay.process(session_use(id, m)))
+        .collect();
+    assert_eq!(
+        want_events[0].attribution.agent.as_ref().map(|a| a.as_str()),
+        Some("deploy-bot"),
+        "{want_events:#?}"
+    );
+    let want = scope_alerts(&replay);
+    assert_eq!(want.len(), 1, "DeleteBucket is out of scope: {want:#?}");
+
+    // Live: the session's uses come first (CloudTrail's other partition, or the
+    // AssumeRole record's file delivered later), then the record with the issuance.
+    let mut live = scoped_stage(true);
+    let first: Vec<_> = [("s-1", 5), ("s-2", 6)]
+        .into_iter()
+        .map(|(id, m)| live.process(session_use(id, m)))
+        .collect();
+    assert!(
+        first.iter().all(|e| e.attribution.agent.is_none()),
+        "not attributable before the issuance: {first:#?}"
+    );
+    assert!(scope_alerts(&live).is_empty());
+    assert!(live.take_corrections().is_empty());
+    live.process(assume_role());
+
+    // Each use's attribution is corrected to replay's, as revision 1.
+    let corrections = live.take_corrections();
+    assert_eq!(corrections.len(), 2, "{corrections:#?}");
+    for (c, w) in corrections.iter().zip(&want_events) {
+        assert_eq!(c.revision, 1);
+        assert_eq!(c.event.use_.event_id, w.use_.event_id);
+        assert_eq!(c.event.attribution, w.attribution);
+    }
+    // The out-of-scope alert replay raises, marked late.
+    let got = scope_alerts(&live);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let (g, w) = (&got[0], &want[0]);
+    for field in ["id", "title", "dedup_key", "first_seen", "severity", "agent", "owner"] {
+        assert_eq!(g[field], w[field], "{field}: {g:#} vs {w:#}");
+    }
+    assert_eq!(g["count"], w["count"], "{g:#}");
+    assert_eq!(g["evidence"]["late_fact"]["fact"], "credential-issued", "{g:#}");
+    assert_eq!(g["evidence"]["late_fact"]["late_secs"], 6 * 60, "{g:#}");
+    // The statistics count each use once, as replay does.
+    assert_eq!(live.by_method(), replay.by_method());
+    assert_eq!(live.unattributed, replay.unattributed);
+
+    // The same fact again corrects nothing more.
+    live.process(assume_role());
+    assert!(live.take_corrections().is_empty());
+    assert_eq!(scope_alerts(&live)[0]["count"], w["count"]);
+
+    // Without the re-evaluation (replay's stage) the uses stay unattributed.
+    let mut lost = scoped_stage(false);
+    for (id, m) in [("s-1", 5), ("s-2", 6)] {
+        lost.process(session_use(id, m));
+    }
+    lost.process(assume_role());
+    assert!(lost.take_corrections().is_empty());
+    assert!(scope_alerts(&lost).is_empty());
 }

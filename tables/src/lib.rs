@@ -141,9 +141,18 @@ impl EventsTable {
 
     /// Adds one attributed event.
     pub fn write(&mut self, e: &AttributedEvent) -> Result<(), TableError> {
+        self.write_revision(e, 0)
+    }
+
+    /// Adds a revision of an event already written: its attribution as a late lineage
+    /// fact corrected it (`revision` ≥ 1; see `EventRow::revision`). The credential's
+    /// use is not counted again.
+    pub fn write_revision(&mut self, e: &AttributedEvent, revision: u32) -> Result<(), TableError> {
         if let Some(c) = &e.use_.credential {
             let u = self.usage.entry(c.id.0.clone()).or_default();
-            u.uses += 1;
+            if revision == 0 {
+                u.uses += 1;
+            }
             if e.attribution.is_attributed() {
                 u.agent = e.attribution.agent.as_ref().map(|a| a.0.clone());
                 u.owner = e.attribution.owner.as_ref().map(|h| h.0.clone());
@@ -167,7 +176,7 @@ impl EventsTable {
             .pending
             .entry(date)
             .or_insert_with(|| EventColumns::with_capacity(first));
-        columns.append(e);
+        columns.append_revision(e, revision);
         if columns.len() >= self.batch_rows {
             write_columns(&mut self.writer, &self.schema, date, columns)?;
         }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayBuilder, ArrayRef, BooleanBuilder, Float32Builder, ListBuilder, StringBuilder,
+    UInt32Builder,
     TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -177,6 +178,10 @@ pub struct EventRow {
     pub region: Option<SmolStr>,
     /// Where the record was read (`file#record`, `topic/partition@offset`).
     pub provenance: String,
+    /// 0 for the row written when the event was processed; 1, 2, … for the rows of
+    /// attribution corrections a late lineage fact caused (live mode only). The
+    /// event's current attribution is its row with the highest revision.
+    pub revision: u32,
 }
 
 impl EventRow {
@@ -221,6 +226,7 @@ impl EventRow {
             mcp_server: u.client.mcp_server.clone(),
             region: u.region.clone(),
             provenance: u.provenance.to_string(),
+            revision: 0,
         }
     }
 }
@@ -281,6 +287,7 @@ impl TableRow for EventRow {
             text_opt("mcp_server"),
             text_opt("region"),
             text("provenance"),
+            Field::new("revision", DataType::UInt32, false),
         ]))
     }
     fn date(&self) -> NaiveDate {
@@ -329,6 +336,7 @@ pub struct EventColumns {
     mcp_server: StringBuilder,
     region: StringBuilder,
     provenance: StringBuilder,
+    revision: UInt32Builder,
 }
 
 /// A string column for `rows` rows whose values took `bytes` last time.
@@ -402,6 +410,7 @@ impl EventColumns {
             mcp_server: s(0),
             region: s(10),
             provenance: s(64),
+            revision: UInt32Builder::with_capacity(rows),
         }
     }
 
@@ -417,6 +426,12 @@ impl EventColumns {
 
     /// Appends the row of one attributed event (what [`EventRow::from_event`] holds).
     pub fn append(&mut self, e: &AttributedEvent) {
+        self.append_revision(e, 0);
+    }
+
+    /// Appends the row of a revision of an event's attribution (see
+    /// [`EventRow::revision`]).
+    pub fn append_revision(&mut self, e: &AttributedEvent, revision: u32) {
         let u = &e.use_;
         let a = &e.attribution;
         let cred = u.credential.as_ref();
@@ -482,6 +497,7 @@ impl EventColumns {
         self.region.append_option(u.region.as_deref());
         let _ = u.provenance.write_to(&mut self.provenance);
         self.provenance.append_value("");
+        self.revision.append_value(revision);
     }
 
     /// The record batch of the rows appended so far (`schema` is
@@ -532,6 +548,9 @@ impl EventColumns {
             take_strings(&mut self.mcp_server, n),
             take_strings(&mut self.region, n),
             take_strings(&mut self.provenance, n),
+            Arc::new(
+                std::mem::replace(&mut self.revision, UInt32Builder::with_capacity(n)).finish(),
+            ),
         ];
         RecordBatch::try_new(schema.clone(), columns)
     }

@@ -74,35 +74,37 @@
 //!   below a held Vault request), the next offset, and whether it is caught up with
 //!   the partition's high watermark. It is sent *after* the facts of those records
 //!   are acknowledged, and again whenever it changes (also when idle).
-//! - the graph stage holds every event in an event-time-ordered buffer and releases
-//!   it only when every raw partition's watermark has reached the event's time. A
-//!   partition that is caught up (or never reported) but behind in event time — a
-//!   source that is quiet — stops holding events back once no raw partition has
-//!   progressed for `[run] source_idle_ms` (2 s), or once the event has waited
-//!   `[run] max_hold_ms` (30 s); a partition normalize is still behind on holds them
-//!   for as long as it takes. Watermarks take effect one identity catch-up after
-//!   they are read, so the facts they cover (possibly on other identity partitions)
-//!   are surely read first.
+//! - the graph stage keeps every event in an event-time-ordered buffer and releases
+//!   it when every raw partition's watermark has reached the event's time, except:
+//!   a partition normalize is behind on (a backlog) holds it at most `[run]
+//!   max_hold_ms` (30 s); a partition that is caught up (or never reported) but
+//!   behind in event time — a quiet source, or one that delivers minutes late as
+//!   CloudTrail does — holds only a use of a credential the graph does not know
+//!   yet, until no raw partition has progressed for `[run] source_idle_ms` or the
+//!   use has waited `[run] quiet_source_wait_ms` (500 ms). A use of a known
+//!   credential never waits for a quiet source, and one waiting does not hold back
+//!   the uses after it ([`watermark::Gate::releases`]). Watermarks take effect one
+//!   identity catch-up after they are read, so the facts they cover (possibly on
+//!   other identity partitions) are surely read first.
 //! - the graph commits, per partition, the lowest offset it still holds, so a crash
 //!   re-delivers held events; a state rebuild replays a partition's history in
 //!   event-time order, as it was released.
 //!
-//! So the facts of every source up to an event's time are applied before the event,
-//! as long as each raw partition is in event-time order (a source's records come in
-//! roughly in time order; a record older than its partition's watermark is "late"
-//! and processed at once, as replay's merge window handles late records). The cost is
-//! latency: an event waits for the slowest source, at most `max_hold_ms` for a
-//! quiet one.
+//! So while a backlog is read, the facts of every source up to an event's time are
+//! applied before the event, as replay's merge does; once caught up, the stage
+//! processes what it has (as Kafka Streams does with `max.task.idle.ms` = 0), and
+//! what a quiet source delivers later is a late fact:
 //!
-//! *Late facts.* A fact older than events already processed (its source delivered
-//! it after `max_hold_ms`, or after the uses) is applied as soon as it is read, not
-//! at the next event. A late departure re-evaluates the owner's recent uses at or
-//! after it (the last 64 per owner within 24 h of event time, kept by
-//! [`crate::AttributeStage`] in every live driver) with the departed-owner
-//! detector: the alert replay raises goes out then, its evidence saying
-//! `late_fact` and how late (tested in `tests/kafka_pipeline.rs`). Late issuance
-//! facts are not re-evaluated yet: a use processed before its credential's
-//! issuance is known keeps the attribution it had.
+//! *Late facts.* A fact older than events already processed is applied as soon as
+//! it is read, not at the next event, and re-evaluates the recent uses it concerns
+//! (kept by [`crate::AttributeStage`] in every live driver, within 24 h of event
+//! time): a departure, the owner's last 64 uses at or after it with the
+//! departed-owner detector; an issuance or owner assignment, the weakly attributed
+//! uses of the credential (the last 8 per credential), re-attributed, written as
+//! correction rows (`events.revision` ≥ 1) and run through the detectors that judge
+//! attribution. What that raises goes out then, its evidence saying `late_fact`
+//! and how late (tested in `pipeline/tests/late_facts.rs`,
+//! `tests/kafka_pipeline.rs`).
 //!
 //! Two details keep a restarted or idle pipeline from holding events for ever: a
 //! normalize consumer that has consumed nothing since its partitions were assigned

@@ -79,7 +79,11 @@ pub struct LiveConfig<'a> {
     /// Graph stage: a caught-up raw partition counts as silent (no longer holds
     /// events back) once no raw partition progressed for this long.
     pub source_idle: Duration,
-    /// Graph stage: the longest an event waits for a silent raw partition.
+    /// Graph stage: the longest a use of a credential the graph does not know waits
+    /// for a quiet raw partition.
+    pub quiet_wait: Duration,
+    /// Graph stage: the longest an event waits for a raw partition normalize is
+    /// behind on.
     pub max_hold: Duration,
     /// Write the Parquet lineage tables under `<out_dir>/tables`.
     pub tables: bool,
@@ -107,6 +111,7 @@ impl<'a> LiveConfig<'a> {
             batch: run.batch.max(1),
             poll: Duration::from_millis(run.poll_ms.max(1)),
             source_idle: Duration::from_millis(run.source_idle_ms),
+            quiet_wait: Duration::from_millis(run.quiet_source_wait_ms),
             max_hold: Duration::from_millis(run.max_hold_ms),
             tables: !run.no_tables,
             metrics,
@@ -718,7 +723,12 @@ impl GraphState {
     fn fresh(cfg: &LiveConfig<'_>) -> Result<Self, LiveError> {
         let stage = cfg.pipeline.live_attribute_stage()?;
         let mut identity = IdentityQueue::open(&cfg.bus)?;
-        let mut gate = Gate::new(raw_partitions(&cfg.bus)?, cfg.source_idle, cfg.max_hold);
+        let mut gate = Gate::new(
+            raw_partitions(&cfg.bus)?,
+            cfg.source_idle,
+            cfg.quiet_wait,
+            cfg.max_hold,
+        );
         // Twice: watermarks take effect one catch-up after they are read.
         identity.catch_up()?;
         for w in identity.catch_up()? {
@@ -844,6 +854,7 @@ fn process_event(
     if let Some(t) = tables.as_mut() {
         t.write(partition, offset, &attributed)?;
     }
+    write_corrections(state, tables)?;
     if !live {
         return Ok(());
     }
@@ -858,6 +869,21 @@ fn process_event(
     );
     out.actions
         .extend(book.actions()[actions_before..].iter().cloned());
+    Ok(())
+}
+
+/// Writes the attribution corrections late facts caused (see
+/// [`AttributeStage::apply_identity_fact`]) as the events' next revisions.
+fn write_corrections(
+    state: &mut GraphState,
+    tables: &mut Option<GraphTables>,
+) -> Result<(), LiveError> {
+    let corrections = state.stage.take_corrections();
+    if let Some(t) = tables.as_mut() {
+        for c in &corrections {
+            t.write_revision(&c.event, c.revision)?;
+        }
+    }
     Ok(())
 }
 
@@ -1036,13 +1062,34 @@ fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
                 },
             );
         }
-        // Release, in event-time order, what every source's watermark has passed.
-        while let Some(entry) = state.held.first_entry() {
-            let ((time, _), h) = (entry.key(), entry.get());
-            if !state.gate.releases(*time, h.since) {
-                break;
+        // Release, in event-time order, what the watermarks let go: a use waiting for
+        // a quiet source's facts does not hold back the uses after it; a backlog does.
+        let mut after: Option<(i64, u64)> = None;
+        loop {
+            let next = match after {
+                None => state.held.keys().next(),
+                Some(k) => state
+                    .held
+                    .range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
+                    .map(|(k, _)| k)
+                    .next(),
+            };
+            let Some(&key) = next else { break };
+            let h = &state.held[&key];
+            let known = h
+                .event
+                .use_
+                .credential
+                .as_ref()
+                .is_none_or(|c| state.stage.graph().credential(&c.id).is_some());
+            if !state.gate.releases(key.0, h.since, known) {
+                if state.gate.backlog_holds(key.0, h.since) {
+                    break;
+                }
+                after = Some(key);
+                continue;
             }
-            let h = entry.remove();
+            let h = state.held.remove(&key).expect("held");
             if let Some(s) = state.held_offsets.get_mut(&h.partition) {
                 s.remove(&h.offset);
             }
@@ -1067,6 +1114,7 @@ fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
         for f in state.identity.due(state.processed_until) {
             state.stage.apply_identity_fact(&f);
         }
+        write_corrections(&mut state, &mut tables)?;
         let book = state.stage.alerts();
         out.alerts.extend(
             book.alerts()[alerts_before..]

@@ -120,6 +120,21 @@ impl GraphTables {
             .map_err(table_error)
     }
 
+    /// Writes a correction of an event already written: its attribution after a late
+    /// lineage fact, as the event's next `revision`.
+    pub(crate) fn write_revision(
+        &mut self,
+        e: &AttributedEvent,
+        revision: u32,
+    ) -> Result<(), LiveError> {
+        self.dirty = true;
+        self.events
+            .as_mut()
+            .expect("events table open")
+            .write_revision(e, revision)
+            .map_err(table_error)
+    }
+
     /// Notes that the event at `offset` has no row to write (a duplicate, unreadable).
     pub(crate) fn skip(&mut self, partition: i32, offset: i64) {
         self.written.entry(partition).or_default().add(offset);

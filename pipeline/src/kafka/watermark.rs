@@ -50,17 +50,26 @@ pub(crate) struct Gate {
     /// cause: tansu 0.6 reports a partition's high watermark as its last batch's base
     /// offset, so normalize can report "caught up" before it has read that batch.
     idle: Duration,
-    /// … or once the event waited this long.
+    /// … or once the event waited this long (`[run] quiet_source_wait_ms`); a use of
+    /// a credential the graph already knows does not wait for a quiet partition.
+    quiet_wait: Duration,
+    /// The longest an event waits for a partition normalize is behind on.
     max_hold: Duration,
 }
 
 impl Gate {
-    pub(crate) fn new(partitions: Vec<(String, i32)>, idle: Duration, max_hold: Duration) -> Self {
+    pub(crate) fn new(
+        partitions: Vec<(String, i32)>,
+        idle: Duration,
+        quiet_wait: Duration,
+        max_hold: Duration,
+    ) -> Self {
         Self {
             partitions,
             marks: HashMap::new(),
             last_progress: Instant::now(),
             idle,
+            quiet_wait,
             max_hold,
         }
     }
@@ -96,25 +105,48 @@ impl Gate {
         }
     }
 
-    /// True when an event at `time_us`, held since `since`, may be processed.
-    pub(crate) fn releases(&self, time_us: i64, since: Instant) -> bool {
-        self.releases_at(time_us, since, Instant::now())
+    /// True when an event at `time_us`, held since `since`, may be processed;
+    /// `known`: the graph already knows the event's credential (or it has none).
+    ///
+    /// A partition normalize is behind on (a backlog) holds the event until it
+    /// passes the event's time, at most `max_hold`: while catching up, order costs
+    /// little. A partition that is caught up but behind in event time (a quiet
+    /// source, or one that delivers late, as CloudTrail does by minutes) holds only
+    /// the uses of credentials the graph does not know yet, for at most
+    /// `quiet_wait` (or until nothing progresses for `idle`): everything else goes at
+    /// once, and a fact that comes later is a late fact, re-evaluated then (see
+    /// [`crate::AttributeStage::apply_identity_fact`]).
+    pub(crate) fn releases(&self, time_us: i64, since: Instant, known: bool) -> bool {
+        self.releases_at(time_us, since, known, Instant::now())
+    }
+
+    /// True when a partition normalize is behind on holds an event at `time_us`,
+    /// held since `since` (then every later event waits too).
+    pub(crate) fn backlog_holds(&self, time_us: i64, since: Instant) -> bool {
+        Instant::now().saturating_duration_since(since) < self.max_hold
+            && self.partitions.iter().any(|key| {
+                self.marks
+                    .get(key)
+                    .is_some_and(|m| m.time_us < time_us && !m.caught_up)
+            })
     }
 
     /// [`Gate::releases`] at `now`.
-    fn releases_at(&self, time_us: i64, since: Instant, now: Instant) -> bool {
-        let mut waits_on_silent = false;
+    fn releases_at(&self, time_us: i64, since: Instant, known: bool, now: Instant) -> bool {
+        let waited = now.saturating_duration_since(since);
+        let mut waits_on_quiet = false;
         for key in &self.partitions {
             match self.marks.get(key) {
                 Some(m) if m.time_us >= time_us => {}
-                Some(m) if !m.caught_up => return false,
+                Some(m) if !m.caught_up => return waited >= self.max_hold,
                 // Caught up, or never reported (no normalize has owned it yet).
-                _ => waits_on_silent = true,
+                _ => waits_on_quiet = true,
             }
         }
-        !waits_on_silent
+        !waits_on_quiet
+            || known
             || now.saturating_duration_since(self.last_progress) >= self.idle
-            || now.saturating_duration_since(since) >= self.max_hold
+            || waited >= self.quiet_wait
     }
 }
 
@@ -123,7 +155,8 @@ mod tests {
     use super::*;
 
     const IDLE: Duration = Duration::from_secs(2);
-    const MAX_HOLD: Duration = Duration::from_secs(30);
+    const QUIET_WAIT: Duration = Duration::from_secs(30);
+    const MAX_HOLD: Duration = Duration::from_secs(7200);
 
     fn mark(topic: &str, time_us: i64, next_offset: i64, caught_up: bool) -> SourceWatermark {
         SourceWatermark {
@@ -137,7 +170,7 @@ mod tests {
 
     fn gate(topics: &[&str]) -> Gate {
         let partitions = topics.iter().map(|t| (t.to_string(), 0)).collect();
-        Gate::new(partitions, IDLE, MAX_HOLD)
+        Gate::new(partitions, IDLE, QUIET_WAIT, MAX_HOLD)
     }
 
     fn secs(s: u64) -> Duration {
@@ -151,11 +184,11 @@ mod tests {
         g.update_at(mark("cloudtrail", 100, 10, false), t0);
         g.update_at(mark("entra", 50, 3, false), t0);
         // Entra is behind in time and normalize is behind on it: held however long.
-        assert!(!g.releases_at(80, t0, t0 + secs(3600)));
-        assert!(g.releases_at(50, t0, t0));
+        assert!(!g.releases_at(80, t0, false, t0 + secs(3600)));
+        assert!(g.releases_at(50, t0, false, t0));
         g.update_at(mark("entra", 90, 4, false), t0 + secs(1));
-        assert!(g.releases_at(80, t0, t0 + secs(1)));
-        assert!(!g.releases_at(95, t0, t0 + secs(1)));
+        assert!(g.releases_at(80, t0, false, t0 + secs(1)));
+        assert!(!g.releases_at(95, t0, false, t0 + secs(1)));
     }
 
     #[test]
@@ -171,18 +204,18 @@ mod tests {
                 now,
             );
             assert_eq!(
-                g.releases_at(1_000, t0, now),
-                now >= t0 + MAX_HOLD,
+                g.releases_at(1_000, t0, false, now),
+                now >= t0 + QUIET_WAIT,
                 "at {step}"
             );
         }
         // Once no partition has progressed for the idle time, it goes at once.
         let last = t0 + Duration::from_millis(40_000);
-        assert!(!g.releases_at(1_200, last, last + Duration::from_millis(1_900)));
-        assert!(g.releases_at(1_200, last, last + IDLE));
+        assert!(!g.releases_at(1_200, last, false, last + Duration::from_millis(1_900)));
+        assert!(g.releases_at(1_200, last, false, last + IDLE));
         // A republished, unchanged watermark is not progress.
         g.update_at(mark("entra", 50, 3, true), last + IDLE);
-        assert!(g.releases_at(1_200, last, last + IDLE));
+        assert!(g.releases_at(1_200, last, false, last + IDLE));
     }
 
     #[test]
@@ -191,12 +224,12 @@ mod tests {
         let mut g = gate(&["cloudtrail", "vault"]);
         g.update_at(mark("cloudtrail", 100, 10, true), t0);
         g.update_at(mark("cloudtrail", 200, 11, true), t0 + secs(1));
-        assert!(!g.releases_at(150, t0, t0 + secs(2)));
-        assert!(g.releases_at(150, t0, t0 + secs(3)));
-        // max_hold releases whatever is waiting on a silent partition.
+        assert!(!g.releases_at(150, t0, false, t0 + secs(2)));
+        assert!(g.releases_at(150, t0, false, t0 + secs(3)));
+        // The quiet wait releases whatever is waiting on a silent partition.
         g.update_at(mark("cloudtrail", 300, 12, true), t0 + secs(40));
-        assert!(g.releases_at(250, t0 + secs(10), t0 + secs(40)));
-        assert!(!g.releases_at(250, t0 + secs(20), t0 + secs(40)));
+        assert!(g.releases_at(250, t0 + secs(10), false, t0 + secs(40)));
+        assert!(!g.releases_at(250, t0 + secs(20), false, t0 + secs(40)));
     }
 
     /// A gate over `topics` after `updates` (topic, time, next offset, caught up,
@@ -219,8 +252,8 @@ mod tests {
                 ("cloudtrail", 200, 8, false, 1),
             ],
         );
-        assert!(g.releases_at(400, t0 + secs(1), t0 + secs(1)));
-        assert!(!g.releases_at(600, t0 + secs(1), t0 + secs(3600)));
+        assert!(g.releases_at(400, t0 + secs(1), false, t0 + secs(1)));
+        assert!(!g.releases_at(600, t0 + secs(1), false, t0 + secs(3600)));
     }
 
     #[test]
@@ -232,6 +265,22 @@ mod tests {
                 ("github", 100, 2, false, 0),
             ],
         );
-        assert!(!g.releases_at(300, t0, t0 + secs(3600)));
+        assert!(!g.releases_at(300, t0, false, t0 + secs(3600)));
+    }
+
+    #[test]
+    fn a_quiet_partition_does_not_hold_a_use_of_a_known_credential() {
+        let t0 = Instant::now();
+        let mut g = gate(&["cloudtrail", "entra"]);
+        g.update_at(mark("entra", 50, 3, true), t0);
+        g.update_at(mark("cloudtrail", 1_000, 10, false), t0);
+        // Entra is caught up but behind in time: a known credential's use goes at
+        // once, an unknown one waits for Entra's facts (at most the quiet wait).
+        assert!(g.releases_at(1_000, t0, true, t0));
+        assert!(!g.releases_at(1_000, t0, false, t0 + secs(1)));
+        // A backlog is waited for, known or not, at most max_hold.
+        g.update_at(mark("entra", 50, 3, false), t0 + secs(1));
+        assert!(!g.releases_at(1_000, t0, true, t0 + secs(1)));
+        assert!(g.releases_at(1_000, t0, true, t0 + MAX_HOLD));
     }
 }
