@@ -11,8 +11,9 @@
 # "max" ingests everything first and times `lineage run` from its start to the graph
 # stage having emitted every event (also from its first processed event, and the
 # start-up before it: topic checks and consumer-group joins); the
-# fixed rates start `lineage run` first and offer records with `lineage ingest
-# --rate R`. Latency is the /metrics histogram lineage_processing_latency_seconds
+# fixed rates start `lineage run` first and offer the four sources at once, each with
+# `lineage ingest --rate` at its share of R (its share of the records, so all four
+# run for the same time), then again with Entra silent for the first 60 s. Latency is the /metrics histogram lineage_processing_latency_seconds
 # (raw message timestamp at ingest → event processed by graph/detect), p50/p99
 # interpolated within its buckets.
 set -euo pipefail
@@ -103,7 +104,14 @@ first_processed() { # waits until graph/detect has processed an event; prints wh
 
 # The broker's own ceiling for the same flow (no lineage work), in a fresh broker.
 start_broker
-ceiling_records=$($bin ingest auto --to kafka --brokers "127.0.0.1:$bport" --from $inputs | python3 -c 'import json,sys; print(json.load(sys.stdin)["read"])')
+# (Ingested one source at a time: each source's record count sets its share of the
+# fixed rates below.)
+declare -A share
+ceiling_records=0
+for dir in $inputs; do
+  share[$dir]=$($bin ingest auto --to kafka --brokers "127.0.0.1:$bport" --from "$dir" | python3 -c 'import json,sys; print(json.load(sys.stdin)["read"])')
+  ceiling_records=$((ceiling_records + share[$dir]))
+done
 cargo bench --quiet --bench kafka_ceiling -- --brokers "127.0.0.1:$bport" --records "$ceiling_records" --json "$work/ceiling.json" >&2
 ceiling=$(python3 -c "import json; print(round(json.load(open('$work/ceiling.json'))['records_per_sec']))")
 kill "$broker_pid" 2>/dev/null || true
@@ -121,14 +129,30 @@ startup=$(python3 -c "print('%.1f s' % ($tf-$t0))")
 steady=$(python3 -c "print(round(0.7*$records/max($t80-$t10,0.1)))")
 echo "| max (pre-ingested) | $records | $eps | $eps_first | $steady | $startup | $(percentiles) |"
 kill "$run_pid" "$broker_pid" 2>/dev/null || true
+# Fixed rates: the four sources offered at once, each at its share of the rate (its
+# share of the records, so all four run for the same time, as live sources do);
+# then again with Entra (the departures) silent for the first 60 s.
+offer() { # rate, source directory name to keep silent for 60 s (or "")
+  local rate=$1 silent=$2 dir r delay
+  for dir in $inputs; do
+    r=$(python3 -c "print(max(1, round($rate * ${share[$dir]} / $ceiling_records)))")
+    delay=0; [ "$(basename "$dir")" = "$silent" ] && delay=60
+    (sleep "$delay"; $bin ingest auto --to kafka --brokers "127.0.0.1:$bport" --rate "$r" --from "$dir" >/dev/null) &
+  done
+  wait $(jobs -p | tail -n 4)
+}
 for rate in 1000 10000; do
-  start_broker; start_run
-  t0=$(date +%s.%N)
-  $bin ingest auto --to kafka --brokers "127.0.0.1:$bport" --rate "$rate" --from $inputs >/dev/null
-  wait_done "$records"; t1=$last_change
-  eps=$(python3 -c "print(round($records/($t1-$t0)))")
-  echo "| $rate/s | $records | $eps | – | – | – | $(percentiles) |"
-  kill "$run_pid" "$broker_pid" 2>/dev/null || true
+  for silent in "" Entra; do
+    start_broker; start_run
+    t0=$(date +%s.%N)
+    offer "$rate" "$silent"
+    wait_done "$records"; t1=$last_change
+    eps=$(python3 -c "print(round($records/($t1-$t0)))")
+    label="$rate/s, four sources at once"
+    [ -n "$silent" ] && label="$rate/s, $silent silent for the first 60 s"
+    echo "| $label | $records | $eps | – | – | – | $(percentiles) |"
+    kill "$run_pid" "$broker_pid" 2>/dev/null || true
+  done
 done
 echo
 echo "Broker-only ceiling for the same flow (\`cargo bench --bench kafka_ceiling\`: raw → events relay and events consumer, same topics, message sizes and per-batch flush and commit, no lineage work): $ceiling records/s."
