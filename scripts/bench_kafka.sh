@@ -133,13 +133,17 @@ kill "$run_pid" "$broker_pid" 2>/dev/null || true
 # share of the records, so all four run for the same time, as live sources do);
 # then again with Entra (the departures) silent for the first 60 s.
 offer() { # rate, source directory name to keep silent for 60 s (or "")
-  local rate=$1 silent=$2 dir r delay
+  # (Started 0.3 s apart: four producers initialising at once made tansu time one
+  # out once.) A failed ingest fails the benchmark.
+  local rate=$1 silent=$2 dir r delay offers=()
   for dir in $inputs; do
     r=$(python3 -c "print(max(1, round($rate * ${share[$dir]} / $ceiling_records)))")
     delay=0; [ "$(basename "$dir")" = "$silent" ] && delay=60
     (sleep "$delay"; $bin ingest auto --to kafka --brokers "127.0.0.1:$bport" --rate "$r" --from "$dir" >/dev/null) &
+    offers+=($!)
+    sleep 0.3
   done
-  wait $(jobs -p | tail -n 4)
+  for pid in "${offers[@]}"; do wait "$pid"; done
 }
 for rate in 1000 10000; do
   for silent in "" Entra; do

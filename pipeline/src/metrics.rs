@@ -118,6 +118,8 @@ pub struct Metrics {
     alerts: Family<DetectorLabels, Counter>,
     actions: Counter,
     held: Gauge,
+    rebuild_events: Gauge,
+    restored: Gauge,
     latency: Histogram,
     /// Stages that finished their start-up (identity table read, topics present).
     ready: Mutex<BTreeMap<&'static str, bool>>,
@@ -151,6 +153,18 @@ impl Default for Metrics {
             "Events waiting for every source's event-time watermark",
             held.clone(),
         );
+        let rebuild_events = Gauge::default();
+        registry.register(
+            "lineage_graph_rebuild_events",
+            "Events the graph stage re-read from lineage.events to rebuild its state at its last start or rebalance",
+            rebuild_events.clone(),
+        );
+        let restored = Gauge::default();
+        registry.register(
+            "lineage_graph_restored_from_snapshot",
+            "1 when the graph stage's state was restored from its snapshot at its last start or rebalance",
+            restored.clone(),
+        );
         let alerts = Family::<DetectorLabels, Counter>::default();
         registry.register(
             "lineage_alerts",
@@ -177,6 +191,8 @@ impl Default for Metrics {
             alerts,
             actions,
             held,
+            rebuild_events,
+            restored,
             latency,
             ready: Mutex::new(BTreeMap::new()),
             failed: AtomicBool::new(false),
@@ -258,6 +274,13 @@ impl Metrics {
     /// Sets how many events wait for the sources' watermarks.
     pub fn set_held(&self, n: usize) {
         self.held.set(n as i64);
+    }
+
+    /// Records how the graph stage's state was built at its last start: restored from
+    /// a snapshot or not, and how many events it re-read from `lineage.events`.
+    pub fn set_rebuild(&self, restored: bool, events: usize) {
+        self.restored.set(i64::from(restored));
+        self.rebuild_events.set(events as i64);
     }
 
     /// Marks a stage ready (or not).

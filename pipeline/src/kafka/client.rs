@@ -525,17 +525,17 @@ impl TopicReader {
         if partitions.is_empty() {
             return Err(LiveError::Kafka(format!("topic {topic} has no partitions")));
         }
-        Self::assigned(consumer, topic, partitions, Offset::Beginning)
+        let starts = partitions.iter().map(|p| (*p, Offset::Beginning)).collect();
+        Self::assigned(consumer, topic, starts)
     }
 
-    /// A reader of some partitions of `topic` from `start`.
+    /// A reader of some partitions of `topic`, each from its start.
     pub(crate) fn partitions(
         bus: &BusConfig,
         topic: &str,
-        partitions: Vec<i32>,
-        start: Offset,
+        starts: Vec<(i32, Offset)>,
     ) -> Result<Self, LiveError> {
-        Self::assigned(Self::consumer(bus)?, topic, partitions, start)
+        Self::assigned(Self::consumer(bus)?, topic, starts)
     }
 
     fn consumer(bus: &BusConfig) -> Result<BaseConsumer, LiveError> {
@@ -558,14 +558,14 @@ impl TopicReader {
     fn assigned(
         consumer: BaseConsumer,
         topic: &str,
-        partitions: Vec<i32>,
-        start: Offset,
+        starts: Vec<(i32, Offset)>,
     ) -> Result<Self, LiveError> {
         let mut tpl = TopicPartitionList::new();
-        for p in &partitions {
-            tpl.add_partition_offset(topic, *p, start)
+        for (p, start) in &starts {
+            tpl.add_partition_offset(topic, *p, *start)
                 .map_err(|e| LiveError::Kafka(format!("offset list: {e}")))?;
         }
+        let partitions: Vec<i32> = starts.iter().map(|(p, _)| *p).collect();
         consumer
             .assign(&tpl)
             .map_err(|e| LiveError::Kafka(format!("assigning {topic}: {e}")))?;

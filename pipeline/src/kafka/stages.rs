@@ -669,6 +669,11 @@ struct SeenIds {
 }
 
 impl SeenIds {
+    /// The ids, oldest first (for a snapshot).
+    fn ids(&self) -> impl Iterator<Item = &String> {
+        self.order.iter()
+    }
+
     fn new(cap: usize) -> Self {
         Self {
             set: HashSet::new(),
@@ -708,6 +713,9 @@ struct GraphState {
     seen_events: SeenIds,
     /// Partitions whose history is in `stage`.
     rebuilt: HashSet<i32>,
+    /// Where each partition's rebuild stopped (the offsets a snapshot covers for a
+    /// partition no message came from since).
+    rebuilt_until: HashMap<i32, i64>,
     /// Events waiting, in event-time order.
     held: BTreeMap<(i64, u64), HeldEvent>,
     /// Offsets of held events, by partition (the commit never passes them).
@@ -740,6 +748,7 @@ impl GraphState {
             gate,
             seen_events: SeenIds::new(SEEN_EVENTS),
             rebuilt: HashSet::new(),
+            rebuilt_until: HashMap::new(),
             held: BTreeMap::new(),
             held_offsets: HashMap::new(),
             consumed: HashMap::new(),
@@ -897,22 +906,38 @@ fn rebuild_partitions(
     tables: &mut Option<GraphTables>,
     cfg: &LiveConfig<'_>,
     until: &HashMap<i32, i64>,
-) -> Result<(), LiveError> {
+) -> Result<usize, LiveError> {
+    rebuild_partitions_from(state, tables, cfg, &HashMap::new(), until)
+}
+
+/// [`rebuild_partitions`] from `from` (a snapshot's offsets; 0 for a partition it
+/// does not name).
+fn rebuild_partitions_from(
+    state: &mut GraphState,
+    tables: &mut Option<GraphTables>,
+    cfg: &LiveConfig<'_>,
+    from: &HashMap<i32, i64>,
+    until: &HashMap<i32, i64>,
+) -> Result<usize, LiveError> {
     state.rebuilt.extend(until.keys().copied());
+    state.rebuilt_until.extend(until.iter().map(|(p, u)| (*p, *u)));
+    let start = |p: &i32| from.get(p).copied().unwrap_or(0);
     let until: HashMap<i32, i64> = until
         .iter()
-        .filter(|(_, u)| **u > 0)
+        .filter(|(p, u)| **u > start(p))
         .map(|(p, u)| (*p, *u))
         .collect();
     if until.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let started = Instant::now();
     let mut reader = TopicReader::partitions(
         &cfg.bus,
         &cfg.bus.topics.events,
-        until.keys().copied().collect(),
-        Offset::Beginning,
+        until
+            .keys()
+            .map(|p| (*p, Offset::Offset(start(p))))
+            .collect(),
     )?;
     let mut msgs = Vec::new();
     reader.read_until(Some(&until), |m| msgs.push(m.detach()))?;
@@ -939,11 +964,132 @@ fn rebuild_partitions(
     partitions.sort_unstable();
     tracing::info!(
         ?partitions,
+        ?from,
         events = n,
         secs = started.elapsed().as_secs_f64(),
         "rebuilt detector state from the partitions' history"
     );
+    Ok(n)
+}
+
+/// A graph instance's state as of some offsets of its partitions of `lineage.events`:
+/// written every [`SNAPSHOT_EVERY`] and at shutdown under
+/// `<state_dir>/graph-snapshot/`, and restored at start when the same partitions are
+/// assigned, so a restart re-reads only what came after it instead of every
+/// partition from offset 0.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotMeta {
+    /// The state file it goes with (`state-<generation>.json.gz`).
+    generation: u64,
+    /// Per partition: every event before this offset is in the state (the offsets the
+    /// stage committed). Events after it that are in the state too (released out of
+    /// order before a held one) are in `seen`.
+    offsets: BTreeMap<i32, i64>,
+    /// Ids of the events processed most recently (de-duplication on re-read).
+    seen: Vec<String>,
+    /// The latest event time processed (µs).
+    processed_until: i64,
+}
+
+/// How often the graph stage writes its snapshot (when it processed something).
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(30);
+
+fn snapshot_dir(cfg: &LiveConfig<'_>) -> PathBuf {
+    cfg.pipeline.settings.run.state_dir().join("graph-snapshot")
+}
+
+/// Writes the state and then its meta file (which names the state file), so a crash
+/// between the two leaves the previous snapshot whole; removes older state files.
+fn write_snapshot(cfg: &LiveConfig<'_>, state: &GraphState) -> Result<(), LiveError> {
+    let started = Instant::now();
+    let dir = snapshot_dir(cfg);
+    let meta_path = dir.join("meta.json");
+    let previous: Option<SnapshotMeta> = std::fs::read(&meta_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let generation = previous.as_ref().map_or(1, |m| m.generation + 1);
+    let state_path = dir.join(format!("state-{generation}.json.gz"));
+    crate::state_files::write_gz_json(&state_path, |w| state.stage.write_state(w))
+        .map_err(LiveError::Io)?;
+    let mut offsets: BTreeMap<i32, i64> = state.rebuilt_until.clone().into_iter().collect();
+    offsets.extend(
+        state
+            .commit_offsets(&cfg.bus.topics.events)
+            .into_iter()
+            .map(|((_, p), o)| (p, o)),
+    );
+    let meta = SnapshotMeta {
+        generation,
+        offsets,
+        seen: state.seen_events.ids().cloned().collect(),
+        processed_until: state.processed_until,
+    };
+    crate::state_files::write_json(&meta_path, &meta).map_err(LiveError::Io)?;
+    if let Some(p) = previous {
+        let _ = std::fs::remove_file(dir.join(format!("state-{}.json.gz", p.generation)));
+    }
+    tracing::debug!(
+        generation,
+        secs = started.elapsed().as_secs_f64(),
+        "graph stage snapshot written"
+    );
     Ok(())
+}
+
+/// Restores the snapshot into a fresh `state` when it covers exactly the `assigned`
+/// partitions; returns its offsets (where the rebuild starts), or `None` (a full
+/// rebuild) when there is none, it is unreadable or it covers other partitions.
+fn restore_snapshot(
+    cfg: &LiveConfig<'_>,
+    state: &mut GraphState,
+    assigned: &HashMap<i32, i64>,
+) -> Option<HashMap<i32, i64>> {
+    let dir = snapshot_dir(cfg);
+    let meta: SnapshotMeta = match std::fs::read(dir.join("meta.json")) {
+        Ok(b) => match serde_json::from_slice(&b) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "graph snapshot unreadable: rebuilding from offset 0");
+                return None;
+            }
+        },
+        Err(_) => return None,
+    };
+    let mut covered: Vec<i32> = meta.offsets.keys().copied().collect();
+    let mut wanted: Vec<i32> = assigned.keys().copied().collect();
+    covered.sort_unstable();
+    wanted.sort_unstable();
+    if covered != wanted {
+        tracing::info!(
+            ?covered,
+            assigned = ?wanted,
+            "graph snapshot covers other partitions: rebuilding from offset 0"
+        );
+        return None;
+    }
+    let path = dir.join(format!("state-{}.json.gz", meta.generation));
+    let restored = crate::state_files::read_gz_json::<crate::StageState>(&path)
+        .and_then(|s| state.stage.restore_state(s, &cfg.pipeline.inventory));
+    if let Err(e) = restored {
+        tracing::warn!(error = %e, "graph snapshot not restored: rebuilding from offset 0");
+        state.stage = cfg.pipeline.live_attribute_stage().ok()?;
+        return None;
+    }
+    for id in &meta.seen {
+        state.seen_events.insert(id);
+    }
+    state.processed_until = meta.processed_until;
+    // The identity facts the restored graph already has (re-applying one changes
+    // nothing; it is not late for a stage that has processed nothing yet).
+    for f in state.identity.due(meta.processed_until) {
+        state.stage.apply_identity_fact(&f);
+    }
+    tracing::info!(
+        generation = meta.generation,
+        offsets = ?meta.offsets,
+        "graph stage state restored from its snapshot"
+    );
+    Some(meta.offsets.into_iter().collect())
 }
 
 /// Where the rebuild of a fresh state stops for each assigned partition of the
@@ -997,6 +1143,8 @@ fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
     cfg.metrics.set_ready(STAGE.as_str(), true);
     let mut last_lag = Instant::now();
     let mut last_commit: HashMap<(String, i32), i64> = HashMap::new();
+    let mut last_snapshot = Instant::now();
+    let mut snapshot_due = false;
     loop {
         if cfg.shutdown.load(Ordering::SeqCst) {
             break;
@@ -1022,9 +1170,19 @@ fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
         let t_identity = t0.elapsed();
         let mut out = GraphOutputs::default();
         if state.rebuilt.is_empty() && !batch.is_empty() {
-            // The first batch of a fresh state: rebuild every assigned partition at once.
+            // The first batch of a fresh state: restore the snapshot when it covers
+            // the assigned partitions, then rebuild every assigned partition at once
+            // from where it stops (from offset 0 without one).
             let until = rebuild_targets(&consumer, &bus.topics.events, &batch);
-            rebuild_partitions(&mut state, &mut tables, cfg, &until)?;
+            let from = restore_snapshot(cfg, &mut state, &until);
+            let n = rebuild_partitions_from(
+                &mut state,
+                &mut tables,
+                cfg,
+                from.as_ref().unwrap_or(&HashMap::new()),
+                &until,
+            )?;
+            cfg.metrics.set_rebuild(from.is_some(), n);
         }
         for m in &batch {
             let (p, offset) = (m.partition(), m.offset());
@@ -1174,6 +1332,12 @@ fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
         if let Some(t) = tables.as_mut() {
             t.checkpoint(state.stage.graph(), false)?;
         }
+        snapshot_due |= !batch.is_empty();
+        if snapshot_due && !state.rebuilt.is_empty() && last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+            write_snapshot(cfg, &state)?;
+            last_snapshot = Instant::now();
+            snapshot_due = false;
+        }
         tracing::debug!(
             stage = STAGE.as_str(),
             records = batch.len(),
@@ -1192,6 +1356,9 @@ fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
     }
     if let Some(t) = tables.as_mut() {
         t.checkpoint(state.stage.graph(), true)?;
+    }
+    if !state.rebuilt.is_empty() {
+        write_snapshot(cfg, &state)?;
     }
     tracing::info!(stage = STAGE.as_str(), held = state.held.len(), "stopped");
     Ok(())
