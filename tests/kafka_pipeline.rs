@@ -365,7 +365,11 @@ fn sigkilled_pipeline_accounts_for_every_record_and_repeats_no_alert() {
     );
     assert!(run.sigterm().success());
     let after: Vec<Value> = alerts_on_topic(&tansu.brokers());
-    assert_eq!(after.len(), got.len(), "no alert raised again after the restart");
+    assert_eq!(
+        after.len(),
+        got.len(),
+        "no alert raised again after the restart"
+    );
 }
 
 /// A CloudTrail record with `id`, padded with `pad` bytes in a request parameter.

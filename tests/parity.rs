@@ -270,7 +270,10 @@ fn assert_same(mode: &str, got: &BTreeMap<String, Value>, want: &BTreeMap<String
         let time = |v: &Value| {
             chrono::DateTime::parse_from_rfc3339(v["first_seen"].as_str().unwrap()).unwrap()
         };
-        assert!(time(g) >= time(a), "{mode}: late alert {id} opened before replay's");
+        assert!(
+            time(g) >= time(a),
+            "{mode}: late alert {id} opened before replay's"
+        );
     }
 }
 

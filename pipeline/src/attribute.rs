@@ -161,14 +161,17 @@ pub struct Correction {
 fn is_weak(a: &lineage_core::Attribution) -> bool {
     !matches!(
         a.method,
-        AttributionMethod::Declared | AttributionMethod::IssuanceChain | AttributionMethod::SessionChain
+        AttributionMethod::Declared
+            | AttributionMethod::IssuanceChain
+            | AttributionMethod::SessionChain
     ) || a.owner.is_none()
 }
 
 /// Detectors whose verdict depends on the attribution alone (not on a learned
 /// baseline), re-run on a corrected use. The anomaly detector learns each use once,
 /// as first attributed.
-const ATTRIBUTION_DETECTORS: [&str; 3] = ["departed-owner", "out-of-scope", "long-lived-credential"];
+const ATTRIBUTION_DETECTORS: [&str; 3] =
+    ["departed-owner", "out-of-scope", "long-lived-credential"];
 
 /// The `late_fact` evidence of a finding a late fact raised.
 fn late_fact_evidence(

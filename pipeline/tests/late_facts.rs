@@ -268,7 +268,11 @@ fn a_late_issuance_corrects_the_uses_it_attributes_and_raises_the_alert_replay_r
         .map(|(id, m)| replay.process(session_use(id, m)))
         .collect();
     assert_eq!(
-        want_events[0].attribution.agent.as_ref().map(|a| a.as_str()),
+        want_events[0]
+            .attribution
+            .agent
+            .as_ref()
+            .map(|a| a.as_str()),
         Some("deploy-bot"),
         "{want_events:#?}"
     );
@@ -302,11 +306,22 @@ fn a_late_issuance_corrects_the_uses_it_attributes_and_raises_the_alert_replay_r
     let got = scope_alerts(&live);
     assert_eq!(got.len(), 1, "{got:#?}");
     let (g, w) = (&got[0], &want[0]);
-    for field in ["id", "title", "dedup_key", "first_seen", "severity", "agent", "owner"] {
+    for field in [
+        "id",
+        "title",
+        "dedup_key",
+        "first_seen",
+        "severity",
+        "agent",
+        "owner",
+    ] {
         assert_eq!(g[field], w[field], "{field}: {g:#} vs {w:#}");
     }
     assert_eq!(g["count"], w["count"], "{g:#}");
-    assert_eq!(g["evidence"]["late_fact"]["fact"], "credential-issued", "{g:#}");
+    assert_eq!(
+        g["evidence"]["late_fact"]["fact"], "credential-issued",
+        "{g:#}"
+    );
     assert_eq!(g["evidence"]["late_fact"]["late_secs"], 6 * 60, "{g:#}");
     // The statistics count each use once, as replay does.
     assert_eq!(live.by_method(), replay.by_method());

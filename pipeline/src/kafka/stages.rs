@@ -920,7 +920,9 @@ fn rebuild_partitions_from(
     until: &HashMap<i32, i64>,
 ) -> Result<usize, LiveError> {
     state.rebuilt.extend(until.keys().copied());
-    state.rebuilt_until.extend(until.iter().map(|(p, u)| (*p, *u)));
+    state
+        .rebuilt_until
+        .extend(until.iter().map(|(p, u)| (*p, *u)));
     let start = |p: &i32| from.get(p).copied().unwrap_or(0);
     let until: HashMap<i32, i64> = until
         .iter()
