@@ -356,7 +356,18 @@ impl OutputProducer {
     /// caller must not commit its input then). A producer left in a fatal state
     /// (idempotence sequence lost) is rebuilt.
     pub(crate) fn flush_all(&mut self, timeout: Duration) -> Result<(), LiveError> {
-        let flushed = self.producer.flush(timeout);
+        // Serve the delivery reports first, against the clock. rdkafka 0.37's `flush`
+        // takes its poll interval off the timeout for every event it serves, however
+        // quickly: a producer that sent one message per request (a paced `ingest
+        // --rate`) had a report per message waiting, and thousands of them made a
+        // 120 s flush fail at once with "timed out".
+        let deadline = Instant::now() + timeout;
+        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            self.producer.poll(Duration::from_millis(100));
+        }
+        let flushed = self
+            .producer
+            .flush(deadline.saturating_duration_since(Instant::now()));
         let failed: Vec<String> = std::mem::take(
             &mut *self
                 .deliveries

@@ -88,7 +88,12 @@
 //!   other identity partitions) are surely read first.
 //! - the graph commits, per partition, the lowest offset it still holds, so a crash
 //!   re-delivers held events; a state rebuild replays a partition's history in
-//!   event-time order, as it was released.
+//!   event-time order. The stage snapshots its state every 30 s and at shutdown
+//!   (`<state_dir>/graph-snapshot/`: the stage state, the offsets it covers, the
+//!   event ids it saw last); a fresh state given the same partitions restores it and
+//!   rebuilds only from those offsets, so a restart does not re-read history. Not
+//!   bounded yet: the alert and action ids read from their topics at start, to
+//!   emit nothing twice.
 //!
 //! So while a backlog is read, the facts of every source up to an event's time are
 //! applied before the event, as replay's merge does; once caught up, the stage

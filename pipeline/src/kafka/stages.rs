@@ -991,6 +991,9 @@ struct SnapshotMeta {
     seen: Vec<String>,
     /// The latest event time processed (µs).
     processed_until: i64,
+    /// The consumer group and events topic it is of (another is not restored).
+    group: String,
+    topic: String,
 }
 
 /// How often the graph stage writes its snapshot (when it processed something).
@@ -1025,6 +1028,8 @@ fn write_snapshot(cfg: &LiveConfig<'_>, state: &GraphState) -> Result<(), LiveEr
         offsets,
         seen: state.seen_events.ids().cloned().collect(),
         processed_until: state.processed_until,
+        group: cfg.bus.group_id.clone(),
+        topic: cfg.bus.topics.events.clone(),
     };
     crate::state_files::write_json(&meta_path, &meta).map_err(LiveError::Io)?;
     if let Some(p) = previous {
@@ -1066,6 +1071,22 @@ fn restore_snapshot(
             ?covered,
             assigned = ?wanted,
             "graph snapshot covers other partitions: rebuilding from offset 0"
+        );
+        return None;
+    }
+    // A snapshot past where the group stands is of another history (the topic was
+    // recreated, the group reset): its state would claim events never processed.
+    let ahead = meta
+        .offsets
+        .iter()
+        .any(|(p, o)| assigned.get(p).is_some_and(|until| o > until));
+    if meta.group != cfg.bus.group_id || meta.topic != cfg.bus.topics.events || ahead {
+        tracing::warn!(
+            group = %meta.group,
+            topic = %meta.topic,
+            offsets = ?meta.offsets,
+            committed = ?assigned,
+            "graph snapshot is of another group, topic or history: rebuilding from offset 0"
         );
         return None;
     }
