@@ -24,6 +24,19 @@ pub struct AlertBook {
     actions: Vec<Action>,
     #[serde(with = "seconds")]
     suppression: Duration,
+    /// The latest event time recorded.
+    #[serde(default)]
+    latest: Option<chrono::DateTime<chrono::Utc>>,
+    /// Alerts opened in all (also those retired), by detector.
+    #[serde(default)]
+    opened: std::collections::BTreeMap<SmolStr, u64>,
+    /// Revocation requests in all (also those retired).
+    #[serde(default)]
+    actions_requested: u64,
+    /// Fingerprints of the dedup keys of retired alerts: a later window's alert of
+    /// such a key still gets a window id, not the key's first id again.
+    #[serde(default)]
+    retired_keys: std::collections::HashSet<u64>,
 }
 
 /// A `chrono::Duration` as whole seconds.
@@ -64,7 +77,71 @@ impl AlertBook {
             by_key: HashMap::default(),
             actions: Vec::new(),
             suppression,
+            latest: None,
+            opened: Default::default(),
+            actions_requested: 0,
+            retired_keys: Default::default(),
         }
+    }
+
+    /// A stable 64-bit fingerprint of a dedup key.
+    fn key_fingerprint(key: &str) -> u64 {
+        let d = Sha256::digest(key.as_bytes());
+        u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
+    }
+
+    /// Forgets the alerts closed for good (nothing folded into them for the
+    /// suppression window, in event time, before the latest event recorded) and the
+    /// revocation requests already handed out, so a long-running live book holds only
+    /// open alerts. A later finding of a retired alert's key opens a new alert, as it
+    /// would anyway after the window. Counts ([`AlertBook::opened_by_detector`],
+    /// [`AlertBook::actions_requested`]) keep everything. Only call it once every
+    /// alert and action so far has been taken out (indexes into
+    /// [`AlertBook::alerts`] and [`AlertBook::actions`] change). Returns the alerts
+    /// retired.
+    pub fn retire_closed(&mut self) -> usize {
+        self.actions.clear();
+        let Some(latest) = self.latest else {
+            return 0;
+        };
+        let suppression = self.suppression;
+        let open = |a: &Alert| latest - a.last_seen <= suppression;
+        if self.alerts.iter().all(open) {
+            return 0;
+        }
+        let mut new_index = vec![usize::MAX; self.alerts.len()];
+        let mut kept = Vec::with_capacity(self.alerts.len());
+        for (i, a) in std::mem::take(&mut self.alerts).into_iter().enumerate() {
+            if open(&a) {
+                new_index[i] = kept.len();
+                kept.push(a);
+            }
+        }
+        let retired = new_index.len() - kept.len();
+        self.alerts = kept;
+        let mut gone = Vec::new();
+        for (key, i) in self.by_key.iter_mut() {
+            match new_index[*i] {
+                usize::MAX => gone.push(key.clone()),
+                n => *i = n,
+            }
+        }
+        for key in gone {
+            self.by_key.remove(&key);
+            self.retired_keys.insert(Self::key_fingerprint(&key));
+        }
+        retired
+    }
+
+    /// Alerts opened so far by detector (also those [`AlertBook::retire_closed`]
+    /// forgot).
+    pub fn opened_by_detector(&self) -> &std::collections::BTreeMap<SmolStr, u64> {
+        &self.opened
+    }
+
+    /// Revocation requests so far (also those [`AlertBook::retire_closed`] forgot).
+    pub fn actions_requested(&self) -> u64 {
+        self.actions_requested
     }
 
     /// True when a finding with `dedup_key` at `time` would fold into an open alert
@@ -82,6 +159,8 @@ impl AlertBook {
     /// Records a finding about `event`.
     pub fn record(&mut self, finding: Finding, event: &AttributedEvent) -> Recorded {
         let time = event.use_.time;
+        self.latest = self.latest.max(Some(time));
+        self.actions_requested += finding.actions.len() as u64;
         self.actions.extend(finding.actions);
         if let Some(i) = self.open_alert(&finding.dedup_key, time) {
             let alert = &mut self.alerts[i];
@@ -95,7 +174,12 @@ impl AlertBook {
         }
         // The first alert of a key keeps the key's fingerprint as its id (stable across
         // runs); a later window's alert gets the window start mixed in.
-        let id_input = if self.by_key.contains_key(&finding.dedup_key) {
+        let id_input = if self.by_key.contains_key(&finding.dedup_key)
+            || (!self.retired_keys.is_empty()
+                && self
+                    .retired_keys
+                    .contains(&Self::key_fingerprint(&finding.dedup_key)))
+        {
             format!("{}|{}", finding.dedup_key, time.timestamp())
         } else {
             finding.dedup_key.clone()
@@ -126,6 +210,7 @@ impl AlertBook {
             event_ids: vec![event.use_.event_id.clone()],
             blast_radius: None,
         };
+        *self.opened.entry(alert.detector.clone()).or_default() += 1;
         self.alerts.push(alert);
         let i = self.alerts.len() - 1;
         self.by_key.insert(finding.dedup_key, i);

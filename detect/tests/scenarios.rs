@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use lineage_core::event::*;
 use lineage_core::{Alert, AttributedEvent, CredentialId, Inventory};
 use lineage_detect::{
-    build_detectors, AlertBook, AnomalyConfig, AnomalyDetector, Detector, DetectorsConfig,
+    build_detectors, AlertBook, AnomalyConfig, AnomalyDetector, Detector, DetectorsConfig, Recorded,
 };
 use lineage_graph::LineageGraph;
 
@@ -702,4 +702,72 @@ fn with_an_asn_database_a_network_is_its_autonomous_system() {
     })
     .unwrap_err();
     assert!(err.contains("missing.tsv"), "{err}");
+}
+
+/// A finding with `key` about `event`.
+fn finding(key: &str) -> lineage_detect::Finding {
+    lineage_detect::Finding {
+        detector: "out-of-scope",
+        severity: lineage_core::Severity::High,
+        title: format!("finding {key}"),
+        summary: String::new(),
+        dedup_key: key.into(),
+        mitre: &[],
+        evidence: serde_json::json!({}),
+        actions: vec![],
+    }
+}
+
+fn event_at(at: DateTime<Utc>) -> AttributedEvent {
+    let r = call(
+        "AKIASVC0000000000001",
+        "svc",
+        at,
+        ("s3", "ListBuckets"),
+        "10.0.0.1",
+    );
+    AttributedEvent {
+        use_: r.use_,
+        attribution: Attribution::unattributed(vec![], "test"),
+    }
+}
+
+#[test]
+fn a_live_book_forgets_closed_alerts_and_keeps_their_counts_and_window_ids() {
+    // Suppression of one day: an alert nothing folded into for a day is closed.
+    let mut book = AlertBook::with_suppression(Duration::days(1));
+    let first = book.record(finding("a"), &event_at(t0()));
+    book.record(finding("b"), &event_at(t0() + Duration::hours(30)));
+    book.record(finding("b"), &event_at(t0() + Duration::hours(40)));
+    let first_id = book.alerts()[match first {
+        Recorded::New(i) | Recorded::Repeat(i) => i,
+    }]
+    .id
+    .clone();
+    assert_eq!(book.retire_closed(), 1, "only `a` is closed");
+    assert_eq!(book.alerts().len(), 1);
+    assert_eq!(book.alerts()[0].dedup_key, "b");
+    assert_eq!(book.alerts()[0].count, 2, "the open alert keeps folding");
+    assert_eq!(
+        book.opened_by_detector()["out-of-scope"],
+        2,
+        "counts keep retired ones"
+    );
+    // `b` still folds after the retirement (its index moved).
+    assert_eq!(
+        book.record(finding("b"), &event_at(t0() + Duration::hours(41))),
+        Recorded::Repeat(0)
+    );
+    assert_eq!(book.alerts()[0].count, 3);
+    // `a` again, after its window: a new alert with a window id, not `a`'s first id
+    // (which the live outputs have already de-duplicated against).
+    let again = book.record(finding("a"), &event_at(t0() + Duration::hours(42)));
+    let Recorded::New(i) = again else {
+        panic!("{again:?}")
+    };
+    assert_ne!(book.alerts()[i].id, first_id);
+    assert_eq!(book.opened_by_detector()["out-of-scope"], 3);
+    // Nothing closed: nothing retired.
+    assert_eq!(book.retire_closed(), 0);
+    assert_eq!(book.alerts().len(), 2);
 }

@@ -118,6 +118,8 @@ pub struct AttributeStage {
     retain: Option<chrono::Duration>,
     /// Uses processed since the graph was last pruned.
     since_eviction: u64,
+    /// Uses processed since closed alerts were last retired.
+    since_retire: u64,
     /// Weakly attributed uses not kept for late facts because [`WEAK_USES_MAX`] were.
     pub late_window_full: u64,
 }
@@ -271,6 +273,7 @@ impl AttributeStage {
             corrections: Vec::new(),
             retain: None,
             since_eviction: 0,
+            since_retire: 0,
             late_window_full: 0,
         })
     }
@@ -285,6 +288,7 @@ impl AttributeStage {
     }
 
     fn prune(&mut self) {
+        self.since_retire += 1;
         self.since_eviction += 1;
         if self.since_eviction < EVICT_EVERY {
             return;
@@ -308,6 +312,18 @@ impl AttributeStage {
                 );
             }
         }
+    }
+
+    /// In a live run, every [`EVICT_EVERY`] uses: forgets the alerts closed for good
+    /// and the revocation requests already handed out ([`AlertBook::retire_closed`]),
+    /// so the book holds open alerts only. Call it once the alerts and actions so far
+    /// have been taken out. Returns the alerts retired.
+    pub fn retire_closed_alerts(&mut self) -> usize {
+        if !self.re_evaluate_late || self.since_retire < EVICT_EVERY {
+            return 0;
+        }
+        self.since_retire = 0;
+        self.book.retire_closed()
     }
 
     /// Keeps recent uses so that a lineage fact arriving after them re-evaluates

@@ -807,6 +807,8 @@ impl Attributor<'_> {
             self.metrics.action();
             self.send(ToOutputs::Action(a))?;
         }
+        // Every alert and action so far is out: closed alerts can leave memory.
+        self.stage.retire_closed_alerts();
         self.done_one(h.batch, Some(key));
         Ok(())
     }
@@ -882,13 +884,14 @@ impl Attributor<'_> {
         };
         s.by_method = self.stage.by_method();
         s.top_unattributed = self.stage.top_unattributed(20);
-        s.alerts = self.stage.alerts().alerts().len() as u64;
-        s.actions_requested = self.stage.alerts().actions().len() as u64;
-        let mut by_detector = BTreeMap::new();
-        for a in self.stage.alerts().alerts() {
-            *by_detector.entry(a.detector.to_string()).or_insert(0u64) += 1;
-        }
-        s.alerts_by_detector = by_detector;
+        let book = self.stage.alerts();
+        s.alerts = book.opened_by_detector().values().sum();
+        s.actions_requested = book.actions_requested();
+        s.alerts_by_detector = book
+            .opened_by_detector()
+            .iter()
+            .map(|(d, n)| (d.to_string(), *n))
+            .collect();
     }
 }
 

@@ -71,8 +71,9 @@
 //! - normalize publishes, for every raw partition it owns, a watermark record on
 //!   `lineage.identity` (key `watermark:<topic>:<partition>`, header
 //!   `lineage-watermark`): the highest event time it has normalized there (lowered
-//!   below a held Vault request), the next offset, and whether it is caught up with
-//!   the partition's high watermark. It is sent *after* the facts of those records
+//!   below a held Vault request), the next offset, and whether it is caught up (at
+//!   most a batch behind the partition's high watermark: a source streaming steadily
+//!   has no backlog even though records keep arriving). It is sent *after* the facts of those records
 //!   are acknowledged, and again whenever it changes (also when idle).
 //! - the graph stage keeps every event in an event-time-ordered buffer and releases
 //!   it when every raw partition's watermark has reached the event's time, except:

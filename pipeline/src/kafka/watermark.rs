@@ -23,8 +23,8 @@ pub(crate) struct SourceWatermark {
     pub time_us: i64,
     /// The next raw offset normalize will read.
     pub next_offset: i64,
-    /// Normalize had read everything on the partition (and held nothing back) when it
-    /// published this.
+    /// Normalize had no backlog on the partition (it was at most a batch behind the
+    /// high watermark) when it published this.
     pub caught_up: bool,
 }
 
