@@ -561,6 +561,10 @@ impl Detector for AnomalyDetector {
         serde_json::to_value(&self.state).ok()
     }
 
+    fn forget_credentials(&mut self, known: &dyn Fn(&str) -> bool) {
+        self.state.credentials.retain(|k, _| known(k));
+    }
+
     fn restore(&mut self, state: serde_json::Value) -> Result<(), String> {
         self.state = serde_json::from_value(state).map_err(|e| format!("anomaly state: {e}"))?;
         Ok(())

@@ -245,9 +245,12 @@ impl Detector for DepartedOwnerDetector {
             return Vec::new();
         };
         let use_ = &event.use_;
+        // Not hourly AWS session keys: covered by their root, and keeping them would
+        // grow this map with every session.
         for id in use_
             .credential
             .iter()
+            .filter(|c| c.kind != CredentialKind::AwsSessionKey)
             .map(|c| c.id.as_str())
             .chain(a.root_credential.iter().map(|c| c.as_str()))
         {

@@ -90,6 +90,10 @@ pub trait Detector: Send {
     fn restore(&mut self, _state: serde_json::Value) -> Result<(), String> {
         Ok(())
     }
+    /// Forgets what it learned about credentials `known` says the graph no longer
+    /// has (a live run's retention evicted them), so its state does not grow with
+    /// every credential a long run ever saw.
+    fn forget_credentials(&mut self, _known: &dyn Fn(&str) -> bool) {}
 }
 
 /// Detector settings (the `[detectors]` table of the config). Every detector is on

@@ -128,6 +128,9 @@ pub struct AttributeStage {
 /// credential once).
 const EVICT_EVERY: u64 = 50_000;
 
+/// Unattributed subjects counted before the least used half is dropped.
+const MAX_UNATTRIBUTED_SUBJECTS: usize = 20_000;
+
 /// Uses kept per owner for late departures (the most recent, within [`LATE_LOOK_BACK`]).
 const RECENT_USES_PER_OWNER: usize = 64;
 
@@ -305,6 +308,11 @@ impl AttributeStage {
         if let (Some(retain), Some(latest)) = (self.retain, self.latest) {
             let evicted = self.graph.evict_inactive(latest - retain);
             if evicted > 0 {
+                let graph = &self.graph;
+                let known = |id: &str| graph.credential(&CredentialId::new(id)).is_some();
+                for d in &mut self.detectors {
+                    d.forget_credentials(&known);
+                }
                 tracing::debug!(
                     evicted,
                     kept = self.graph.credential_count(),
@@ -535,7 +543,21 @@ impl AttributeStage {
                     )
                 });
             entry.1 += 1;
+            if self.unattributed_subjects.len() > MAX_UNATTRIBUTED_SUBJECTS {
+                self.keep_top_unattributed();
+            }
         }
+    }
+
+    /// Keeps the half of the unattributed subjects with the most uses: a live run
+    /// sees a new unattributed session key every few seconds, and the summary only
+    /// lists the top 20. (Replay's counts are exact up to the cap.)
+    fn keep_top_unattributed(&mut self) {
+        let mut counts: Vec<u64> = self.unattributed_subjects.values().map(|v| v.1).collect();
+        let keep = MAX_UNATTRIBUTED_SUBJECTS / 2;
+        counts.select_nth_unstable_by(keep, |a, b| b.cmp(a));
+        let threshold = counts[keep];
+        self.unattributed_subjects.retain(|_, v| v.1 > threshold);
     }
 
     /// Notes the credentials an owner (or their agent) used, for `revoke --owner`.

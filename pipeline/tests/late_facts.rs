@@ -171,6 +171,21 @@ fn a_live_stage_forgets_idle_credentials_after_its_retention_and_keeps_declared_
     );
     let session = lineage_core::CredentialId::new("ASIAIDLESESSION00001");
     assert!(live.graph().credential(&session).is_some());
+    // A key nobody declared, used once on day 0: the anomaly detector learns a
+    // baseline for it (its own root).
+    let mut stray = use_at("stray", 0);
+    stray.use_.credential = Some(lineage_core::event::CredentialRef {
+        kind: lineage_core::event::CredentialKind::AwsAccessKey,
+        id: lineage_core::CredentialId::new("AKIASTRAYKEY00000001"),
+        issuer: None,
+    });
+    live.process(stray);
+    let baselines = |s: &AttributeStage| s.snapshot()["anomaly"]["credentials"].clone();
+    assert!(
+        baselines(&live).get("AKIASTRAYKEY00000001").is_some(),
+        "{}",
+        baselines(&live)
+    );
     let later = use_at("later", 0);
     for i in 0..50_000 {
         let mut n = later.clone();
@@ -181,6 +196,12 @@ fn a_live_stage_forgets_idle_credentials_after_its_retention_and_keeps_declared_
     assert!(
         live.graph().credential(&session).is_none(),
         "idle for two days with one day of retention"
+    );
+    // The detectors forget what the graph forgot.
+    assert!(
+        baselines(&live).get("AKIASTRAYKEY00000001").is_none(),
+        "{}",
+        baselines(&live)
     );
     let declared = lineage_core::CredentialId::new("AKIALATEFACT00000001");
     assert!(live.graph().credential(&declared).is_some());

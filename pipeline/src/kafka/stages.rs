@@ -33,6 +33,9 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(90);
 /// Event ids remembered for de-duplication (oldest forgotten first).
 const SEEN_EVENTS: usize = 2_000_000;
 
+/// Records normalize reads between two retention passes over its graph.
+const NORMALIZE_EVICT_EVERY: u64 = 50_000;
+
 /// A stage `lineage run --stages` can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StageName {
@@ -312,6 +315,14 @@ fn normalize_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
     for f in identity.due(i64::MAX) {
         graph.apply(&f);
     }
+    // Its graph only picks each event's key (the root credential); it forgets idle
+    // credentials as the graph stage's does, or it would keep every session key
+    // the run ever saw.
+    let retain = Some(cfg.pipeline.settings.graph.retain_days)
+        .filter(|d| *d > 0)
+        .map(|d| chrono::Duration::days(d.min(365_000) as i64));
+    let mut latest: Option<chrono::DateTime<chrono::Utc>> = None;
+    let mut since_eviction: u64 = 0;
     cfg.metrics.set_ready(STAGE.as_str(), true);
     let mut held: HashMap<smol_str::SmolStr, HeldRequest> = HashMap::new();
     let mut vault_seen: u64 = 0;
@@ -395,6 +406,14 @@ fn normalize_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
                 graph.apply(f);
             }
             graph.observe(&n.use_);
+            latest = latest.max(Some(n.use_.time));
+            since_eviction += 1;
+            if let (Some(retain), Some(latest), true) =
+                (retain, latest, since_eviction >= NORMALIZE_EVICT_EVERY)
+            {
+                since_eviction = 0;
+                graph.evict_inactive(latest - retain);
+            }
             let root = graph
                 .attribute(&n.use_)
                 .root_credential
@@ -670,16 +689,19 @@ fn record_lag(cfg: &LiveConfig<'_>, stage: Stage, consumer: &BaseConsumer<Rebala
 
 // ---------------------------------------------------------------- graph + detect
 
-/// A bounded set of recently seen ids.
+/// A bounded set of recently seen ids, each kept as the first 128 bits of its
+/// SHA-256: 16 bytes in the set and 16 in the queue instead of two copies of the
+/// text (2M ids took hundreds of MB as strings), and no one can make two ids
+/// collide.
 struct SeenIds {
-    set: HashSet<String>,
-    order: VecDeque<String>,
+    set: HashSet<u128>,
+    order: VecDeque<u128>,
     cap: usize,
 }
 
 impl SeenIds {
-    /// The ids, oldest first (for a snapshot).
-    fn ids(&self) -> impl Iterator<Item = &String> {
+    /// The ids' fingerprints, oldest first (for a snapshot).
+    fn fingerprints(&self) -> impl Iterator<Item = &u128> {
         self.order.iter()
     }
 
@@ -691,9 +713,19 @@ impl SeenIds {
         }
     }
 
+    fn fingerprint(id: &str) -> u128 {
+        let d = Sha256::digest(id.as_bytes());
+        u128::from_le_bytes(d[..16].try_into().expect("16 bytes"))
+    }
+
     /// True when `id` is new (and remembers it).
     fn insert(&mut self, id: &str) -> bool {
-        if self.set.contains(id) {
+        self.insert_fingerprint(Self::fingerprint(id))
+    }
+
+    /// [`SeenIds::insert`] of a fingerprint.
+    fn insert_fingerprint(&mut self, f: u128) -> bool {
+        if !self.set.insert(f) {
             return false;
         }
         if self.order.len() >= self.cap {
@@ -701,8 +733,7 @@ impl SeenIds {
                 self.set.remove(&old);
             }
         }
-        self.set.insert(id.to_owned());
-        self.order.push_back(id.to_owned());
+        self.order.push_back(f);
         true
     }
 }
@@ -996,7 +1027,8 @@ struct SnapshotMeta {
     /// stage committed). Events after it that are in the state too (released out of
     /// order before a held one) are in `seen`.
     offsets: BTreeMap<i32, i64>,
-    /// Ids of the events processed most recently (de-duplication on re-read).
+    /// Fingerprints (hex) of the events processed most recently (de-duplication on
+    /// re-read).
     seen: Vec<String>,
     /// The latest event time processed (µs).
     processed_until: i64,
@@ -1035,7 +1067,11 @@ fn write_snapshot(cfg: &LiveConfig<'_>, state: &GraphState) -> Result<(), LiveEr
     let meta = SnapshotMeta {
         generation,
         offsets,
-        seen: state.seen_events.ids().cloned().collect(),
+        seen: state
+            .seen_events
+            .fingerprints()
+            .map(|f| format!("{f:032x}"))
+            .collect(),
         processed_until: state.processed_until,
         group: cfg.bus.group_id.clone(),
         topic: cfg.bus.topics.events.clone(),
@@ -1107,8 +1143,10 @@ fn restore_snapshot(
         state.stage = cfg.pipeline.live_attribute_stage().ok()?;
         return None;
     }
-    for id in &meta.seen {
-        state.seen_events.insert(id);
+    for f in &meta.seen {
+        if let Ok(f) = u128::from_str_radix(f, 16) {
+            state.seen_events.insert_fingerprint(f);
+        }
     }
     state.processed_until = meta.processed_until;
     // The identity facts the restored graph already has (re-applying one changes
