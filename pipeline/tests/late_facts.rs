@@ -50,7 +50,13 @@ fn departure(minute: u32) -> LineageFact {
 }
 
 fn stage(re_evaluate: bool) -> AttributeStage {
-    let inventory = Inventory::from_toml_str(INVENTORY, Path::new("inventory.toml")).unwrap();
+    stage_of(INVENTORY, re_evaluate)
+}
+
+/// A stage over `inventory`, re-evaluating late facts (a live driver's) or not
+/// (replay's).
+fn stage_of(inventory: &str, re_evaluate: bool) -> AttributeStage {
+    let inventory = Inventory::from_toml_str(inventory, Path::new("inventory.toml")).unwrap();
     let mut stage = AttributeStage::new(&inventory, &DetectorsConfig::default(), None).unwrap();
     if re_evaluate {
         stage.re_evaluate_late_facts();
@@ -58,15 +64,20 @@ fn stage(re_evaluate: bool) -> AttributeStage {
     stage
 }
 
-/// The departed-owner alerts, with the fields every mode must agree on.
-fn departed_alerts(stage: &AttributeStage) -> Vec<Value> {
+/// The alerts of `detector`, as JSON.
+fn alerts_of(stage: &AttributeStage, detector: &str) -> Vec<Value> {
     stage
         .alerts()
         .alerts()
         .iter()
-        .filter(|a| a.detector == "departed-owner")
+        .filter(|a| a.detector == detector)
         .map(|a| serde_json::to_value(a).unwrap())
         .collect()
+}
+
+/// The departed-owner alerts.
+fn departed_alerts(stage: &AttributeStage) -> Vec<Value> {
+    alerts_of(stage, "departed-owner")
 }
 
 #[test]
@@ -223,13 +234,7 @@ actions = ["sts:AssumeRole", "s3:Get*"]
 "#;
 
 fn scoped_stage(re_evaluate: bool) -> AttributeStage {
-    let inventory =
-        Inventory::from_toml_str(SCOPED_INVENTORY, Path::new("inventory.toml")).unwrap();
-    let mut stage = AttributeStage::new(&inventory, &DetectorsConfig::default(), None).unwrap();
-    if re_evaluate {
-        stage.re_evaluate_late_facts();
-    }
-    stage
+    stage_of(SCOPED_INVENTORY, re_evaluate)
 }
 
 fn cloudtrail(record: Value) -> Normalized {
@@ -270,13 +275,7 @@ fn session_use(id: &str, minute: u32) -> Normalized {
 }
 
 fn scope_alerts(stage: &AttributeStage) -> Vec<Value> {
-    stage
-        .alerts()
-        .alerts()
-        .iter()
-        .filter(|a| a.detector == "out-of-scope")
-        .map(|a| serde_json::to_value(a).unwrap())
-        .collect()
+    alerts_of(stage, "out-of-scope")
 }
 
 #[test]
