@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 1 ;;
   esac
 done
-cargo build --release --quiet
+cargo build --release --workspace --quiet
 bin="${CARGO_TARGET_DIR:-./target}/release/lineage"
 source scripts/bench/live_lib.sh
 $bin simulate --out "$work/sim" --agents "$agents" --days "$days" --calls-per-agent-day "$calls" >/dev/null

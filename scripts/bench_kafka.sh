@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 1 ;;
   esac
 done
-cargo build --release --quiet
+cargo build --release --workspace --quiet
 bin="${CARGO_TARGET_DIR:-./target}/release/lineage"
 tansu=$(scripts/services/tansu.sh install)
 source scripts/bench/live_lib.sh

@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 1 ;;
   esac
 done
-cargo build --release --quiet
+cargo build --release --workspace --quiet
 bin="${CARGO_TARGET_DIR:-./target}/release/lineage"
 source scripts/bench/live_lib.sh
 $bin simulate --out "$work/sim" --agents 40 --days 4 --calls-per-agent-day 300 >/dev/null
@@ -83,7 +83,7 @@ done
 wait "$gen_pid" 2>/dev/null || true
 offered=$(cat "$work/offered" 2>/dev/null || echo "?")
 processed=$(graph_out)
-cp "$csv" "${png%.png}.csv" 2>/dev/null || true
+[ -n "$png" ] && cp "$csv" "${png%.png}.csv"
 python3 - "$csv" "$mode" "$rate" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))

@@ -252,6 +252,12 @@ pub(crate) struct SimulateArgs {
     /// folders, which could be a real log mirror, are left alone and the command fails).
     #[arg(long)]
     pub(crate) force: bool,
+    /// Add benign noise a naive detector alerts on: CI runners on a fresh
+    /// hosted-runner address per job, serverless egress, pods over three subnets,
+    /// office NAT, one developer's agent travelling for a day, and a deployment day
+    /// of new (declared) writes. The ground truth expects no alert from any of it.
+    #[arg(long)]
+    pub(crate) noise: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -265,6 +271,21 @@ pub(crate) struct DemoArgs {
     /// How many alerts to print.
     #[arg(long, default_value_t = 5)]
     pub(crate) show_alerts: usize,
+    /// Simulate with benign noise (see `lineage simulate --help`). The bar becomes:
+    /// every seeded attack found, and at most one alert per 10,000 events (at least
+    /// one) from benign activity.
+    #[arg(long)]
+    pub(crate) noise: bool,
+    /// Number of agents.
+    #[arg(long, default_value_t = 12)]
+    pub(crate) agents: usize,
+    /// Days of activity.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) days: u32,
+    /// Average API calls per agent per day (with `--agents 120 --days 10
+    /// --calls-per-agent-day 800`, about a million events).
+    #[arg(long, default_value_t = 200)]
+    pub(crate) calls_per_agent_day: u32,
 }
 
 pub(crate) fn run(cli: Cli) -> Result<ExitCode> {

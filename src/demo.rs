@@ -16,6 +16,9 @@ use crate::cli::{load_inventory, DemoArgs, SimulateArgs, EXIT_SCORE_MISSED};
 /// The demo's quality bar: attribution accuracy in percent.
 const MIN_ACCURACY_PCT: f64 = 99.0;
 
+/// The bar under benign noise: at most one alert from benign activity per this many events.
+const BENIGN_EVENTS_PER_ALERT: u64 = 10_000;
+
 pub(crate) fn simulate(args: &SimulateArgs) -> Result<SimReport> {
     let cfg = SimConfig {
         seed: args.seed,
@@ -24,6 +27,7 @@ pub(crate) fn simulate(args: &SimulateArgs) -> Result<SimReport> {
         days: args.days,
         calls_per_agent_day: args.calls_per_agent_day,
         force: args.force,
+        noise: args.noise,
         ..SimConfig::default()
     };
     let report = lineage_sim::simulate(&cfg, &args.out).context("simulating")?;
@@ -73,11 +77,12 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
     let sim = simulate(&SimulateArgs {
         seed: args.seed,
         humans: 8,
-        agents: 12,
-        days: 3,
-        calls_per_agent_day: 200,
+        agents: args.agents,
+        days: args.days,
+        calls_per_agent_day: args.calls_per_agent_day,
         out: dir.join("sim"),
         force: false,
+        noise: args.noise,
     })?;
     let out_dir = dir.join("out");
     println!(
@@ -143,6 +148,23 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
         dir.join("score.json"),
         serde_json::to_string_pretty(&score)?,
     )?;
+    let benign = score.benign_alerts();
+    println!(
+        "alerts: {} for {} events ({:.0} per million); {benign} from benign activity",
+        output.alerts.len(),
+        sim.events,
+        output.alerts.len() as f64 * 1e6 / sim.events.max(1) as f64,
+    );
+    if args.noise {
+        let max_benign = (sim.events / BENIGN_EVENTS_PER_ALERT).max(1) as usize;
+        return Ok(if score.meets_under_noise(MIN_ACCURACY_PCT, max_benign) {
+            println!("demo: PASS under benign noise (attribution ≥ {MIN_ACCURACY_PCT}%, every seeded alert found, {benign} ≤ {max_benign} alerts from benign activity)");
+            ExitCode::SUCCESS
+        } else {
+            println!("demo: MISSED its targets under benign noise (attribution ≥ {MIN_ACCURACY_PCT}%, recall 100%, at most {max_benign} alerts from benign activity)");
+            ExitCode::from(EXIT_SCORE_MISSED)
+        });
+    }
     if score.meets(MIN_ACCURACY_PCT) {
         println!("demo: PASS (attribution ≥ {MIN_ACCURACY_PCT}%, every seeded alert found, no false positives)");
         Ok(ExitCode::SUCCESS)

@@ -19,12 +19,77 @@ fn github_sample() -> Vec<Value> {
         .collect()
 }
 
+const UNLIMITED_BUDGET: &str =
+    "[detectors.alert_budget]\nper_credential_per_hour = 0\nper_hour = 0\n";
+
+#[test]
+fn an_attack_burst_over_the_alert_budget_folds_into_summaries_and_loses_nothing() {
+    // The Stratus Red Team run: one key, dozens of techniques within minutes.
+    let (logs, inventory) = common::invictus();
+    let rules = common::root().join("rules/sigma");
+    let dir = tempfile::tempdir().unwrap();
+    let unlimited = dir.path().join("unlimited.toml");
+    std::fs::write(&unlimited, UNLIMITED_BUDGET).unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "--inventory",
+            inventory.to_str().unwrap(),
+            "--sigma-rules",
+            rules.to_str().unwrap(),
+            "--no-tables",
+        ];
+        args.extend_from_slice(extra);
+        common::assert_exit(&common::replay(&[&logs], &out, &args), 0);
+        common::jsonl(&out.join("alerts.jsonl"))
+    };
+    let every = run("every", &["--config", unlimited.to_str().unwrap()]);
+    let budgeted = run("budgeted", &[]);
+    let findings =
+        |alerts: &[Value]| -> u64 { alerts.iter().map(|a| a["count"].as_u64().unwrap()).sum() };
+    let summaries: Vec<&Value> = budgeted
+        .iter()
+        .filter(|a| a["detector"] == "alert-budget")
+        .collect();
+    assert!(
+        !summaries.is_empty(),
+        "the burst exceeds 10 alerts an hour for one key"
+    );
+    assert!(budgeted.len() < every.len());
+    // Every finding is still counted: in its own alert or in an hour's summary.
+    assert_eq!(findings(&budgeted), findings(&every));
+    for s in &summaries {
+        let by: u64 = s["evidence"]["folded_by_detector"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(by, s["count"].as_u64().unwrap(), "{s}");
+        assert!(s["summary"].as_str().unwrap().contains("alert_budget"));
+    }
+    // High and critical alerts are never folded.
+    let urgent = |alerts: &[Value]| -> BTreeSet<String> {
+        alerts
+            .iter()
+            .filter(|a| a["detector"] != "alert-budget")
+            .filter(|a| ["high", "critical"].contains(&a["severity"].as_str().unwrap()))
+            .map(|a| a["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(urgent(&budgeted), urgent(&every));
+}
+
 #[test]
 fn shipped_rules_fire_on_exactly_the_matching_records() {
     let (logs, inventory) = common::invictus();
     let github = common::root().join("testdata/github/azure-sentinel");
     let rules = common::root().join("rules/sigma");
     let out = tempfile::tempdir().unwrap();
+    // Every hit on its own alert: the Stratus run is one credential's burst of attacks,
+    // which the default alert budget folds (see the test below).
+    let unlimited = out.path().join("unlimited.toml");
+    std::fs::write(&unlimited, UNLIMITED_BUDGET).unwrap();
     let output = common::replay(
         &[&logs, &github],
         out.path(),
@@ -33,6 +98,8 @@ fn shipped_rules_fire_on_exactly_the_matching_records() {
             inventory.to_str().unwrap(),
             "--sigma-rules",
             rules.to_str().unwrap(),
+            "--config",
+            unlimited.to_str().unwrap(),
         ],
     );
     common::assert_exit(&output, 0);

@@ -4,12 +4,37 @@
 //!
 //! | rule | fires when | severity |
 //! |---|---|---|
-//! | `new-network` | a source network (IPv4 /24, IPv6 /64) not seen for this credential | low |
+//! | `new-network` | a source network (IPv4 /24, IPv6 /64, or the autonomous system when an ASN database is set) not seen for this credential | low |
 //! | `concurrent-networks` | two different networks within `concurrent_window_secs` (token theft) | high |
-//! | `new-action` | an action (`service:operation`) not seen for this credential | low |
+//! | `new-action` | an action that matters (below) not seen for this credential, once it has a baseline of `baseline_uses` uses; or an action it was denied before, now allowed | low; medium when denied before |
 //! | `volume-spike` | calls in one hour > `spike_factor` × the hourly baseline and ≥ `spike_min` | medium |
 //! | `dormant-reactivated` | first use after `dormant_days` of silence (checked even during learning) | medium |
 //! | `denied-burst` | ≥ `denied_burst` access-denied errors within `denied_window_secs` (enumeration) | medium |
+//!
+//! **One alert per credential and rule.** Every rule's dedup key is the rule and the
+//! credential, so repeats within the suppression window fold into one alert whatever
+//! the network or action; its evidence lists the distinct `networks`, `actions` or
+//! `hours` folded into it (at most 20, with `*_total`). A credential that rotates
+//! through addresses (fresh CI runners, serverless egress, NAT pools) makes one alert
+//! a day, not one per event.
+//!
+//! **Multi-network credentials.** A credential seen from at least `multi_network_min`
+//! distinct networks during its learning period is multi-network by nature: its
+//! /24 and /64 networks no longer raise `new-network` or `concurrent-networks`.
+//! A network the ASN database resolves (`asn_database`) still does: a change of
+//! autonomous system or provider alerts. Without an ASN database such a credential
+//! raises no network alerts at all; set one to keep them.
+//!
+//! **Actions that matter.** `new-action` ignores reads: it fires for writes (the
+//! source's read-only flag, else a name that does not start with a read verb such as
+//! Get, List, Describe, Head, Lookup, Query, Scan, Search, Filter or Select), for
+//! any action of an identity, token, key or secret service (`iam`, `sts`, `kms`,
+//! `secretsmanager`, `organizations`, `sso`, `identitystore`, `entra-directory`),
+//! for reads of permissions (names containing `Policy`, `Acl` or `Permission`:
+//! mapping what a credential reaches), and for an action the credential was denied
+//! before and is now allowed (`evidence.denied_before`), whatever it is. An action
+//! the agent's declared scope lists by its exact name (not through a glob) is one
+//! its owner said it performs: new, but expected (a deployment day), so no alert.
 //!
 //! State is bounded: at most `max_credentials` credentials (oldest last use evicted
 //! first, a tenth at a time), [`MAX_NETWORKS`] networks, [`MAX_ACTIONS`] actions
@@ -69,6 +94,14 @@ pub struct AnomalyConfig {
     /// Window for the access-denied burst (default 300 s).
     #[serde(default = "d_window")]
     pub denied_window_secs: i64,
+    /// Distinct networks during the learning period that make a credential
+    /// multi-network by nature (default 8; 0: never).
+    #[serde(default = "d_multi_network")]
+    pub multi_network_min: usize,
+    /// Uses a credential must have had before `new-action` fires for it (default 50):
+    /// its own baseline, on top of the learning period.
+    #[serde(default = "d_baseline_uses")]
+    pub baseline_uses: u32,
     /// Credentials tracked at most (default 100,000).
     #[serde(default = "d_cap")]
     pub max_credentials: usize,
@@ -107,6 +140,12 @@ const fn d_burst() -> usize {
 const fn d_cap() -> usize {
     100_000
 }
+const fn d_multi_network() -> usize {
+    8
+}
+const fn d_baseline_uses() -> u32 {
+    50
+}
 fn d_rules() -> Vec<String> {
     [
         "new-network",
@@ -132,6 +171,8 @@ impl Default for AnomalyConfig {
             denied_burst: d_burst(),
             denied_window_secs: d_window(),
             max_credentials: d_cap(),
+            multi_network_min: d_multi_network(),
+            baseline_uses: d_baseline_uses(),
             asn_database: None,
             rules: d_rules(),
         }
@@ -152,6 +193,55 @@ pub struct CredentialBaseline {
     baseline: f64,
     hours_observed: u32,
     denied: VecDeque<i64>,
+    /// Uses seen (saturating).
+    #[serde(default)]
+    uses: u32,
+    /// Distinct networks first seen during the learning period (saturating).
+    #[serde(default)]
+    learned_networks: u16,
+    /// Actions denied to this credential and not allowed since (at most [`MAX_DENIED_ACTIONS`]).
+    #[serde(default)]
+    denied_actions: Vec<SmolStr>,
+}
+
+/// Denied actions remembered per credential (for denied-then-allowed).
+const MAX_DENIED_ACTIONS: usize = 16;
+
+/// Services whose every action matters to `new-action`: identity, tokens, keys, secrets.
+const SENSITIVE_SERVICES: &[&str] = &[
+    "iam",
+    "sts",
+    "kms",
+    "secretsmanager",
+    "organizations",
+    "sso",
+    "identitystore",
+    "entra-directory",
+];
+
+/// Name prefixes of operations that only read, for sources that do not say.
+const READ_VERBS: &[&str] = &[
+    "Get", "List", "Describe", "Head", "Lookup", "Query", "Scan", "BatchGet", "Search", "Filter",
+    "Select", "get", "list", "read", "help",
+];
+
+/// Whether a new action is worth an alert: a write, an action of an identity or
+/// secret service, or a read of permissions (module docs).
+fn action_matters(op: &lineage_core::Operation) -> bool {
+    if SENSITIVE_SERVICES.contains(&op.service.as_str()) {
+        return true;
+    }
+    let name = op.name.as_str();
+    if ["Policy", "Acl", "Permission"]
+        .iter()
+        .any(|p| name.contains(p))
+    {
+        return true;
+    }
+    match op.read_only {
+        Some(read_only) => !read_only,
+        None => !(READ_VERBS.iter().any(|v| name.starts_with(v)) || name.ends_with("SignIn")),
+    }
 }
 
 /// The detector's learned state (what snapshots hold).
@@ -204,6 +294,8 @@ struct Limits {
     spike_min: u32,
     denied_burst: usize,
     denied_window_secs: i64,
+    multi_network_min: usize,
+    baseline_uses: u32,
 }
 
 impl From<&AnomalyConfig> for Limits {
@@ -216,6 +308,8 @@ impl From<&AnomalyConfig> for Limits {
             spike_min: c.spike_min,
             denied_burst: c.denied_burst,
             denied_window_secs: c.denied_window_secs,
+            multi_network_min: c.multi_network_min,
+            baseline_uses: c.baseline_uses,
         }
     }
 }
@@ -254,6 +348,25 @@ fn network_of(ip: &str) -> Option<SmolStr> {
             ))
         }
     }
+}
+
+/// Whether the event's agent declares `action` by exact name (case-insensitive, not a
+/// glob) in a scope of the event's source.
+fn declared_by_name(event: &AttributedEvent, graph: &LineageGraph, action: &str) -> bool {
+    let Some(agent) = &event.attribution.agent else {
+        return false;
+    };
+    let inventory = graph.inventory();
+    let Some(index) = inventory.agent_index(agent) else {
+        return false;
+    };
+    inventory.scopes_of(index).iter().any(|s| {
+        s.declared.source == event.use_.source
+            && s.declared
+                .actions
+                .iter()
+                .any(|a| !a.contains('*') && a.eq_ignore_ascii_case(action))
+    })
 }
 
 impl AnomalyDetector {
@@ -331,7 +444,7 @@ impl Detector for AnomalyDetector {
         &mut self,
         event: &AttributedEvent,
         _facts: &[LineageFact],
-        _graph: &LineageGraph,
+        graph: &LineageGraph,
     ) -> Vec<Finding> {
         let use_ = &event.use_;
         let Some(key) = event
@@ -397,9 +510,18 @@ impl Detector for AnomalyDetector {
             ));
         }
 
+        b.uses = b.uses.saturating_add(1);
         if let Some(net) = &network {
             let known = b.networks.iter().any(|(n, _)| n == net);
-            if !learning && !known {
+            // Multi-network by nature: only an autonomous system (resolved by the ASN
+            // database) is still worth a network alert.
+            let multi = cfg.multi_network_min > 0
+                && usize::from(b.learned_networks) >= cfg.multi_network_min
+                && !net.starts_with("AS");
+            if learning && !known {
+                b.learned_networks = b.learned_networks.saturating_add(1);
+            }
+            if !learning && !known && !multi {
                 if let Some((other, at)) = b
                     .networks
                     .iter()
@@ -448,20 +570,49 @@ impl Detector for AnomalyDetector {
         self.action.clear();
         let _ = use_.operation.write_action(&mut self.action);
         let action = self.action.as_str();
-        if !b.actions.contains(action) {
-            if !learning && new_action {
-                found.push((
-                    "new-action",
-                    Severity::Low,
-                    format!("credential {key} of {who} performed {action} for the first time"),
-                    format!("`{action}` had not been seen for credential {key} during or since its learning period."),
-                    &["T1078"],
-                    json!({ "action": action }),
-                ));
-            }
-            if b.actions.len() < MAX_ACTIONS {
-                b.actions.insert(action.to_owned());
-            }
+        let denied_now = use_.outcome.is_access_denied();
+        let allowed_now = use_.outcome.error_code.is_none();
+        let denied_before = allowed_now
+            && match b.denied_actions.iter().position(|a| a == action) {
+                Some(i) => {
+                    b.denied_actions.swap_remove(i);
+                    true
+                }
+                None => false,
+            };
+        if denied_now
+            && b.denied_actions.len() < MAX_DENIED_ACTIONS
+            && !b.denied_actions.iter().any(|a| a == action)
+        {
+            b.denied_actions.push(SmolStr::new(action));
+        }
+        let baseline = !learning && b.uses > cfg.baseline_uses;
+        if denied_before && new_action && baseline {
+            found.push((
+                "new-action",
+                Severity::Medium,
+                format!("credential {key} of {who} was allowed {action} after being denied it"),
+                format!("`{action}` was denied to credential {key} before and is allowed now: its permissions grew, or someone else holds it."),
+                &["T1078", "T1098"],
+                json!({ "action": action, "denied_before": true }),
+            ));
+        } else if !b.actions.contains(action)
+            && new_action
+            && baseline
+            && action_matters(&use_.operation)
+            && !declared_by_name(event, graph, action)
+        {
+            found.push((
+                "new-action",
+                Severity::Low,
+                format!("credential {key} of {who} performed {action} for the first time"),
+                format!("`{action}` had not been seen for credential {key} during or since its learning period of {} uses.", b.uses - 1),
+                &["T1078"],
+                json!({ "action": action, "read_only": use_.operation.read_only }),
+            ));
+        }
+        if !b.actions.contains(action) && b.actions.len() < MAX_ACTIONS {
+            b.actions.insert(action.to_owned());
         }
 
         let hour = now / 3600;
@@ -535,20 +686,22 @@ impl Detector for AnomalyDetector {
             .map(|(rule, severity, title, summary, mitre, mut evidence)| {
                 evidence["rule"] = json!(rule);
                 evidence["source_ip"] = json!(use_.client.source_ip);
-                let detail = match rule {
+                // One alert per credential and rule: what varies is listed in it.
+                let distinct = match rule {
                     "new-network" | "concurrent-networks" => {
-                        network.as_deref().unwrap_or_default().to_owned()
+                        network.as_deref().map(|n| ("networks", n.to_owned()))
                     }
-                    "new-action" => action.to_owned(),
-                    "volume-spike" => hour.to_string(),
-                    _ => String::new(),
+                    "new-action" => Some(("actions", action.to_owned())),
+                    "volume-spike" => Some(("hours", hour.to_string())),
+                    _ => None,
                 };
                 Finding {
                     detector: NAME,
                     severity,
                     title,
                     summary,
-                    dedup_key: format!("{NAME}|{rule}|{key}|{detail}"),
+                    dedup_key: format!("{NAME}|{rule}|{key}"),
+                    distinct,
                     mitre,
                     evidence,
                     actions: Vec::new(),

@@ -379,6 +379,7 @@ impl Detector for DepartedOwnerDetector {
                 use_.time,
             ),
             dedup_key: format!("{NAME}|{owner}|{root}"),
+            distinct: None,
             mitre: &["T1078.004", "T1098"],
             evidence: json!({
                 "owner": owner,

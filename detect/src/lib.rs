@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use anomaly::{
     AnomalyConfig, AnomalyDetector, AnomalyState, CredentialBaseline, MAX_ACTIONS, MAX_NETWORKS,
 };
-pub use book::{AlertBook, Recorded};
+pub use book::{AlertBook, AlertBudget, Recorded, BUDGET_DETECTOR, MAX_DISTINCT_LISTED};
 pub use departed::{revocation_request, DepartedOwnerConfig, DepartedOwnerDetector};
 pub use longlived::{LongLivedConfig, LongLivedDetector};
 pub use privilege::{PrivilegeChangeConfig, PrivilegeChangeDetector};
@@ -48,6 +48,11 @@ pub struct Finding {
     pub summary: String,
     /// Same key = same finding, folded into one alert.
     pub dedup_key: String,
+    /// What varies between findings folded into one alert (`("networks", "203.0.113.0/24")`):
+    /// the alert's evidence lists the distinct values under that name (at most
+    /// [`MAX_DISTINCT_LISTED`]) and counts them under `<name>_total`, so one
+    /// alert per credential and rule still says every network or action it covers.
+    pub distinct: Option<(&'static str, String)>,
     /// MITRE ATT&CK technique ids.
     pub mitre: &'static [&'static str],
     /// Detector-specific evidence.
@@ -120,6 +125,10 @@ pub struct DetectorsConfig {
     /// (default 86,400: one alert per finding per day).
     #[serde(default = "default_suppression_secs")]
     pub suppression_secs: u64,
+    /// Alerts per hour before further Low and Medium findings fold into a summary
+    /// alert (`[detectors.alert_budget]`).
+    #[serde(default)]
+    pub alert_budget: AlertBudget,
 }
 
 const fn default_suppression_secs() -> u64 {
@@ -135,6 +144,7 @@ impl Default for DetectorsConfig {
             privilege_change: PrivilegeChangeConfig::default(),
             anomaly: AnomalyConfig::default(),
             suppression_secs: default_suppression_secs(),
+            alert_budget: AlertBudget::default(),
         }
     }
 }

@@ -168,6 +168,7 @@ impl LongLivedDetector {
                 title: String::new(),
                 summary: String::new(),
                 dedup_key,
+                distinct: None,
                 mitre: MITRE,
                 evidence: serde_json::Value::Null,
                 actions: Vec::new(),
@@ -187,6 +188,7 @@ impl LongLivedDetector {
                 cred.id, cred.kind
             ),
             dedup_key,
+            distinct: None,
             mitre: MITRE,
             evidence: json!({
                 "credential_kind": cred.kind,

@@ -79,6 +79,7 @@ fn finding(
         title,
         summary,
         dedup_key: format!("{NAME}|{rule}|{key}"),
+        distinct: None,
         mitre,
         evidence,
         actions: Vec::new(),

@@ -176,6 +176,7 @@ impl Detector for OutOfScopeDetector {
                     .unwrap_or("-"),
             ),
             dedup_key: format!("{NAME}|{agent_id}|{root}|{action}"),
+            distinct: None,
             mitre: &["T1078.004"],
             evidence: json!({
                 "action": action,

@@ -197,6 +197,7 @@ impl SigmaRules {
                 .trim()
                 .to_owned(),
             dedup_key: format!("{NAME}|{}|{who}", r.id()),
+            distinct: None,
             mitre: r.mitre,
             evidence: json!({
                 "rule_id": r.id(),

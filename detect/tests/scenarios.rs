@@ -355,7 +355,8 @@ fn stolen_key_used_from_a_new_network_at_the_same_time() {
 
 #[test]
 fn dormant_key_reactivated_new_action_and_denied_burst() {
-    let mut records = baseline("AKIASVC0000000000001", "svc", 2);
+    // Three days: past the learning day and the 50-use baseline `new-action` waits for.
+    let mut records = baseline("AKIASVC0000000000001", "svc", 3);
     let benign = run(records
         .iter()
         .map(|r| Rec {
@@ -712,6 +713,7 @@ fn finding(key: &str) -> lineage_detect::Finding {
         title: format!("finding {key}"),
         summary: String::new(),
         dedup_key: key.into(),
+        distinct: None,
         mitre: &[],
         evidence: serde_json::json!({}),
         actions: vec![],
@@ -770,4 +772,274 @@ fn a_live_book_forgets_closed_alerts_and_keeps_their_counts_and_window_ids() {
     // Nothing closed: nothing retired.
     assert_eq!(book.retire_closed(), 0);
     assert_eq!(book.alerts().len(), 2);
+}
+
+/// Runs `records` through the anomaly detector with `config` and the book the
+/// pipeline uses (folding, default budget); returns the anomaly alerts.
+fn anomaly_alerts(records: Vec<Rec>, config: AnomalyConfig) -> Vec<Alert> {
+    let inv = Inventory::from_toml_str(INVENTORY, Path::new("inv.toml")).unwrap();
+    let mut graph = LineageGraph::from_inventory(&inv);
+    let mut d = AnomalyDetector::from_config(config).unwrap();
+    let mut book = AlertBook::default().with_budget(lineage_detect::AlertBudget::default());
+    for r in records {
+        graph.observe(&r.use_);
+        let attribution = graph.attribute(&r.use_);
+        let event = AttributedEvent {
+            use_: r.use_,
+            attribution,
+        };
+        for f in d.observe_folding(&event, &[], &graph, &book) {
+            book.record(f, &event);
+        }
+    }
+    book.into_alerts()
+}
+
+#[test]
+fn a_fresh_network_per_use_folds_into_one_alert_per_rule_that_lists_the_networks() {
+    // Three steady days, then 500 uses over 40 hours, each from a fresh /24 (hosted CI
+    // runners, serverless egress): one alert per rule, not one per use.
+    let mut records = baseline("AKIASVC0000000000001", "svc", 3);
+    let start = t0() + Duration::days(3) + Duration::hours(1);
+    for i in 0..500i64 {
+        records.push(call(
+            "AKIASVC0000000000001",
+            "svc",
+            start + Duration::seconds(i * 290),
+            ("dynamodb", "GetItem"),
+            &format!("198.{}.{}.9", 18 + i / 250, i % 250),
+        ));
+    }
+    let alerts = anomaly_alerts(records, AnomalyConfig::default());
+    let rules: Vec<&str> = alerts
+        .iter()
+        .map(|a| a.evidence["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["new-network", "concurrent-networks"], "{alerts:#?}");
+    // Every use is in the folded count; the evidence lists 20 networks and counts all.
+    assert_eq!(alerts.iter().map(|a| a.count).sum::<u64>(), 500);
+    let concurrent = &alerts[1];
+    assert_eq!(
+        concurrent.evidence["networks"].as_array().unwrap().len(),
+        20
+    );
+    assert_eq!(concurrent.evidence["networks_total"], 499);
+    assert_eq!(
+        concurrent.dedup_key,
+        "anomaly|concurrent-networks|AKIASVC0000000000001"
+    );
+}
+
+#[test]
+fn a_credential_multi_network_by_nature_is_learned_and_a_new_autonomous_system_still_alerts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("ip2asn.tsv");
+    std::fs::write(&db, "198.51.100.0\t198.51.100.255\t64500\tZZ\tELSEWHERE\n").unwrap();
+    // Learning day: a NAT pool / serverless egress over 12 networks.
+    let mut records: Vec<Rec> = (0..72i64)
+        .map(|h| {
+            call(
+                "AKIASVC0000000000001",
+                "svc",
+                t0() + Duration::hours(h) + Duration::minutes(7),
+                ("dynamodb", "GetItem"),
+                &format!("52.{}.{}.4", 10 + h % 12, h % 12),
+            )
+        })
+        .collect();
+    // After learning: 30 further fresh networks, one a minute.
+    let after = t0() + Duration::days(3) + Duration::hours(2);
+    for i in 0..30i64 {
+        records.push(call(
+            "AKIASVC0000000000001",
+            "svc",
+            after + Duration::minutes(i),
+            ("dynamodb", "GetItem"),
+            &format!("54.{}.1.4", 100 + i),
+        ));
+    }
+    let without_db = anomaly_alerts(records.clone(), AnomalyConfig::default());
+    assert!(without_db.is_empty(), "{without_db:#?}");
+    // Multi-network learning off: the same traffic alerts.
+    let off = anomaly_alerts(
+        records.clone(),
+        AnomalyConfig {
+            multi_network_min: 0,
+            ..AnomalyConfig::default()
+        },
+    );
+    assert!(!off.is_empty());
+    // With an ASN database, a use from a resolved autonomous system still alerts.
+    records.push(call(
+        "AKIASVC0000000000001",
+        "svc",
+        after + Duration::hours(2),
+        ("dynamodb", "GetItem"),
+        "198.51.100.7",
+    ));
+    let with_db = anomaly_alerts(
+        records,
+        AnomalyConfig {
+            asn_database: Some(db),
+            ..AnomalyConfig::default()
+        },
+    );
+    assert_eq!(with_db.len(), 1, "{with_db:#?}");
+    assert_eq!(with_db[0].evidence["network"], "AS64500 ELSEWHERE");
+}
+
+#[test]
+fn new_action_ignores_new_reads_and_fires_for_writes_secrets_and_denied_then_allowed() {
+    let mut records = baseline("AKIASVC0000000000001", "svc", 3);
+    let at = t0() + Duration::days(3) + Duration::hours(2);
+    // Denied a known action once, then allowed it: its permissions grew.
+    let mut denied = call(
+        "AKIASVC0000000000001",
+        "svc",
+        at,
+        ("dynamodb", "GetItem"),
+        "10.0.1.20",
+    );
+    denied.use_.event_id = "denied-getitem".into();
+    denied.use_.outcome = Outcome {
+        success: false,
+        error_code: Some("AccessDenied".into()),
+    };
+    records.push(denied);
+    records.push(call(
+        "AKIASVC0000000000001",
+        "svc",
+        at + Duration::minutes(1),
+        ("dynamodb", "GetItem"),
+        "10.0.1.20",
+    ));
+    // A new read: nothing.
+    records.push(call(
+        "AKIASVC0000000000001",
+        "svc",
+        at + Duration::minutes(2),
+        ("dynamodb", "Scan"),
+        "10.0.1.20",
+    ));
+    // A new write.
+    let mut write = call(
+        "AKIASVC0000000000001",
+        "svc",
+        at + Duration::minutes(3),
+        ("dynamodb", "DeleteTable"),
+        "10.0.1.20",
+    );
+    write.use_.operation.read_only = Some(false);
+    records.push(write);
+    // A new read of a secret.
+    records.push(call(
+        "AKIASVC0000000000001",
+        "svc",
+        at + Duration::minutes(4),
+        ("secretsmanager", "GetSecretValue"),
+        "10.0.1.20",
+    ));
+    let alerts = anomaly_alerts(records, AnomalyConfig::default());
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let a = &alerts[0];
+    assert_eq!(a.evidence["rule"], "new-action");
+    assert_eq!(a.evidence["denied_before"], true);
+    assert_eq!(a.severity, lineage_core::Severity::Medium);
+    assert_eq!(
+        a.evidence["actions"],
+        serde_json::json!([
+            "dynamodb:GetItem",
+            "dynamodb:DeleteTable",
+            "secretsmanager:GetSecretValue"
+        ])
+    );
+    assert_eq!(a.count, 3);
+}
+
+#[test]
+fn an_alert_budget_folds_the_excess_into_one_summary_per_hour_and_drops_nothing() {
+    use lineage_core::Severity;
+    let mut book = AlertBook::default().with_budget(lineage_detect::AlertBudget {
+        per_credential_per_hour: 2,
+        per_hour: 3,
+    });
+    let low = |key: &str| lineage_detect::Finding {
+        severity: Severity::Low,
+        detector: "anomaly",
+        ..finding(key)
+    };
+    let at = t0() + Duration::minutes(5);
+    // Five distinct low findings about one credential in one hour: two alerts, then
+    // one summary counting the other three.
+    for k in 0..5 {
+        book.record(low(&format!("k{k}")), &event_at(at + Duration::minutes(k)));
+    }
+    // A high finding still opens its own alert.
+    book.record(finding("high"), &event_at(at + Duration::minutes(6)));
+    let alerts = book.alerts();
+    let budget: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.detector == lineage_detect::BUDGET_DETECTOR)
+        .collect();
+    assert_eq!(alerts.len(), 4, "{alerts:#?}");
+    assert_eq!(budget.len(), 1);
+    assert_eq!(budget[0].count, 3);
+    assert_eq!(budget[0].evidence["folded_by_detector"]["anomaly"], 3);
+    assert_eq!(
+        budget[0].evidence["folded_titles"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(alerts.iter().any(|a| a.dedup_key == "high"));
+    // The next hour has a fresh budget; the global one (3 an hour) is spent by the
+    // two low alerts and the high one, so another credential's finding folds into the
+    // hour's summary for all.
+    let mut other = event_at(at + Duration::minutes(7));
+    other.use_.credential.as_mut().unwrap().id = CredentialId::new("AKIAOTHER00000000001");
+    book.record(low("other"), &other);
+    assert!(book
+        .alerts()
+        .iter()
+        .any(|a| a.dedup_key.starts_with("alert-budget|all|") && a.count == 1));
+    let next = book.record(low("k9"), &event_at(at + Duration::hours(1)));
+    assert!(matches!(next, Recorded::New(_)));
+    assert_eq!(book.alerts().last().unwrap().dedup_key, "k9");
+    // The spent budget goes into the live state files (JSON) and comes back.
+    let json = serde_json::to_string(&book).expect("a book with a spent budget is JSON");
+    let mut back: AlertBook = serde_json::from_str(&json).unwrap();
+    let again = back.record(
+        low("k10"),
+        &event_at(at + Duration::hours(1) + Duration::minutes(1)),
+    );
+    assert!(
+        matches!(again, Recorded::New(_)),
+        "one of the hour's 2 per credential left"
+    );
+    back.record(
+        low("k11"),
+        &event_at(at + Duration::hours(1) + Duration::minutes(2)),
+    );
+    assert!(back
+        .alerts()
+        .last()
+        .unwrap()
+        .dedup_key
+        .starts_with("alert-budget|credential|"));
+}
+
+#[test]
+fn a_worse_repeat_raises_the_severity_of_the_alert_it_folds_into() {
+    use lineage_core::Severity;
+    let mut book = AlertBook::default();
+    let denied = lineage_detect::Finding {
+        severity: Severity::Medium,
+        ..finding("k")
+    };
+    book.record(denied, &event_at(t0()));
+    assert_eq!(book.alerts()[0].severity, Severity::Medium);
+    book.record(finding("k"), &event_at(t0() + Duration::minutes(1)));
+    assert_eq!(book.alerts().len(), 1);
+    assert_eq!(book.alerts()[0].severity, Severity::High);
 }

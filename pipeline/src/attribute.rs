@@ -259,7 +259,8 @@ impl AttributeStage {
             detectors: build_detectors(detectors)?,
             book: AlertBook::with_suppression(chrono::Duration::seconds(
                 detectors.suppression_secs.min(i64::MAX as u64) as i64,
-            )),
+            ))
+            .with_budget(detectors.alert_budget),
             facts: 0,
             service_events: 0,
             attributed: 0,

@@ -14,6 +14,7 @@
 
 mod actors;
 mod cloudtrail;
+mod noise;
 mod score;
 mod sources;
 mod truth;

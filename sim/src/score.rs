@@ -54,6 +54,21 @@ impl Score {
     }
 }
 
+impl Score {
+    /// Alerts that match no expected alert, over all detectors.
+    pub fn benign_alerts(&self) -> usize {
+        self.detectors.iter().map(|d| d.false_positives).sum()
+    }
+
+    /// True when attribution ≥ `min_accuracy_pct`, every expected alert fired, and at
+    /// most `max_benign` alerts matched nothing expected (the bar under benign noise).
+    pub fn meets_under_noise(&self, min_accuracy_pct: f64, max_benign: usize) -> bool {
+        self.attribution_accuracy_pct >= min_accuracy_pct
+            && self.detectors.iter().all(|d| d.found == d.expected)
+            && self.benign_alerts() <= max_benign
+    }
+}
+
 fn show(agent: Option<&str>, owner: Option<&str>) -> String {
     format!("{}/{}", agent.unwrap_or("-"), owner.unwrap_or("-"))
 }

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::actors::{self, CredentialStyle, SimAgent, SimHuman, Target, EXCURSIONS};
 use crate::cloudtrail::{self, render, sts_response, Who};
+use crate::noise;
 use crate::sources::{self, Emitted, HourBuffers, Identities, VaultToken};
 use crate::truth::{ExpectedAlert, ExpectedAttribution, GroundTruth};
 use crate::SimError;
@@ -52,6 +53,14 @@ pub struct SimConfig {
     /// even when a previous `lineage simulate` did not write them (its marker file
     /// `.lineage-simulate` is missing): they could be a real log mirror.
     pub force: bool,
+    /// Add benign noise that real estates have and a naive detector alerts on: CI
+    /// runners on a fresh hosted-runner address per job, serverless egress from a
+    /// different address per call, a service's pods spread over three subnets, AI
+    /// agents and MCP servers behind a two-network office NAT, one developer's agent
+    /// travelling for a day, and a deployment day on which services perform writes
+    /// they never did before (declared in their scope). None of it is an attack: the
+    /// ground truth expects no alert from it.
+    pub noise: bool,
 }
 
 /// The file that says an output directory's log folders were written by the simulator.
@@ -72,6 +81,7 @@ impl Default for SimConfig {
             all_sources: true,
             scenarios: true,
             force: false,
+            noise: false,
         }
     }
 }
@@ -113,6 +123,8 @@ struct Sim<'c> {
     /// Event ids by agent and by AWS key (only while recording the truth), to derive
     /// the alerts the estate must raise.
     witness: Witness,
+    /// Where sessions are opened from, when not the agent's own address (noise).
+    session_ip: Option<String>,
 }
 
 /// What the simulator remembers to derive expected alerts.
@@ -215,6 +227,7 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
         hour: Vec::new(),
         events: 0,
         witness: Witness::default(),
+        session_ip: None,
     };
     let humans = actors::build_humans(&mut sim.rng, cfg.humans);
     let agents = actors::build_agents(&mut sim.rng, cfg.agents, cfg.humans, &cfg.account);
@@ -290,6 +303,9 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
             }
         }
     }
+    if cfg.noise {
+        noise::declare_deploy_actions(&mut inventory, &agents);
+    }
     let inventory_path = out.join("inventory.toml");
     let text = toml::to_string(&inventory)
         .map_err(|e| SimError::Config(format!("inventory does not serialize: {e}")))?;
@@ -324,14 +340,31 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
                 if n == 0 && excursion.is_none() {
                     continue;
                 }
+                if cfg.noise && noise::in_flight(&agents, ai, day, hour, cfg.days) {
+                    continue;
+                }
                 let count = if excursion.is_some() { n.max(4) } else { n };
                 let mut times: Vec<DateTime<Utc>> = (0..count)
                     .map(|_| hour_start + Duration::seconds(sim.rng.gen_range(2..3600)))
                     .collect();
                 times.sort();
+                let travel = cfg.noise && noise::travelling(&agents, ai, day, cfg.days);
+                // The travelling agent opens its sessions from the hotel too.
+                sim.session_ip = travel.then(|| noise::HOTEL.to_owned());
                 let session =
                     open_session(&mut sim, agent, &humans, times[0] - Duration::seconds(1));
+                let egress = if cfg.noise {
+                    noise::egress_of(agent, ai)
+                } else {
+                    noise::Egress::Fixed
+                };
+                let job_ip = noise::job_address(&mut sim.rng, egress);
                 for t in &times {
+                    let ip = if travel {
+                        noise::HOTEL.to_owned()
+                    } else {
+                        noise::address(&mut sim.rng, agent, ai, egress, &job_ip)
+                    };
                     let call =
                         agent.template.calls[sim.rng.gen_range(0..agent.template.calls.len())];
                     let request = request_for(call.target, agent, &mut sim.rng);
@@ -352,11 +385,31 @@ pub fn simulate(cfg: &SimConfig, out: &Path) -> Result<SimReport, SimError> {
                             response: Value::Null,
                             resources: Value::Null,
                             user_agent: agent.template.user_agent,
-                            source_ip: &agent.source_ip,
+                            source_ip: &ip,
                             error,
                         },
                         expected_agent(agent, &humans),
                     );
+                }
+                if cfg.noise && noise::deploys(agent, day, hour, cfg.days) {
+                    for (k, (service, operation)) in noise::DEPLOY_ACTIONS.iter().enumerate() {
+                        let t = hour_start + Duration::minutes(50 + k as i64);
+                        let ip = noise::address(&mut sim.rng, agent, ai, egress, &job_ip);
+                        sim.emit(
+                            cloudtrail::Call {
+                                read_only: false,
+                                ..plain(
+                                    t,
+                                    who_for(agent, &session),
+                                    service,
+                                    operation,
+                                    agent.template.user_agent,
+                                    &ip,
+                                )
+                            },
+                            expected_agent(agent, &humans),
+                        );
+                    }
                 }
                 if let Some(kind) = excursion {
                     let last = *times.last().expect("at least four calls");
@@ -860,6 +913,10 @@ fn sts_call(
     let key = actors::key_id(&mut sim.rng, "ASIA");
     let response = sts_response(&mut sim.rng, &key, role, session_name, at);
     let account = sim.cfg.account.clone();
+    let ip = sim
+        .session_ip
+        .clone()
+        .unwrap_or_else(|| agent.source_ip.clone());
     sim.emit(
         cloudtrail::Call {
             time: at,
@@ -871,7 +928,7 @@ fn sts_call(
             response,
             resources: json!([{ "accountId": account, "type": "AWS::IAM::Role", "ARN": role }]),
             user_agent: agent.template.user_agent,
-            source_ip: &agent.source_ip,
+            source_ip: &ip,
             error: None,
         },
         expected_agent(agent, humans),
