@@ -31,20 +31,27 @@ source scripts/bench/live_lib.sh
 
 echo "## Simulated estate, $agents agents × $days days × $calls calls a day"
 echo
-echo "| run | events | alerts | per million events | from benign activity | recall | detectors (raised/expected) |"
-echo "|---|---|---|---|---|---|---|"
+echo "| run | events | replay (all cores, no tables) | alerts | per million events | from benign activity | recall | detectors (raised/expected) |"
+echo "|---|---|---|---|---|---|---|---|"
 for mode in clean noise; do
   flag=(); [ "$mode" = noise ] && flag=(--noise)
   out=$("$bin" demo "${flag[@]}" --agents "$agents" --days "$days" --calls-per-agent-day "$calls" \
     --keep "$work/demo-$mode" --show-alerts 0 2>/dev/null || true)
-  python3 - "$work/demo-$mode/score.json" "$mode" "$out" <<'PY'
+  sim="$work/demo-$mode/sim"
+  python3 scripts/bench/peak_rss.py --json "$work/replay-$mode.json" --label "replay $mode" -- \
+    "$bin" replay "$sim/AWSLogs" "$sim/Entra" "$sim/GitHub" "$sim/Vault" --inventory "$sim/inventory.toml" \
+    --out "$work/replay-$mode" --no-tables --progress none --show-alerts 0 2>/dev/null
+  python3 - "$work/demo-$mode/score.json" "$mode" "$out" "$work/replay-$mode.json" "$work/replay-$mode/summary.json" <<'PY'
 import json, re, sys
 score = json.load(open(sys.argv[1])); mode = sys.argv[2]; out = sys.argv[3]
+run = json.load(open(sys.argv[4])); summary = json.load(open(sys.argv[5]))
 m = re.search(r"alerts: (\d+) for (\d+) events \((\d+) per million\); (\d+) from benign", out)
 alerts, events, per_m, benign = m.groups()
 det = ", ".join(f"{d['detector']} {d['raised']}/{d['expected']}" for d in score["detectors"])
 found = sum(d["found"] for d in score["detectors"]); exp = sum(d["expected"] for d in score["detectors"])
-print(f"| {mode} | {int(events):,} | {alerts} | {per_m} | {benign} | {found}/{exp} | {det} |")
+rate = summary["normalized"] / run["secs"]
+print(f"| {mode} | {int(events):,} | {run['secs']:.1f} s, {rate:,.0f} events/s, peak {run['peak_rss_kb'] / 1024:.0f} MiB | "
+      f"{alerts} | {per_m} | {benign} | {found}/{exp} | {det} |")
 PY
 done
 echo

@@ -119,6 +119,7 @@ pub struct Metrics {
     actions: Counter,
     held: Gauge,
     rebuild_events: Gauge,
+    output_ids_read: Gauge,
     restored: Gauge,
     latency: Histogram,
     /// Stages that finished their start-up (identity table read, topics present).
@@ -159,6 +160,12 @@ impl Default for Metrics {
             "Events the graph stage re-read from lineage.events to rebuild its state at its last start or rebalance",
             rebuild_events.clone(),
         );
+        let output_ids_read = Gauge::default();
+        registry.register(
+            "lineage_graph_output_ids_read",
+            "Messages the graph stage read from lineage.alerts and lineage.actions to emit nothing twice (at start: only those after its snapshot when one restores; all of them otherwise)",
+            output_ids_read.clone(),
+        );
         let restored = Gauge::default();
         registry.register(
             "lineage_graph_restored_from_snapshot",
@@ -192,6 +199,7 @@ impl Default for Metrics {
             actions,
             held,
             rebuild_events,
+            output_ids_read,
             restored,
             latency,
             ready: Mutex::new(BTreeMap::new()),
@@ -281,6 +289,12 @@ impl Metrics {
     pub fn set_rebuild(&self, restored: bool, events: usize) {
         self.restored.set(i64::from(restored));
         self.rebuild_events.set(events as i64);
+    }
+
+    /// Records how many output-topic messages the graph stage has read to know what
+    /// it already emitted.
+    pub fn set_output_ids_read(&self, messages: u64) {
+        self.output_ids_read.set(messages as i64);
     }
 
     /// Marks a stage ready (or not).

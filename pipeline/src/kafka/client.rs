@@ -523,6 +523,16 @@ pub(crate) struct TopicReader {
 impl TopicReader {
     /// A reader of every partition of `topic` from the beginning.
     pub(crate) fn all_partitions(bus: &BusConfig, topic: &str) -> Result<Self, LiveError> {
+        Self::all_partitions_from(bus, topic, &BTreeMap::new())
+    }
+
+    /// A reader of every partition of `topic`, each from its offset in `from` (from
+    /// the beginning when `from` does not name it).
+    pub(crate) fn all_partitions_from(
+        bus: &BusConfig,
+        topic: &str,
+        from: &BTreeMap<i32, i64>,
+    ) -> Result<Self, LiveError> {
         let consumer = Self::consumer(bus)?;
         let md = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(20))
@@ -536,7 +546,15 @@ impl TopicReader {
         if partitions.is_empty() {
             return Err(LiveError::Kafka(format!("topic {topic} has no partitions")));
         }
-        let starts = partitions.iter().map(|p| (*p, Offset::Beginning)).collect();
+        let starts = partitions
+            .iter()
+            .map(|p| {
+                let start = from
+                    .get(p)
+                    .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                (*p, start)
+            })
+            .collect();
         Self::assigned(consumer, topic, starts)
     }
 
@@ -580,16 +598,25 @@ impl TopicReader {
         consumer
             .assign(&tpl)
             .map_err(|e| LiveError::Kafka(format!("assigning {topic}: {e}")))?;
+        // A partition started at an offset stands there: started at its end, it is
+        // read to its end already (no message would come to say so).
+        let next = starts
+            .iter()
+            .filter_map(|(p, start)| match start {
+                Offset::Offset(o) => Some((*p, *o)),
+                _ => None,
+            })
+            .collect();
         Ok(Self {
             consumer,
             topic: topic.to_owned(),
             partitions,
-            next: HashMap::new(),
+            next,
         })
     }
 
     /// High watermarks now, by partition (one request for all of them).
-    fn high_watermarks(&self) -> Result<HashMap<i32, i64>, LiveError> {
+    pub(crate) fn high_watermarks(&self) -> Result<HashMap<i32, i64>, LiveError> {
         let keys: Vec<(String, i32)> = self
             .partitions
             .iter()

@@ -1035,6 +1035,125 @@ struct SnapshotMeta {
     /// The consumer group and events topic it is of (another is not restored).
     group: String,
     topic: String,
+    /// High watermarks of the output topics (`lineage.alerts`, `lineage.actions`) when
+    /// it was written: what was emitted before is in the state's alert book, so a
+    /// restart that restores it reads only what came after to emit nothing twice.
+    #[serde(default)]
+    outputs: BTreeMap<String, BTreeMap<i32, i64>>,
+}
+
+/// What the graph stage has put on the output topics (alert ids, action idempotency
+/// keys, as 64-bit fingerprints), so a state rebuilt or restored never emits one twice.
+/// At start it reads only what came after the snapshot when there is one; the whole
+/// topics when a state is rebuilt without it ([`EmittedOutputs::read_all`]).
+struct EmittedOutputs {
+    alerts: HashSet<u64>,
+    actions: HashSet<u64>,
+    alerts_reader: TopicReader,
+    actions_reader: TopicReader,
+    /// True once the topics were read from their beginning.
+    complete: bool,
+    /// Messages read from the output topics so far.
+    read: u64,
+}
+
+impl EmittedOutputs {
+    fn fingerprint(id: &[u8]) -> u64 {
+        let d = Sha256::digest(id);
+        u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
+    }
+
+    /// Reads the output topics from the snapshot's watermarks when the snapshot is of
+    /// this group and topic, else from the beginning.
+    fn load(cfg: &LiveConfig<'_>) -> Result<Self, LiveError> {
+        let bus = &cfg.bus;
+        let meta: Option<SnapshotMeta> = std::fs::read(snapshot_dir(cfg).join("meta.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .filter(|m: &SnapshotMeta| m.group == bus.group_id && m.topic == bus.topics.events);
+        let from = |topic: &str| {
+            meta.as_ref()
+                .and_then(|m| m.outputs.get(topic).cloned())
+                .unwrap_or_default()
+        };
+        let (alerts_from, actions_from) = (from(&bus.topics.alerts), from(&bus.topics.actions));
+        let complete = alerts_from.is_empty() && actions_from.is_empty();
+        let mut out = Self {
+            alerts: HashSet::new(),
+            actions: HashSet::new(),
+            alerts_reader: TopicReader::all_partitions_from(bus, &bus.topics.alerts, &alerts_from)?,
+            actions_reader: TopicReader::all_partitions_from(
+                bus,
+                &bus.topics.actions,
+                &actions_from,
+            )?,
+            complete,
+            read: 0,
+        };
+        out.read_new()?;
+        cfg.metrics.set_output_ids_read(out.read);
+        Ok(out)
+    }
+
+    /// Reads what the readers have not read yet.
+    fn read_new(&mut self) -> Result<(), LiveError> {
+        let alerts = &mut self.alerts;
+        self.read += self.alerts_reader.read_until(None, |m| {
+            if let Some(id) = header(m, "alert-id") {
+                alerts.insert(Self::fingerprint(id.as_bytes()));
+            }
+        })?;
+        let actions = &mut self.actions;
+        self.read += self.actions_reader.read_until(None, |m| {
+            if let Some(k) = m.key() {
+                actions.insert(Self::fingerprint(k));
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Reads both topics from the beginning, when a state is rebuilt without the
+    /// snapshot (it raises again what was emitted before the snapshot).
+    fn read_all(&mut self, cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
+        if self.complete {
+            return Ok(());
+        }
+        let bus = &cfg.bus;
+        self.alerts_reader = TopicReader::all_partitions(bus, &bus.topics.alerts)?;
+        self.actions_reader = TopicReader::all_partitions(bus, &bus.topics.actions)?;
+        self.read_new()?;
+        self.complete = true;
+        cfg.metrics.set_output_ids_read(self.read);
+        Ok(())
+    }
+
+    /// True the first time an alert id is seen (emit it).
+    fn first_alert(&mut self, id: &str) -> bool {
+        self.alerts.insert(Self::fingerprint(id.as_bytes()))
+    }
+
+    /// True the first time an action's idempotency key is seen (emit it).
+    fn first_action(&mut self, key: &str) -> bool {
+        self.actions.insert(Self::fingerprint(key.as_bytes()))
+    }
+
+    /// The output topics' high watermarks now (for the snapshot).
+    fn watermarks(
+        &self,
+        cfg: &LiveConfig<'_>,
+    ) -> Result<BTreeMap<String, BTreeMap<i32, i64>>, LiveError> {
+        let bus = &cfg.bus;
+        Ok(BTreeMap::from([
+            (
+                bus.topics.alerts.clone(),
+                self.alerts_reader.high_watermarks()?.into_iter().collect(),
+            ),
+            (
+                bus.topics.actions.clone(),
+                self.actions_reader.high_watermarks()?.into_iter().collect(),
+            ),
+        ]))
+    }
 }
 
 /// How often the graph stage writes its snapshot (when it processed something).
@@ -1046,7 +1165,11 @@ fn snapshot_dir(cfg: &LiveConfig<'_>) -> PathBuf {
 
 /// Writes the state and then its meta file (which names the state file), so a crash
 /// between the two leaves the previous snapshot whole; removes older state files.
-fn write_snapshot(cfg: &LiveConfig<'_>, state: &GraphState) -> Result<(), LiveError> {
+fn write_snapshot(
+    cfg: &LiveConfig<'_>,
+    state: &GraphState,
+    emitted: &EmittedOutputs,
+) -> Result<(), LiveError> {
     let started = Instant::now();
     let dir = snapshot_dir(cfg);
     let meta_path = dir.join("meta.json");
@@ -1075,6 +1198,7 @@ fn write_snapshot(cfg: &LiveConfig<'_>, state: &GraphState) -> Result<(), LiveEr
         processed_until: state.processed_until,
         group: cfg.bus.group_id.clone(),
         topic: cfg.bus.topics.events.clone(),
+        outputs: emitted.watermarks(cfg)?,
     };
     crate::state_files::write_json(&meta_path, &meta).map_err(LiveError::Io)?;
     if let Some(p) = previous {
@@ -1190,18 +1314,7 @@ fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
     let consumer = group_consumer(bus, STAGE.as_str(), &[&bus.topics.events])?;
     let mut producer = OutputProducer::new(bus, "lineage-graph")?;
     // What is already on the output topics is never emitted again.
-    let mut emitted_alerts: HashSet<String> = HashSet::new();
-    TopicReader::all_partitions(bus, &bus.topics.alerts)?.read_until(None, |m| {
-        if let Some(id) = header(m, "alert-id") {
-            emitted_alerts.insert(id.to_owned());
-        }
-    })?;
-    let mut emitted_actions: HashSet<Vec<u8>> = HashSet::new();
-    TopicReader::all_partitions(bus, &bus.topics.actions)?.read_until(None, |m| {
-        if let Some(k) = m.key() {
-            emitted_actions.insert(k.to_vec());
-        }
-    })?;
+    let mut emitted = EmittedOutputs::load(cfg)?;
     let mut tables = if cfg.tables {
         Some(GraphTables::open(
             &cfg.out_dir.join(lineage_tables::TABLES_DIR),
@@ -1245,6 +1358,11 @@ fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
             // from where it stops (from offset 0 without one).
             let until = rebuild_targets(&consumer, &bus.topics.events, &batch);
             let from = restore_snapshot(cfg, &mut state, &until);
+            if from.is_none() {
+                // Rebuilt from offset 0: it raises again what was emitted before the
+                // snapshot too.
+                emitted.read_all(cfg)?;
+            }
             let n = rebuild_partitions_from(
                 &mut state,
                 &mut tables,
@@ -1356,7 +1474,7 @@ fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
         state.stage.retire_closed_alerts();
         let t_process = t0.elapsed();
         for (a, ingested_ms) in &out.alerts {
-            if !emitted_alerts.insert(a.id.to_string()) {
+            if !emitted.first_alert(&a.id) {
                 continue;
             }
             let body = serde_json::to_vec(a).expect("alert serializes");
@@ -1372,7 +1490,7 @@ fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
             cfg.metrics.alert(&a.detector);
         }
         for a in &out.actions {
-            if !emitted_actions.insert(a.idempotency_key.as_bytes().to_vec()) {
+            if !emitted.first_action(&a.idempotency_key) {
                 continue;
             }
             let body = serde_json::to_vec(a).expect("action serializes");
@@ -1406,7 +1524,7 @@ fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
         }
         snapshot_due |= !batch.is_empty();
         if snapshot_due && !state.rebuilt.is_empty() && last_snapshot.elapsed() >= SNAPSHOT_EVERY {
-            write_snapshot(cfg, &state)?;
+            write_snapshot(cfg, &state, &emitted)?;
             last_snapshot = Instant::now();
             snapshot_due = false;
         }
@@ -1430,7 +1548,7 @@ fn graph_stage(cfg: &LiveConfig<'_>) -> Result<(), LiveError> {
         t.checkpoint(state.stage.graph(), true)?;
     }
     if !state.rebuilt.is_empty() {
-        write_snapshot(cfg, &state)?;
+        write_snapshot(cfg, &state, &emitted)?;
     }
     tracing::info!(stage = STAGE.as_str(), held = state.held.len(), "stopped");
     Ok(())
