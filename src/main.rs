@@ -21,8 +21,17 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    // SAFETY: the first thing `main` does; no other thread exists yet.
-    unsafe { lineage_pipeline::tune_allocator() };
+    // A live `lineage run` keeps mimalloc's default, which decommits freed memory:
+    // with `MADV_FREE` (the batch commands' setting) freed pages stay in RSS until the
+    // kernel needs them, and a 20-minute soak at 5,000 events/s then showed RSS
+    // climbing about 5 MiB a minute while the same run with decommits held 100–130
+    // MiB (BENCHMARKS.md, soak). Page faults matter to a replay's speed, not to a
+    // follower's.
+    let live = std::env::args_os().nth(1).is_some_and(|a| a == "run");
+    if !live {
+        // SAFETY: the first thing `main` does; no other thread exists yet.
+        unsafe { lineage_pipeline::tune_allocator() };
+    }
     let args = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("LINEAGE_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if args.verbose { "debug" } else { "warn" })
