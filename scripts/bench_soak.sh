@@ -3,6 +3,7 @@
 # resident memory sampled every 10 s, to show it stays flat once warm.
 #
 #   scripts/bench_soak.sh --mode embedded|kafka [--minutes 30] [--rate 5000] [--png FILE]
+#                         [--storage memory|sqlite]
 #
 # Records: the simulator's CloudTrail history, replayed lap after lap as new history
 # (scripts/bench/soak_gen.py: every lap new event ids, new session keys, times one
@@ -12,15 +13,23 @@
 # `[graph] retain_days = 1`, so with days of event time per minute the graph
 # forgets idle session keys all the time. Prints a Markdown summary and writes a
 # CSV and (with --png) a plot of the RSS of `lineage run` (and of the broker).
+#
+# `--storage sqlite` (kafka mode) has tansu keep its topics in an SQLite (libSQL)
+# file in the work directory instead of in its own memory, which holds about 4 KB
+# per record and so cannot hold a 30-minute run on this machine. It needs tansu built
+# with its `libsql` feature: built once into ~/.cache/lineage-lite by
+# scripts/services/tansu.sh, beside the tests' build. (tansu's PostgreSQL engine
+# needs a schema that is only in its Git repository, not in its published crates.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=embedded minutes=30 rate=5000 png=""
+mode=embedded minutes=30 rate=5000 png="" storage=memory
 while [ $# -gt 0 ]; do
   case "$1" in
     --mode) mode=$2; shift 2 ;;
     --minutes) minutes=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
     --png) png=$2; shift 2 ;;
+    --storage) storage=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 1 ;;
   esac
 done
@@ -44,9 +53,16 @@ retain_days = 1
 TOML
 broker_pid=""
 if [ "$mode" = kafka ]; then
-  tansu=$(scripts/services/tansu.sh install)
+  engine=memory://tansu/
+  if [ "$storage" = sqlite ]; then
+    tansu=$(LINEAGE_CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/lineage-lite" \
+      LINEAGE_TANSU_FEATURES=dynostore,libsql scripts/services/tansu.sh install)
+    engine="sqlite://$work/tansu.db"
+  else
+    tansu=$(scripts/services/tansu.sh install)
+  fi
   bport=$(free_port)
-  (cd "$work" && exec "$tansu" broker --storage-engine memory://tansu/ \
+  (cd "$work" && exec "$tansu" broker --storage-engine "$engine" \
     --listener-url "tcp://127.0.0.1:$bport" --advertised-listener-url "tcp://127.0.0.1:$bport" \
     >"$work/tansu.log" 2>&1) &
   broker_pid=$!; pids+=("$broker_pid")
@@ -98,6 +114,7 @@ print(f"| {mode} | {rate}/s | {int(rows[-1]['seconds'])} s | {rows[-1]['events_p
 PY
 echo
 echo "offered: $offered records; processed by graph/detect: $processed${stopped:+; $stopped}"
+[ "$storage" = sqlite ] && echo "broker store on disk: $(du -ch "$work"/tansu.db* | tail -1 | cut -f1)"
 if [ -n "$png" ]; then
   venv="${XDG_CACHE_HOME:-$HOME/.cache}/lineage/venv-plot"
   [ -x "$venv/bin/python" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet matplotlib; }

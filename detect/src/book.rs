@@ -404,6 +404,7 @@ impl AlertBook {
                 alert.event_ids.push(event.use_.event_id.clone());
             }
             note_folded(&mut alert.evidence, finding);
+            add_distinct(&mut alert.evidence, "credentials", credential.unwrap_or("-"));
             return Recorded::Repeat(i);
         }
         let hour_start = chrono::DateTime::from_timestamp(hour * 3600, 0).unwrap_or(time);
@@ -416,6 +417,9 @@ impl AlertBook {
             "folded_titles": [],
         });
         note_folded(&mut evidence, finding);
+        // Which credentials it folded for: a flood on one key that uses up the
+        // budget for all is visible as such.
+        add_distinct(&mut evidence, "credentials", credential.unwrap_or("-"));
         let summary = Finding {
             detector: BUDGET_DETECTOR,
             severity: finding.severity,

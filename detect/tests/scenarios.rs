@@ -999,10 +999,13 @@ fn an_alert_budget_folds_the_excess_into_one_summary_per_hour_and_drops_nothing(
     let mut other = event_at(at + Duration::minutes(7));
     other.use_.credential.as_mut().unwrap().id = CredentialId::new("AKIAOTHER00000000001");
     book.record(low("other"), &other);
-    assert!(book
+    let all = book
         .alerts()
         .iter()
-        .any(|a| a.dedup_key.starts_with("alert-budget|all|") && a.count == 1));
+        .find(|a| a.dedup_key.starts_with("alert-budget|all|"))
+        .expect("the hour's summary for all credentials");
+    assert_eq!(all.count, 1);
+    assert_eq!(all.evidence["credentials"], serde_json::json!(["AKIAOTHER00000000001"]));
     let next = book.record(low("k9"), &event_at(at + Duration::hours(1)));
     assert!(matches!(next, Recorded::New(_)));
     assert_eq!(book.alerts().last().unwrap().dedup_key, "k9");

@@ -25,6 +25,10 @@
 # The test starts its own broker from the path `install` prints (export it as
 # LINEAGE_TANSU_BIN); `start`/`stop` are for poking at a broker by hand. Everything
 # listens on 127.0.0.1 only; storage is in memory.
+#
+# LINEAGE_TANSU_FEATURES (default `dynostore`) builds other storage engines in too,
+# for the benchmarks that need more than memory holds: `dynostore,libsql` with
+# LINEAGE_CACHE_DIR pointing elsewhere keeps the tests' build as it is.
 set -euo pipefail
 # shellcheck source=scripts/services/common.sh
 source "$(dirname "$0")/common.sh"
@@ -43,8 +47,12 @@ BIN="$ROOT/bin/tansu"
 
 log() { echo "tansu.sh: $*" >&2; }
 
+FEATURES="${LINEAGE_TANSU_FEATURES:-dynostore}"
+
 stamp() {
-  echo "tansu $TANSU_VERSION $(sha256sum "$PATCH" | cut -d' ' -f1)"
+  local features=""
+  [ "$FEATURES" = dynostore ] || features=" features=$FEATURES"
+  echo "tansu $TANSU_VERSION $(sha256sum "$PATCH" | cut -d' ' -f1)$features"
 }
 
 installed() {
@@ -93,7 +101,7 @@ open(path, "w").write(text)
 PY
   mkdir -p "$ROOT"
   CARGO_TARGET_DIR="$src/target" cargo install --locked --force --path "$src/tansu-$TANSU_VERSION" \
-    --features dynostore --root "$ROOT" >&2
+    --features "$FEATURES" --root "$ROOT" >&2
   if [ ! -x "$BIN" ]; then
     log "cargo install finished but $BIN is missing"
     exit 1
