@@ -57,7 +57,7 @@ if [ "$mode" = kafka ]; then
   if [ "$storage" = sqlite ]; then
     tansu=$(LINEAGE_CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/lineage-lite" \
       LINEAGE_TANSU_FEATURES=dynostore,libsql scripts/services/tansu.sh install)
-    engine="sqlite://tansu.db"      
+    engine="sqlite://tansu.db"
   else
     tansu=$(scripts/services/tansu.sh install)
   fi
