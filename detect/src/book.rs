@@ -404,7 +404,11 @@ impl AlertBook {
                 alert.event_ids.push(event.use_.event_id.clone());
             }
             note_folded(&mut alert.evidence, finding);
-            add_distinct(&mut alert.evidence, "credentials", credential.unwrap_or("-"));
+            add_distinct(
+                &mut alert.evidence,
+                "credentials",
+                credential.unwrap_or("-"),
+            );
             return Recorded::Repeat(i);
         }
         let hour_start = chrono::DateTime::from_timestamp(hour * 3600, 0).unwrap_or(time);

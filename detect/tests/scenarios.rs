@@ -1005,7 +1005,10 @@ fn an_alert_budget_folds_the_excess_into_one_summary_per_hour_and_drops_nothing(
         .find(|a| a.dedup_key.starts_with("alert-budget|all|"))
         .expect("the hour's summary for all credentials");
     assert_eq!(all.count, 1);
-    assert_eq!(all.evidence["credentials"], serde_json::json!(["AKIAOTHER00000000001"]));
+    assert_eq!(
+        all.evidence["credentials"],
+        serde_json::json!(["AKIAOTHER00000000001"])
+    );
     let next = book.record(low("k9"), &event_at(at + Duration::hours(1)));
     assert!(matches!(next, Recorded::New(_)));
     assert_eq!(book.alerts().last().unwrap().dedup_key, "k9");
