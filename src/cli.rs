@@ -235,15 +235,8 @@ pub(crate) struct SimulateArgs {
     /// Number of humans.
     #[arg(long, default_value_t = 8)]
     pub(crate) humans: usize,
-    /// Number of agents (AI agents, MCP servers, CI runners, services).
-    #[arg(long, default_value_t = 12)]
-    pub(crate) agents: usize,
-    /// Days of activity.
-    #[arg(long, default_value_t = 3)]
-    pub(crate) days: u32,
-    /// Average API calls per agent per day.
-    #[arg(long, default_value_t = 200)]
-    pub(crate) calls_per_agent_day: u32,
+    #[command(flatten)]
+    pub(crate) size: EstateSize,
     /// Output directory.
     #[arg(long, short)]
     pub(crate) out: PathBuf,
@@ -276,7 +269,14 @@ pub(crate) struct DemoArgs {
     /// one) from benign activity.
     #[arg(long)]
     pub(crate) noise: bool,
-    /// Number of agents.
+    #[command(flatten)]
+    pub(crate) size: EstateSize,
+}
+
+/// How big a simulated estate is (`lineage simulate` and `lineage demo`).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct EstateSize {
+    /// Number of agents (AI agents, MCP servers, CI runners, services).
     #[arg(long, default_value_t = 12)]
     pub(crate) agents: usize,
     /// Days of activity.

@@ -23,9 +23,9 @@ pub(crate) fn simulate(args: &SimulateArgs) -> Result<SimReport> {
     let cfg = SimConfig {
         seed: args.seed,
         humans: args.humans,
-        agents: args.agents,
-        days: args.days,
-        calls_per_agent_day: args.calls_per_agent_day,
+        agents: args.size.agents,
+        days: args.size.days,
+        calls_per_agent_day: args.size.calls_per_agent_day,
         force: args.force,
         noise: args.noise,
         ..SimConfig::default()
@@ -77,9 +77,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<ExitCode> {
     let sim = simulate(&SimulateArgs {
         seed: args.seed,
         humans: 8,
-        agents: args.agents,
-        days: args.days,
-        calls_per_agent_day: args.calls_per_agent_day,
+        size: args.size,
         out: dir.join("sim"),
         force: false,
         noise: args.noise,
