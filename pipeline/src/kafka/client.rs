@@ -696,6 +696,29 @@ impl TopicReader {
         }
         Ok(n)
     }
+
+    /// [`TopicReader::read_until`] to the end, then keeps reading until nothing has
+    /// come for `idle`. For a start-up read begun at a recorded offset: tansu reports
+    /// a partition's end as its last batch's base offset, so a reader started there
+    /// stands at the "end" with that batch still unread. Not for the hot path.
+    pub(crate) fn read_to_quiet_end(
+        &mut self,
+        idle: Duration,
+        mut f: impl FnMut(&BorrowedMessage<'_>),
+    ) -> Result<u64, LiveError> {
+        let mut n = self.read_until(None, &mut f)?;
+        while let Some(r) = self.consumer.poll(idle) {
+            match r {
+                Err(e) => tracing::warn!(topic = %self.topic, error = %e, "reader"),
+                Ok(m) => {
+                    f(&m);
+                    n += 1;
+                    self.next.insert(m.partition(), m.offset() + 1);
+                }
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// The high watermarks (end offsets) of `partitions`, asked in one request per broker

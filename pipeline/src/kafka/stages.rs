@@ -1042,6 +1042,10 @@ struct SnapshotMeta {
     outputs: BTreeMap<String, BTreeMap<i32, i64>>,
 }
 
+/// How long the start-up read of the output topics waits for more after reaching
+/// their reported ends (see [`TopicReader::read_to_quiet_end`]).
+const OUTPUT_READ_IDLE: Duration = Duration::from_millis(500);
+
 /// What the graph stage has put on the output topics (alert ids, action idempotency
 /// keys, as 64-bit fingerprints), so a state rebuilt or restored never emits one twice.
 /// At start it reads only what came after the snapshot when there is one; the whole
@@ -1098,17 +1102,21 @@ impl EmittedOutputs {
     /// Reads what the readers have not read yet.
     fn read_new(&mut self) -> Result<(), LiveError> {
         let alerts = &mut self.alerts;
-        self.read += self.alerts_reader.read_until(None, |m| {
-            if let Some(id) = header(m, "alert-id") {
-                alerts.insert(Self::fingerprint(id.as_bytes()));
-            }
-        })?;
+        self.read += self
+            .alerts_reader
+            .read_to_quiet_end(OUTPUT_READ_IDLE, |m| {
+                if let Some(id) = header(m, "alert-id") {
+                    alerts.insert(Self::fingerprint(id.as_bytes()));
+                }
+            })?;
         let actions = &mut self.actions;
-        self.read += self.actions_reader.read_until(None, |m| {
-            if let Some(k) = m.key() {
-                actions.insert(Self::fingerprint(k));
-            }
-        })?;
+        self.read += self
+            .actions_reader
+            .read_to_quiet_end(OUTPUT_READ_IDLE, |m| {
+                if let Some(k) = m.key() {
+                    actions.insert(Self::fingerprint(k));
+                }
+            })?;
         Ok(())
     }
 
