@@ -9,8 +9,11 @@
 //!   dead-lettered), no alert or action appears twice, and the alerts still equal
 //!   replay's (state is rebuilt from the partitions' history).
 //!
+//! - `[bus.topic_config]` reaches the topics `lineage run` creates, and the test
+//!   broker then enforces their `retention.ms` (what the Kafka soak benchmark needs).
+//!
 //! Needs `tansu`: `LINEAGE_TANSU_BIN` (scripts/test.sh exports it) or on PATH, built
-//! by `scripts/services/tansu.sh install` with its two fixes (an unpatched tansu 0.6
+//! by `scripts/services/tansu.sh install` with its fixes (an unpatched tansu 0.6
 //! loses records when a consumer resumes inside a record batch, which this crash
 //! test detects).
 
@@ -564,4 +567,123 @@ fn a_departure_delivered_after_the_uses_raises_the_alert_replay_raises_marked_la
     assert!(status.success(), "SIGTERM exits 0: {status}");
     assert_eq!(got.len(), 1, "{got:#?}");
     common::LateDeparture::assert_late_alert(&got[0], &want);
+}
+
+/// The configs of `topic` as the broker describes them.
+fn topic_configs(brokers: &str, topic: &str) -> BTreeMap<String, String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let rt = tokio_runtime();
+    let described = rt
+        .block_on(admin.describe_configs(
+            [&ResourceSpecifier::Topic(topic)],
+            &AdminOptions::new().request_timeout(Some(Duration::from_secs(20))),
+        ))
+        .unwrap();
+    let resource = described
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("describe {topic}: {e}"));
+    resource
+        .entries
+        .into_iter()
+        .filter_map(|e| Some((e.name, e.value?)))
+        .collect()
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The low watermark (log start) of `topic`'s partition 0.
+fn log_start(brokers: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    c.fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .unwrap()
+        .0
+}
+
+#[test]
+fn bus_topic_config_reaches_the_topics_lineage_creates_and_the_test_broker_enforces_retention() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tansu = Tansu::start_maintained_every("1s");
+    let port = free_port();
+    let cfg = tmp.path().join("lineage.toml");
+    let out = tmp.path().join("live");
+    let inventory = tmp.path().join("inventory.toml");
+    std::fs::write(&inventory, "").unwrap();
+    write_config(&cfg, &tansu.brokers(), "retain", &inventory, &out, port);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(
+        "\n[bus.topic_config]\n\"retention.ms\" = \"2000\"\n\"cleanup.policy\" = \"delete\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let mut run = Runner::start(&cfg, port, tmp.path().join("run.log"));
+    run.wait_healthy();
+
+    let events = topic_configs(&tansu.brokers(), "lineage.events");
+    assert_eq!(
+        events.get("retention.ms").map(String::as_str),
+        Some("2000"),
+        "{events:?}"
+    );
+    assert_eq!(
+        events.get("cleanup.policy").map(String::as_str),
+        Some("delete"),
+        "{events:?}"
+    );
+    let identity = topic_configs(&tansu.brokers(), "lineage.identity");
+    assert_eq!(
+        identity.get("cleanup.policy").map(String::as_str),
+        Some("compact"),
+        "the identity topic stays compacted: {identity:?}"
+    );
+
+    // Three deliveries, three record batches on the raw topic, each read before the
+    // next is sent (the newest batch always stays, so the first one waits safely for
+    // the group's assignment); once older than two seconds the broker deletes all
+    // but the newest.
+    for i in 0..3 {
+        let path = tmp.path().join(format!("trail-{i}.json"));
+        let records: Vec<Value> = (0..5)
+            .map(|j| trail_record(&format!("retain-{i}-{j}"), 0))
+            .collect();
+        std::fs::write(&path, serde_json::json!({ "Records": records }).to_string()).unwrap();
+        common::ingest(&tansu.brokers(), &[path.display().to_string()]);
+        run.wait_metric(
+            "lineage_events_total",
+            &["stage=\"normalize\"", "outcome=\"in\""],
+            5.0 * (i + 1) as f64,
+            Duration::from_secs(90),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let start = log_start(&tansu.brokers(), "lineage.raw.cloudtrail");
+        if start > 0 {
+            assert!(start <= 15, "the newest batch stays: log start {start}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "retention never moved the log start:\n{}",
+            tansu.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(run.running(), "{}", run.log());
+    let status = run.sigterm();
+    assert!(status.success(), "SIGTERM exits 0: {status}");
 }

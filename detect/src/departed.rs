@@ -203,12 +203,20 @@ pub fn revocation_request(
 
 /// What the departed-owner detector has learned (credentials seen per owner and
 /// those already in a revocation request), for snapshots.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Deserialize)]
 struct DepartedState {
     seen: HashMap<HumanId, BTreeMap<String, CredentialRef>>,
     requested: HashMap<HumanId, std::collections::BTreeSet<String>>,
     #[serde(default)]
     methods: HashMap<String, (AttributionMethod, f32)>,
+}
+
+/// [`DepartedState`] borrowed, for writing a snapshot without copying the state.
+#[derive(serde::Serialize)]
+struct DepartedStateRef<'a> {
+    seen: &'a HashMap<HumanId, BTreeMap<String, CredentialRef>>,
+    requested: &'a HashMap<HumanId, std::collections::BTreeSet<String>>,
+    methods: &'a HashMap<String, (AttributionMethod, f32)>,
 }
 
 impl Detector for DepartedOwnerDetector {
@@ -217,12 +225,28 @@ impl Detector for DepartedOwnerDetector {
     }
 
     fn snapshot(&self) -> Option<serde_json::Value> {
-        serde_json::to_value(DepartedState {
-            seen: self.seen.clone(),
-            requested: self.requested.clone(),
-            methods: self.methods.clone(),
+        serde_json::to_value(DepartedStateRef {
+            seen: &self.seen,
+            requested: &self.requested,
+            methods: &self.methods,
         })
         .ok()
+    }
+
+    /// Forgets the credentials the graph forgot (idle for the live run's retention):
+    /// what each owner was seen using, how strongly, and which were requested. A
+    /// forgotten credential used after its owner's departure still alerts on that
+    /// use; a repeated revocation request is a no-op for the responder's ledger.
+    fn forget_credentials(&mut self, known: &dyn Fn(&str) -> bool) {
+        for credentials in self.seen.values_mut() {
+            credentials.retain(|id, _| known(id));
+        }
+        self.seen.retain(|_, credentials| !credentials.is_empty());
+        self.methods.retain(|id, _| known(id));
+        for ids in self.requested.values_mut() {
+            ids.retain(|id| known(id));
+        }
+        self.requested.retain(|_, ids| !ids.is_empty());
     }
 
     fn restore(&mut self, state: serde_json::Value) -> Result<(), String> {

@@ -191,6 +191,40 @@ fn a_live_stage_forgets_idle_credentials_after_its_retention_and_keeps_declared_
         issuer: None,
     });
     live.process(stray);
+    // A key the declared user created on day 0 and used once: attributed to alice
+    // through its issuance, so the departed-owner detector remembers it for her.
+    let create = json!({
+        "eventVersion": "1.08", "eventID": "create-1", "eventTime": "2026-11-02T10:01:00Z",
+        "eventSource": "iam.amazonaws.com", "eventName": "CreateAccessKey", "awsRegion": "us-east-1",
+        "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIALATEFACT00000001",
+            "userName": "deploy", "accountId": "111122223333"},
+        "requestParameters": {"userName": "deploy"},
+        "responseElements": {"accessKey": {"accessKeyId": "AKIACREATEDKEY000001",
+            "userName": "deploy", "status": "Active"}}
+    });
+    live.process(
+        CloudTrailParser
+            .parse_record(create.to_string().as_bytes(), Provenance::file("t", 1))
+            .unwrap(),
+    );
+    let mut created = use_at("created-use", 2);
+    created.use_.credential = Some(lineage_core::event::CredentialRef {
+        kind: lineage_core::event::CredentialKind::AwsAccessKey,
+        id: lineage_core::CredentialId::new("AKIACREATEDKEY000001"),
+        issuer: None,
+    });
+    live.process(created);
+    let departed = |s: &AttributeStage| s.snapshot()["departed-owner"].clone();
+    assert!(
+        departed(&live)["seen"]["alice"]
+            .get("AKIACREATEDKEY000001")
+            .is_some()
+            && departed(&live)["methods"]
+                .get("AKIACREATEDKEY000001")
+                .is_some(),
+        "{}",
+        departed(&live)
+    );
     let baselines = |s: &AttributeStage| s.snapshot()["anomaly"]["credentials"].clone();
     assert!(
         baselines(&live).get("AKIASTRAYKEY00000001").is_some(),
@@ -213,6 +247,28 @@ fn a_live_stage_forgets_idle_credentials_after_its_retention_and_keeps_declared_
         baselines(&live).get("AKIASTRAYKEY00000001").is_none(),
         "{}",
         baselines(&live)
+    );
+    assert!(live
+        .graph()
+        .credential(&lineage_core::CredentialId::new("AKIACREATEDKEY000001"))
+        .is_none());
+    assert!(
+        departed(&live)["seen"]["alice"]
+            .get("AKIACREATEDKEY000001")
+            .is_none()
+            && departed(&live)["methods"]
+                .get("AKIACREATEDKEY000001")
+                .is_none(),
+        "{}",
+        departed(&live)
+    );
+    // The declared key, in use all along, is still remembered for her.
+    assert!(
+        departed(&live)["seen"]["alice"]
+            .get("AKIALATEFACT00000001")
+            .is_some(),
+        "{}",
+        departed(&live)
     );
     let declared = lineage_core::CredentialId::new("AKIALATEFACT00000001");
     assert!(live.graph().credential(&declared).is_some());

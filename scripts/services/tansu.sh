@@ -10,7 +10,7 @@
 #   scripts/services/tansu.sh stop DIR    stop the broker started in DIR
 #
 # The binary is built from the crates.io sources of tansu 0.6.0 (pinned by sha256)
-# with two bug fixes applied (tansu-0.6.0-fixes.patch beside this script; a few
+# with three fixes applied (tansu-0.6.0-fixes.patch beside this script; a few
 # minutes the first time) into ~/.cache/lineage/tansu, and reused when that root
 # already holds this version built with this patch. The fixes:
 #   - tansu-storage, memory/object-store engine: a fetch from an offset *inside* a
@@ -22,6 +22,13 @@
 #     member taking over after a restart kept its previous incarnation's last
 #     contact and was expired by its own first heartbeat (a rebalance, and at times a
 #     group that never assigned again).
+#   - tansu-storage, memory/object-store engine: `retention.ms` was ignored, so the
+#     broker held every record it was ever sent (about 4 KB each here). Its periodic
+#     maintenance (`?maintenance_interval=30s` on the storage URL; 10 minutes by
+#     default) now deletes the batches stored longer ago than their topic's
+#     `retention.ms` (not of compacted topics; the newest batch of a partition stays)
+#     and moves the log start; a fetch skips a batch deleted under it. The soak
+#     benchmark on the Kafka path needs it to run 30 minutes in this machine's memory.
 # The test starts its own broker from the path `install` prints (export it as
 # LINEAGE_TANSU_BIN); `start`/`stop` are for poking at a broker by hand. Everything
 # listens on 127.0.0.1 only; storage is in memory.

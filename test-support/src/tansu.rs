@@ -38,13 +38,29 @@ impl Tansu {
 
     /// Starts a broker on `port` (a restart on the port of a stopped one).
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, "")
+    }
+
+    /// Starts a broker whose periodic maintenance (which enforces topics'
+    /// `retention.ms`, a fix of `scripts/services/tansu.sh`) runs every `interval`
+    /// (`1s`, say) instead of every 10 minutes.
+    pub fn start_maintained_every(interval: &str) -> Self {
+        Self::start_with(
+            crate::free_port(),
+            &format!("?maintenance_interval={interval}"),
+        )
+    }
+
+    /// Starts a broker on `port` with `query` after its storage URL.
+    fn start_with(port: u16, query: &str) -> Self {
         let bin = binary();
+        let storage = format!("memory://tansu/{query}");
         let dir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(dir.path().join("tansu.log")).unwrap();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(&bin)
             .current_dir(dir.path())
-            .args(["broker", "--storage-engine", "memory://tansu/"])
+            .args(["broker", "--storage-engine", &storage])
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
             .env_remove("SCHEMA_REGISTRY")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")

@@ -126,6 +126,11 @@ pub struct BusConfig {
     pub replication_factor: i32,
     /// Create missing topics at start (the identity topic with `cleanup.policy=compact`).
     pub create_topics: bool,
+    /// Topic configs for the topics `lineage` creates (`[bus.topic_config]`, e.g.
+    /// `"retention.ms" = "86400000"`); the broker's defaults otherwise. The identity
+    /// topic keeps `cleanup.policy=compact` (a broker ignores `retention.ms` for it).
+    /// Topics that already exist are left as they are.
+    pub topic_config: BTreeMap<String, String>,
     /// Static group membership: this process's stable member name (each stage's
     /// consumer joins as `<instance_id>.<stage>`, librdkafka's `group.instance.id`), so a
     /// restarted process takes its partitions back at once instead of waiting for the
@@ -147,6 +152,7 @@ impl Default for BusConfig {
             partitions: PartitionCounts::default(),
             replication_factor: 1,
             create_topics: true,
+            topic_config: BTreeMap::new(),
             instance_id: None,
             librdkafka: BTreeMap::new(),
         }
@@ -213,11 +219,16 @@ pub fn ensure_topics(bus: &BusConfig) -> Result<(), LiveError> {
     let topics: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|(name, parts, compact)| {
-            let nt = NewTopic::new(
+            let mut nt = NewTopic::new(
                 name,
                 (*parts).max(1),
                 TopicReplication::Fixed(bus.replication_factor),
             );
+            for (key, value) in &bus.topic_config {
+                if !(*compact && key == "cleanup.policy") {
+                    nt = nt.set(key, value);
+                }
+            }
             if *compact {
                 nt.set("cleanup.policy", "compact")
             } else {
