@@ -11,7 +11,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A free 127.0.0.1 port, never one handed out before in this run (a port is free
+# until its process binds it, so two calls in a row could otherwise return the same
+# one: a broker and the metrics endpoint once collided).
+free_port() {
+  local p
+  while :; do
+    p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    grep -qx "$p" "$work/ports" 2>/dev/null || break
+  done
+  echo "$p" >>"$work/ports"
+  echo "$p"
+}
 
 # Events graph/detect has processed (live outputs, not a state rebuild).
 graph_out() {
