@@ -106,32 +106,19 @@ PY2
   rm -rf "$work/out"
   t0=$(date +%s.%N)
   start_run first
-  last=-1 same=0
-  while [ $same -lt 30 ]; do
-    g=$(graph_out)
-    if [ "$g" != "$last" ] || [ "$g" = 0 ]; then last=$g; same=0; t1=$(date +%s.%N); else same=$((same + 1)); fi
-    sleep 0.1
-  done
+  wait_caught_up
   first=$(python3 -c "print('%.1f s' % ($t1-$t0))")
   kill -TERM "$run_pid"; wait "$run_pid" || true
   # One new record, after the restart.
-  python3 - "$work/new.json" <<'PY'
-import json, sys
-rec = {"eventVersion": "1.08", "eventID": "restart-probe-1", "eventTime": "2030-01-01T00:00:00Z",
-       "eventSource": "s3.amazonaws.com", "eventName": "ListBuckets", "awsRegion": "us-east-1",
-       "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIARESTARTPROBE0001", "userName": "probe",
-                        "accountId": "111122223333"}}
-json.dump({"Records": [rec]}, open(sys.argv[1], "w"))
-PY
+  probe_record "$work/new.json" restart-probe-1 2030-01-01T00:00:00Z AKIARESTARTPROBE0001 \
+    s3.amazonaws.com ListBuckets
   t0=$(date +%s.%N)
   start_run second
-  "$bin" ingest auto --to kafka --brokers "127.0.0.1:$bport" --from "$work/new.json" >/dev/null
-  for _ in $(seq 36000); do [ "$(graph_out)" -ge 1 ] && break; sleep 0.05; done
+  offer_and_wait "$bin" "127.0.0.1:$bport" "$work/new.json" 1800
   t1=$(date +%s.%N)
   restart=$(python3 -c "print('%.1f s' % ($t1-$t0))")
-  m=$(curl -s "http://127.0.0.1:$mport/metrics")
-  restored=$(awk 'index($0,"lineage_graph_restored_from_snapshot ")==1 {print ($NF=="1" ? "yes" : "no")}' <<<"$m")
-  re_events=$(awk 'index($0,"lineage_graph_rebuild_events ")==1 {print $NF}' <<<"$m")
+  restored=$([ "$(metric_value lineage_graph_restored_from_snapshot)" = 1 ] && echo yes || echo no)
+  re_events=$(metric_value lineage_graph_rebuild_events)
   snap=$(du -sh "$work/out/state/graph-snapshot" 2>/dev/null | cut -f1 || echo "-")
   echo "| $records | $first | $restart | ${restored:-?} (${snap:-none}) | ${re_events:-?} |"
   kill "$run_pid" "$broker_pid" 2>/dev/null || true

@@ -127,35 +127,21 @@ if [ "$mode" = kafka ] && [ -z "$stopped" ]; then
   # A restart with the whole run as history: once graph/detect has caught up (no
   # change for 3 s), SIGTERM, start again, offer one new record, and time from the
   # start to that record processed.
-  last=-1 same=0
-  while [ $same -lt 30 ]; do
-    g=$(graph_out)
-    if [ "$g" != "$last" ]; then last=$g; same=0; else same=$((same + 1)); fi
-    sleep 0.1
-  done
+  wait_caught_up
   kill -TERM "$run_pid"; wait "$run_pid" || true
-  python3 - "$work/restart-probe.json" <<'PY2'
-import json, sys
-rec = {"eventVersion": "1.08", "eventID": "restart-probe-1", "eventTime": "2035-01-01T00:00:00Z",
-       "eventSource": "s3.amazonaws.com", "eventName": "ListBuckets", "awsRegion": "us-east-1",
-       "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIARESTARTPROBE0001", "userName": "probe",
-                        "accountId": "111122223333"}}
-json.dump({"Records": [rec]}, open(sys.argv[1], "w"))
-PY2
+  probe_record "$work/restart-probe.json" restart-probe-1 2035-01-01T00:00:00Z AKIARESTARTPROBE0001 \
+    s3.amazonaws.com ListBuckets
   r0=$(date +%s.%N)
   $bin run --config "$work/lineage.toml" 2>"$work/run-restart.log" &
   run_pid=$!; pids+=("$run_pid")
   for _ in $(seq 600); do curl -sf "http://127.0.0.1:$mport/health" >/dev/null && break; sleep 0.05; done
-  $bin ingest auto --to kafka --brokers "127.0.0.1:$bport" --from "$work/restart-probe.json" >/dev/null
-  for _ in $(seq 36000); do [ "$(graph_out)" -ge 1 ] && break; sleep 0.05; done
+  offer_and_wait "$bin" "127.0.0.1:$bport" "$work/restart-probe.json" 1800
   r1=$(date +%s.%N)
-  m=$(curl -s "http://127.0.0.1:$mport/metrics")
-  metric() { awk -v n="$1 " 'index($0,n)==1 {print $NF}' <<<"$m"; }
   echo "restart after $last events of history: $(python3 -c "print('%.1f' % ($r1-$r0))") s from start to the first new record processed;" \
-    "restored from snapshot: $(metric lineage_graph_restored_from_snapshot)" \
+    "restored from snapshot: $(metric_value lineage_graph_restored_from_snapshot)" \
     "($(du -sh "$work/out/state/graph-snapshot" | cut -f1));" \
-    "events re-read: $(metric lineage_graph_rebuild_events);" \
-    "output messages read: $(metric lineage_graph_output_ids_read)"
+    "events re-read: $(metric_value lineage_graph_rebuild_events);" \
+    "output messages read: $(metric_value lineage_graph_output_ids_read)"
 fi
 if [ -n "$png" ]; then
   venv="${XDG_CACHE_HOME:-$HOME/.cache}/lineage/venv-plot"

@@ -60,19 +60,54 @@ latency_baseline() {
   curl -s "http://127.0.0.1:$mport/metrics" | grep '^lineage_processing_latency_seconds_bucket' >"$1"
 }
 
+# Writes a delivery file of one CloudTrail record by the key's IAM user "probe".
+# Arguments: the file, the event id, the event time, the access key id, the event
+# source and the event name.
+probe_record() {
+  python3 - "$@" <<'PY'
+import json, sys
+path, event_id, time, key, source, name = sys.argv[1:7]
+rec = {"eventVersion": "1.08", "eventID": event_id, "eventTime": time,
+       "eventSource": source, "eventName": name, "awsRegion": "us-east-1",
+       "userIdentity": {"type": "IAMUser", "accessKeyId": key, "userName": "probe",
+                        "accountId": "111122223333"}}
+json.dump({"Records": [rec]}, open(path, "w"))
+PY
+}
+
+# Ingests a file into Kafka and waits until graph/detect has processed at least one
+# event. Arguments: the lineage binary, the broker address, the file, the most
+# seconds to wait. Fails when it waited them all.
+offer_and_wait() {
+  "$1" ingest auto --to kafka --brokers "$2" --from "$3" >/dev/null
+  local _
+  for _ in $(seq $(($4 * 20))); do [ "$(graph_out)" -ge 1 ] && return 0; sleep 0.05; done
+  return 1
+}
+
+# Waits until graph/detect has processed something and then nothing new for 3 s.
+# Sets `last` (events processed) and `t1` (when that count last changed).
+wait_caught_up() {
+  local g same=0
+  last=-1
+  while [ $same -lt 30 ]; do
+    g=$(graph_out)
+    if [ "$g" != "$last" ] || [ "$g" = 0 ]; then last=$g; same=0; t1=$(date +%s.%N); else same=$((same + 1)); fi
+    sleep 0.1
+  done
+}
+
+# One value of the /metrics of `lineage run` (a metric without labels).
+metric_value() {
+  curl -s "http://127.0.0.1:$mport/metrics" | awk -v n="$1 " 'index($0,n)==1 {print $NF}'
+}
+
 # Offers one CloudTrail record and waits until graph/detect has processed it: the
 # pipeline has joined its groups and has its partitions (on tansu, static-membership
 # joins take seconds). Arguments: the lineage binary, the broker address.
 warm_up() {
-  python3 - "$work/probe.json" <<'PY'
-import json, sys
-rec = {"eventVersion": "1.08", "eventID": "warm-up-probe-1", "eventTime": "2020-01-01T00:00:00Z",
-       "eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity", "awsRegion": "us-east-1",
-       "userIdentity": {"type": "IAMUser", "accessKeyId": "AKIAWARMUPPROBE00001", "userName": "probe",
-                        "accountId": "111122223333"}}
-json.dump({"Records": [rec]}, open(sys.argv[1], "w"))
-PY
-  "$1" ingest auto --to kafka --brokers "$2" --from "$work/probe.json" >/dev/null
-  for _ in $(seq 1200); do [ "$(graph_out)" -ge 1 ] && return; sleep 0.05; done
+  probe_record "$work/probe.json" warm-up-probe-1 2020-01-01T00:00:00Z AKIAWARMUPPROBE00001 \
+    sts.amazonaws.com GetCallerIdentity
+  offer_and_wait "$1" "$2" "$work/probe.json" 60 && return
   echo "warm-up probe not processed in 60 s" >&2; exit 1
 }
