@@ -9,6 +9,9 @@
 //!   dead-lettered), no alert or action appears twice, and the alerts still equal
 //!   replay's (state is rebuilt from the partitions' history).
 //!
+//! - uses held at shutdown (waiting for a quiet source) are processed after the
+//!   restart from the snapshot, not skipped as duplicates.
+//!
 //! - `[bus.topic_config]` reaches the topics `lineage run` creates, and the test
 //!   broker then enforces their `retention.ms` (what the Kafka soak benchmark needs).
 //!
@@ -52,6 +55,19 @@ fn replay_alerts_with(
 }
 
 fn write_config(path: &Path, brokers: &str, group: &str, inventory: &Path, out: &Path, port: u16) {
+    write_config_with(path, brokers, group, inventory, out, port, "");
+}
+
+/// [`write_config`] with more `[run]` settings (`extra_run`, TOML lines).
+fn write_config_with(
+    path: &Path,
+    brokers: &str,
+    group: &str,
+    inventory: &Path,
+    out: &Path,
+    port: u16,
+    extra_run: &str,
+) {
     let text = format!(
         r#"[bus]
 kind = "kafka"
@@ -67,6 +83,7 @@ inventory = "{inv}"
 out_dir = "{out}"
 batch = 2000
 poll_ms = 100
+{extra_run}
 "#,
         inv = inventory.display(),
         out = out.display()
@@ -81,7 +98,8 @@ fn alerts_on_topic(brokers: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Waits until the alerts topic holds `want` alerts and the graph stage's lag is 0.
+/// Waits until the alerts topic holds `want` alerts, the consumer lag is 0 and no
+/// use is held.
 fn wait_for_alerts(
     brokers: &str,
     want_alerts: &BTreeMap<String, Value>,
@@ -95,7 +113,11 @@ fn wait_for_alerts(
             .iter()
             .map(|r| r.metric("lineage_consumer_lag", &[]))
             .sum();
-        if got.len() >= want && lag == 0.0 {
+        let held: f64 = runners
+            .iter()
+            .map(|r| r.metric("lineage_graph_held_events", &[]))
+            .sum();
+        if got.len() >= want && lag == 0.0 && held == 0.0 {
             // Anything still in flight would show up now.
             std::thread::sleep(Duration::from_millis(1500));
             return alerts_on_topic(brokers);
@@ -567,6 +589,121 @@ fn a_departure_delivered_after_the_uses_raises_the_alert_replay_raises_marked_la
     assert!(status.success(), "SIGTERM exits 0: {status}");
     assert_eq!(got.len(), 1, "{got:#?}");
     common::LateDeparture::assert_late_alert(&got[0], &want);
+}
+
+/// Uses of a credential the graph does not know wait (here: for as long as the run
+/// lasts) for a quiet source's facts. Stopped while they wait, the run commits no
+/// offset past them and its snapshot does not count them as processed, so the next
+/// run restores the snapshot, reads them again and processes them: none is skipped
+/// as a duplicate of itself, and each reaches the `events` table once.
+#[test]
+fn uses_held_at_shutdown_are_processed_after_the_restart_from_the_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inventory = tmp.path().join("inventory.toml");
+    std::fs::write(&inventory, "[[human]]\nid = \"u\"\n").unwrap();
+    let ids = ["held-1", "held-2", "held-3"];
+    let records: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            let mut r = trail_record(id, 0);
+            // A key no inventory entry or earlier fact names.
+            r["userIdentity"]["accessKeyId"] = "AKIAHELDUNKNOWN00001".into();
+            r
+        })
+        .collect();
+    let trail = tmp.path().join("trail.json");
+    std::fs::write(
+        &trail,
+        serde_json::json!({ "Records": records }).to_string(),
+    )
+    .unwrap();
+
+    let tansu = Tansu::start();
+    let out = tmp.path().join("live");
+    // One config file for both runs, as an operator restarts a service: the same
+    // static member names, so the restart takes the partitions back at once.
+    let cfg = tmp.path().join("lineage.toml");
+    let port = free_port();
+    write_config_with(
+        &cfg,
+        &tansu.brokers(),
+        "held",
+        &inventory,
+        &out,
+        port,
+        "quiet_source_wait_ms = 600000\nsource_idle_ms = 600000",
+    );
+    let mut run = Runner::start(&cfg, port, tmp.path().join("waiting.log"));
+    run.wait_healthy();
+    common::ingest(&tansu.brokers(), &[trail.display().to_string()]);
+    run.wait_metric(
+        "lineage_graph_held_events",
+        &[],
+        ids.len() as f64,
+        Duration::from_secs(90),
+    );
+    assert_eq!(
+        run.metric(
+            "lineage_events_total",
+            &["stage=\"graph\"", "outcome=\"out\""]
+        ),
+        0.0,
+        "held, not processed"
+    );
+    assert!(run.sigterm().success(), "SIGTERM exits 0");
+    let meta: Value = serde_json::from_slice(
+        &std::fs::read(out.join("state/graph-snapshot/meta.json")).expect("a snapshot at shutdown"),
+    )
+    .unwrap();
+    assert!(
+        meta["offsets"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|o| o.as_i64() == Some(0)),
+        "no offset past a held use: {meta}"
+    );
+
+    // Restarted with the default wait: the uses go through after half a second.
+    let port = free_port();
+    write_config(&cfg, &tansu.brokers(), "held", &inventory, &out, port);
+    let mut run = Runner::start(&cfg, port, tmp.path().join("restarted.log"));
+    run.wait_healthy();
+    run.wait_metric(
+        "lineage_events_total",
+        &["stage=\"graph\"", "outcome=\"out\""],
+        ids.len() as f64,
+        Duration::from_secs(90),
+    );
+    assert_eq!(run.metric("lineage_graph_restored_from_snapshot", &[]), 1.0);
+    assert_eq!(
+        run.metric(
+            "lineage_events_total",
+            &["stage=\"graph\"", "outcome=\"duplicate\""]
+        ),
+        0.0,
+        "a held use is not a duplicate of itself:\n{}",
+        run.log()
+    );
+    assert!(run.sigterm().success(), "SIGTERM exits 0");
+    let o = common::lineage()
+        .args(["sql", "--tables"])
+        .arg(out.join("tables"))
+        .args([
+            "--format",
+            "csv",
+            "SELECT event_id FROM events ORDER BY event_id",
+        ])
+        .output()
+        .unwrap();
+    common::assert_exit(&o, 0);
+    let rows: Vec<String> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(rows, ids, "each held use in the events table once");
 }
 
 /// The configs of `topic` as the broker describes them.

@@ -805,6 +805,24 @@ impl GraphState {
         Ok(())
     }
 
+    /// Fingerprints (hex) of the events seen and processed, oldest first: the
+    /// snapshot's de-duplication set. Held events are seen but not processed; they
+    /// are left out, so a restart from the snapshot (which re-reads from before them,
+    /// see [`GraphState::commit_offsets`]) processes them instead of skipping them as
+    /// duplicates.
+    fn processed_fingerprints(&self) -> Vec<String> {
+        let held: HashSet<u128> = self
+            .held
+            .values()
+            .map(|h| SeenIds::fingerprint(&h.event.dedup_id()))
+            .collect();
+        self.seen_events
+            .fingerprints()
+            .filter(|f| !held.contains(f))
+            .map(|f| format!("{f:032x}"))
+            .collect()
+    }
+
     /// The offsets to commit: never past a held event.
     fn commit_offsets(&self, topic: &str) -> HashMap<(String, i32), i64> {
         self.consumed
@@ -1198,11 +1216,7 @@ fn write_snapshot(
     let meta = SnapshotMeta {
         generation,
         offsets,
-        seen: state
-            .seen_events
-            .fingerprints()
-            .map(|f| format!("{f:032x}"))
-            .collect(),
+        seen: state.processed_fingerprints(),
         processed_until: state.processed_until,
         group: cfg.bus.group_id.clone(),
         topic: cfg.bus.topics.events.clone(),
