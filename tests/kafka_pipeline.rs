@@ -12,6 +12,9 @@
 //! - uses held at shutdown (waiting for a quiet source) are processed after the
 //!   restart from the snapshot, not skipped as duplicates.
 //!
+//! - a restart under other static member names (the config file moved) gets the
+//!   partitions once the old members' sessions expire.
+//!
 //! - `[bus.topic_config]` reaches the topics `lineage run` creates, and the test
 //!   broker then enforces their `retention.ms` (what the Kafka soak benchmark needs).
 //!
@@ -704,6 +707,50 @@ fn uses_held_at_shutdown_are_processed_after_the_restart_from_the_snapshot() {
         .map(str::to_owned)
         .collect();
     assert_eq!(rows, ids, "each held use in the events table once");
+}
+
+/// The static member names come from the host and the config file's path, so a
+/// process restarted from a config file in another place joins under new names. Its
+/// predecessor's members are dead ones it does not take over: the broker expires
+/// them after their session timeout and the new process gets the partitions. (A tansu
+/// 0.6 coordinator never expired a dead static member while only static members
+/// asked, so this group waited for ever; fixed by the tansu patch.)
+#[test]
+fn a_restart_under_other_member_names_gets_the_partitions_after_the_old_sessions_expire() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inventory = tmp.path().join("inventory.toml");
+    std::fs::write(&inventory, "[[human]]\nid = \"u\"\n").unwrap();
+    let trail = |name: &str, ids: &[&str]| {
+        let path = tmp.path().join(name);
+        let records: Vec<Value> = ids.iter().map(|id| trail_record(id, 0)).collect();
+        std::fs::write(&path, serde_json::json!({ "Records": records }).to_string()).unwrap();
+        path.display().to_string()
+    };
+    let tansu = Tansu::start();
+    let out = tmp.path().join("live");
+    for (run_no, dir) in ["first", "moved"].iter().enumerate() {
+        let dir = tmp.path().join(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("lineage.toml");
+        let port = free_port();
+        write_config(&cfg, &tansu.brokers(), "moved", &inventory, &out, port);
+        let mut run = Runner::start(&cfg, port, dir.join("run.log"));
+        run.wait_healthy();
+        let ids: Vec<String> = (1..=3).map(|i| format!("run{run_no}-{i}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        common::ingest(
+            &tansu.brokers(),
+            &[trail(&format!("trail-{run_no}.json"), &ids)],
+        );
+        // Within the old members' 10 s session timeout and a rebalance or two.
+        run.wait_metric(
+            "lineage_events_total",
+            &["stage=\"graph\"", "outcome=\"out\""],
+            3.0,
+            Duration::from_secs(90),
+        );
+        assert!(run.sigterm().success(), "SIGTERM exits 0");
+    }
 }
 
 /// The configs of `topic` as the broker describes them.

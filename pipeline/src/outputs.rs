@@ -19,6 +19,7 @@
 //! the end, feeds them once with each alert's final count.
 
 use std::collections::HashSet;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use lineage_core::{Action, Alert};
@@ -35,15 +36,27 @@ pub const OCSF_FILE: &str = "alerts.ocsf.jsonl";
 /// `actions.jsonl`.
 pub const ACTIONS_FILE: &str = "actions.jsonl";
 
-/// The values of `field` in each line of a JSON-lines file (missing file: none).
-/// A torn last line (a crash mid-write) is ignored.
-pub fn ids_in(path: &Path, field: &str) -> HashSet<String> {
-    let Ok(text) = std::fs::read_to_string(path) else {
+/// An id kept as the first 128 bits of its SHA-256: 16 bytes however long the id,
+/// and no one can make two ids collide (one id passing for another would suppress
+/// an alert or a revocation).
+pub(crate) fn id_fingerprint(id: &[u8]) -> u128 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(id);
+    u128::from_le_bytes(d[..16].try_into().expect("16 bytes"))
+}
+
+/// The fingerprints ([`id_fingerprint`]) of the values of `field` in each line of a
+/// JSON-lines file (missing file: none), read a line at a time. A torn last line (a
+/// crash mid-write) is ignored.
+pub fn ids_in(path: &Path, field: &str) -> HashSet<u128> {
+    let Ok(file) = std::fs::File::open(path) else {
         return HashSet::new();
     };
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v.get(field).and_then(|x| x.as_str()).map(str::to_owned))
+    std::io::BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .filter_map(|v| v.get(field)?.as_str().map(|id| id_fingerprint(id.as_bytes())))
         .collect()
 }
 
@@ -82,7 +95,8 @@ pub struct AlertOutput {
     jsonl: JsonLinesSink,
     ocsf: JsonLinesSink,
     fanout: Option<AlertFanout>,
-    delivered: HashSet<String>,
+    /// Fingerprints of the alert ids delivered (ever, in this output directory).
+    delivered: HashSet<u128>,
     path: PathBuf,
 }
 
@@ -144,7 +158,8 @@ impl AlertOutput {
     /// id was delivered before; returns whether it was new. `Err` when a sink could
     /// neither deliver nor spool it (the caller must not acknowledge its input).
     pub fn deliver(&mut self, alert: &Alert) -> Result<bool, PipelineError> {
-        if self.delivered.contains(alert.id.as_str()) {
+        let id = id_fingerprint(alert.id.as_bytes());
+        if self.delivered.contains(&id) {
             return Ok(false);
         }
         if let Some(f) = self.fanout.as_mut() {
@@ -153,7 +168,7 @@ impl AlertOutput {
         self.jsonl.write(alert)?;
         self.ocsf
             .write(&lineage_sinks::ocsf::detection_finding(alert))?;
-        self.delivered.insert(alert.id.to_string());
+        self.delivered.insert(id);
         Ok(true)
     }
 
@@ -189,7 +204,8 @@ impl AlertOutput {
 /// Revocation requests out: `actions.jsonl` and the responder (see the module doc).
 pub struct ActionOutput {
     jsonl: JsonLinesSink,
-    seen: HashSet<String>,
+    /// Fingerprints of the idempotency keys handled (ever, in this output directory).
+    seen: HashSet<u128>,
     responder: Option<Responder>,
 }
 
@@ -226,7 +242,10 @@ impl ActionOutput {
     /// Handles one request: through the responder when there is one, then into
     /// `actions.jsonl`. `None` when its key was handled before.
     pub fn handle(&mut self, action: Action) -> Result<Option<Action>, PipelineError> {
-        if !self.seen.insert(action.idempotency_key.clone()) {
+        if !self
+            .seen
+            .insert(id_fingerprint(action.idempotency_key.as_bytes()))
+        {
             return Ok(None);
         }
         let action = match self.responder.as_mut() {
@@ -257,7 +276,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(ALERTS_FILE);
         std::fs::write(&path, "{\"id\":\"a\"}\n{\"id\":\"b\",\"det").unwrap();
-        assert_eq!(ids_in(&path, "id"), HashSet::from(["a".to_owned()]));
+        assert_eq!(ids_in(&path, "id"), HashSet::from([id_fingerprint(b"a")]));
         let mut sink = open_append(&path).unwrap();
         sink.write(&serde_json::json!({"id": "c"})).unwrap();
         sink.sync().unwrap();

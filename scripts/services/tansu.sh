@@ -10,7 +10,7 @@
 #   scripts/services/tansu.sh stop DIR    stop the broker started in DIR
 #
 # The binary is built from the crates.io sources of tansu 0.6.0 (pinned by sha256)
-# with three fixes applied (tansu-0.6.0-fixes.patch beside this script; a few
+# with four fixes applied (tansu-0.6.0-fixes.patch beside this script; a few
 # minutes the first time) into ~/.cache/lineage/tansu, and reused when that root
 # already holds this version built with this patch. The fixes:
 #   - tansu-storage, memory/object-store engine: a fetch from an offset *inside* a
@@ -22,6 +22,14 @@
 #     member taking over after a restart kept its previous incarnation's last
 #     contact and was expired by its own first heartbeat (a rebalance, and at times a
 #     group that never assigned again).
+#   - tansu-broker, group coordinator: a static member's JoinGroup or SyncGroup
+#     skipped the session check of the other members, so a dead static member under
+#     another instance id (a process restarted from a moved config file) was never
+#     expired and the group never formed again. The check now runs on every request;
+#     the asking static member's own instance counts as in contact. And a follower's
+#     SyncGroup while the group had no leader (expired) formed the group from the
+#     follower's empty assignments, leaving every partition unassigned; it now gets
+#     REBALANCE_IN_PROGRESS and joins again.
 #   - tansu-storage, memory/object-store engine: `retention.ms` was ignored, so the
 #     broker held every record it was ever sent (about 4 KB each here). Its periodic
 #     maintenance (`?maintenance_interval=30s` on the storage URL; 10 minutes by

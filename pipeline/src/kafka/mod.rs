@@ -160,14 +160,16 @@
 //! consumer position to reach the watermark exactly; readers that catch up deliver
 //! what they fetched beyond it, and the lag gauge reads zero when caught up.
 //!
-//! The tests run tansu 0.6.0 with three fixes (`scripts/services/tansu-0.6.0-fixes.patch`,
+//! The tests run tansu 0.6.0 with four fixes (`scripts/services/tansu-0.6.0-fixes.patch`,
 //! applied by `scripts/services/tansu.sh install`): its in-memory engine answered a
 //! fetch from an offset inside a record batch with the *next* batch, so a consumer
 //! resuming from a committed offset that was not a batch boundary lost the rest of
 //! that batch (found by the crash test: 100 GitHub records never normalized); its
-//! group coordinator did not count a JoinGroup as contact (below); and its in-memory
+//! group coordinator did not count a JoinGroup as contact (below), and never expired a
+//! dead static member while only static members asked (a process restarted under
+//! other member names, its config file moved, waited for ever); and its in-memory
 //! engine ignored `retention.ms` (set through `[bus.topic_config]`), so it held every
-//! record ever sent. All three are broker bugs; nothing in the pipeline works around
+//! record ever sent. All four are broker bugs; nothing in the pipeline works around
 //! them.
 //!
 //! Tansu 0.6 does not auto-create topics (`lineage run`/`ingest` create them through

@@ -26,6 +26,7 @@ use super::watermark::{Gate, SourceWatermark, WATERMARK_HEADER};
 use super::{LiveError, WireEvent, WireHalf, VAULT_REQUEST_HOLD};
 use crate::metrics::{Metrics, Outcome, Stage};
 use crate::normalize::normalize_record;
+use crate::outputs::id_fingerprint;
 use crate::{AttributeStage, Pipeline};
 
 /// How long a flush may wait for the broker before the batch counts as failed.
@@ -714,8 +715,7 @@ impl SeenIds {
     }
 
     fn fingerprint(id: &str) -> u128 {
-        let d = Sha256::digest(id.as_bytes());
-        u128::from_le_bytes(d[..16].try_into().expect("16 bytes"))
+        id_fingerprint(id.as_bytes())
     }
 
     /// True when `id` is new (and remembers it).
@@ -1065,12 +1065,12 @@ struct SnapshotMeta {
 const OUTPUT_READ_IDLE: Duration = Duration::from_millis(500);
 
 /// What the graph stage has put on the output topics (alert ids, action idempotency
-/// keys, as 64-bit fingerprints), so a state rebuilt or restored never emits one twice.
+/// keys, as [`id_fingerprint`]s), so a state rebuilt or restored never emits one twice.
 /// At start it reads only what came after the snapshot when there is one; the whole
 /// topics when a state is rebuilt without it ([`EmittedOutputs::read_all`]).
 struct EmittedOutputs {
-    alerts: HashSet<u64>,
-    actions: HashSet<u64>,
+    alerts: HashSet<u128>,
+    actions: HashSet<u128>,
     alerts_reader: TopicReader,
     actions_reader: TopicReader,
     /// True once the topics were read from their beginning.
@@ -1080,9 +1080,8 @@ struct EmittedOutputs {
 }
 
 impl EmittedOutputs {
-    fn fingerprint(id: &[u8]) -> u64 {
-        let d = Sha256::digest(id);
-        u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
+    fn fingerprint(id: &[u8]) -> u128 {
+        id_fingerprint(id)
     }
 
     /// Reads the output topics from the snapshot's watermarks when the snapshot is of
