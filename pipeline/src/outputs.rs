@@ -56,7 +56,11 @@ pub fn ids_in(path: &Path, field: &str) -> HashSet<u128> {
         .lines()
         .map_while(Result::ok)
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
-        .filter_map(|v| v.get(field)?.as_str().map(|id| id_fingerprint(id.as_bytes())))
+        .filter_map(|v| {
+            v.get(field)?
+                .as_str()
+                .map(|id| id_fingerprint(id.as_bytes()))
+        })
         .collect()
 }
 
