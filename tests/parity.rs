@@ -181,9 +181,9 @@ poll_ms = 100
 
 /// True when the processes have nothing left to do with what was ingested: no
 /// consumer lag, no use held for a quiet source, and every event normalize put on
-/// `lineage.events` taken in by a graph stage. (The lag alone is not enough: it is refreshed every
-/// 2 s, and a use the graph stage has consumed may still be held, not yet in the
-/// tables.)
+/// `lineage.events` taken in by a graph stage. (The lag alone is not enough: it is
+/// refreshed every 2 s, and a use the graph stage has consumed may still be held,
+/// not yet in the tables.)
 fn settled(runners: &[&Runner]) -> bool {
     let sum = |name: &str, filters: &[&str]| -> f64 {
         runners.iter().map(|r| r.metric(name, filters)).sum()

@@ -46,16 +46,17 @@ pub(crate) fn id_fingerprint(id: &[u8]) -> u128 {
 }
 
 /// The fingerprints ([`id_fingerprint`]) of the values of `field` in each line of a
-/// JSON-lines file (missing file: none), read a line at a time. A torn last line (a
-/// crash mid-write) is ignored.
+/// JSON-lines file (missing file: none), read a line at a time. A line that is not
+/// JSON (a torn last line, a crash mid-write, even one cut inside a UTF-8
+/// character) is skipped and the lines after it are still read.
 pub fn ids_in(path: &Path, field: &str) -> HashSet<u128> {
     let Ok(file) = std::fs::File::open(path) else {
         return HashSet::new();
     };
     std::io::BufReader::new(file)
-        .lines()
+        .split(b'\n')
         .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .filter_map(|l| serde_json::from_slice::<serde_json::Value>(&l).ok())
         .filter_map(|v| {
             v.get(field)?
                 .as_str()
@@ -281,6 +282,15 @@ mod tests {
         let path = dir.path().join(ALERTS_FILE);
         std::fs::write(&path, "{\"id\":\"a\"}\n{\"id\":\"b\",\"det").unwrap();
         assert_eq!(ids_in(&path, "id"), HashSet::from([id_fingerprint(b"a")]));
+        // A line cut inside a UTF-8 character does not hide the lines after it.
+        let mut cut = b"{\"id\":\"a\"}\n{\"id\":\"\xc3".to_vec();
+        cut.extend_from_slice(b"\n{\"id\":\"z\"}\n");
+        let other = dir.path().join("cut.jsonl");
+        std::fs::write(&other, cut).unwrap();
+        assert_eq!(
+            ids_in(&other, "id"),
+            HashSet::from([id_fingerprint(b"a"), id_fingerprint(b"z")])
+        );
         let mut sink = open_append(&path).unwrap();
         sink.write(&serde_json::json!({"id": "c"})).unwrap();
         sink.sync().unwrap();
