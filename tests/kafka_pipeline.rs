@@ -71,27 +71,11 @@ fn write_config_with(
     port: u16,
     extra_run: &str,
 ) {
-    let text = format!(
-        r#"[bus]
-kind = "kafka"
-brokers = "{brokers}"
-group_id = "{group}"
-
-[bus.librdkafka]
-"topic.metadata.refresh.interval.ms" = "1000"
-
-[run]
-metrics_addr = "127.0.0.1:{port}"
-inventory = "{inv}"
-out_dir = "{out}"
-batch = 2000
-poll_ms = 100
-{extra_run}
-"#,
-        inv = inventory.display(),
-        out = out.display()
-    );
-    std::fs::write(path, text).unwrap();
+    common::KafkaRunConfig {
+        extra_run,
+        ..common::KafkaRunConfig::new(brokers, group, inventory, out, port)
+    }
+    .write(path);
 }
 
 fn alerts_on_topic(brokers: &str) -> Vec<Value> {

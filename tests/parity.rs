@@ -156,27 +156,11 @@ fn kafka_config(
     port: u16,
     sigma_toml: &str,
 ) {
-    let text = format!(
-        r#"{sigma_toml}
-[bus]
-kind = "kafka"
-brokers = "{brokers}"
-group_id = "{group}"
-
-[bus.librdkafka]
-"topic.metadata.refresh.interval.ms" = "1000"
-
-[run]
-metrics_addr = "127.0.0.1:{port}"
-inventory = "{inv}"
-out_dir = "{out}"
-batch = 2000
-poll_ms = 100
-"#,
-        inv = inventory.display(),
-        out = out.display()
-    );
-    std::fs::write(path, text).unwrap();
+    common::KafkaRunConfig {
+        top: sigma_toml,
+        ..common::KafkaRunConfig::new(brokers, group, inventory, out, port)
+    }
+    .write(path);
 }
 
 /// True when the processes have nothing left to do with what was ingested: no

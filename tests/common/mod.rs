@@ -539,3 +539,68 @@ credentials = ["AKIALATEFACT00000001"]
         assert_eq!(got["first_seen"], "2025-04-01T08:05:00Z", "{got:#}");
     }
 }
+
+/// A `lineage run` config on the Kafka bus, as the Kafka tests write it: short polls,
+/// metadata refreshed every second, metrics on `metrics_port`.
+pub struct KafkaRunConfig<'a> {
+    pub brokers: &'a str,
+    pub group: &'a str,
+    pub inventory: &'a Path,
+    pub out: &'a Path,
+    pub metrics_port: u16,
+    /// TOML before `[bus]` (top-level keys such as `sigma_rules`).
+    pub top: &'a str,
+    /// More `[run]` settings (TOML lines).
+    pub extra_run: &'a str,
+}
+
+impl<'a> KafkaRunConfig<'a> {
+    /// Nothing before `[bus]` and no more `[run]` settings.
+    pub fn new(
+        brokers: &'a str,
+        group: &'a str,
+        inventory: &'a Path,
+        out: &'a Path,
+        metrics_port: u16,
+    ) -> Self {
+        Self {
+            brokers,
+            group,
+            inventory,
+            out,
+            metrics_port,
+            top: "",
+            extra_run: "",
+        }
+    }
+
+    pub fn write(&self, path: &Path) {
+        let text = format!(
+            r#"{top}
+[bus]
+kind = "kafka"
+brokers = "{brokers}"
+group_id = "{group}"
+
+[bus.librdkafka]
+"topic.metadata.refresh.interval.ms" = "1000"
+
+[run]
+metrics_addr = "127.0.0.1:{port}"
+inventory = "{inv}"
+out_dir = "{out}"
+batch = 2000
+poll_ms = 100
+{extra_run}
+"#,
+            top = self.top,
+            brokers = self.brokers,
+            group = self.group,
+            port = self.metrics_port,
+            inv = self.inventory.display(),
+            out = self.out.display(),
+            extra_run = self.extra_run,
+        );
+        std::fs::write(path, text).unwrap();
+    }
+}
