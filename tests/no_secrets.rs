@@ -252,8 +252,15 @@ fn live_run_leaks_nothing(
     let log = live.path().join("run.log");
     let mut run = common::Runner::start_with(&cfg, port, log.clone(), &[("LINEAGE_LOG", "debug")]);
     run.wait_healthy();
+    // Each file appears whole (written beside the directory, then renamed into it),
+    // as the directory source asks: with `settle_ms = 0` a file copied in place can be
+    // read while still empty.
+    let staging = live.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
     for p in paths {
-        std::fs::copy(p, watch.join(p.file_name().unwrap())).unwrap();
+        let name = p.file_name().unwrap();
+        std::fs::copy(p, staging.join(name)).unwrap();
+        std::fs::rename(staging.join(name), watch.join(name)).unwrap();
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
